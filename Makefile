@@ -1,0 +1,29 @@
+# make demo: set up .venv, build the tiny local models, run the job on the sample benchmark.
+# make test: set up .venv and run the test suite.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.editjudge-installed
+CACHE ?= .cache/tiny-models
+
+.PHONY: demo test models bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+models: $(STAMP)
+	$(PY) -m src.tools.make_tiny_models --out $(CACHE)
+
+demo: models
+	$(PY) main.py --config configs/demo.yaml
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+bench: models
+	$(PY) bench/reward_throughput.py
+
+clean:
+	rm -rf outputs .pytest_cache

@@ -1,0 +1,163 @@
+"""The run configuration: YAML in, validated dataclasses out, every problem reported at once.
+
+Precedence: ``--set a.b=c`` on the command line > the YAML file > the defaults below.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot run; the message lists every problem found."""
+
+    def __init__(self, source: str, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__(f"invalid configuration {source}:\n" + "\n".join(f"  - {p}" for p in problems))
+
+
+@dataclass
+class BenchmarkConfig:
+    path: str
+    format: str = "native"
+    categories: list[str] | None = None
+    limit: int | None = None
+
+
+@dataclass
+class RewardModelConfig:
+    type: str = "qwen3_vl"
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Config:
+    benchmark: BenchmarkConfig
+    reward_model: RewardModelConfig
+    output_dir: str = "outputs/run"
+    seed: int = 0
+
+
+BENCHMARK_FORMATS = ("native",)
+
+
+def _type_ok(value: Any, annotation: Any) -> bool:
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        return any(_type_ok(value, arg) for arg in typing.get_args(annotation))
+    if annotation is type(None):
+        return value is None
+    if annotation is Any:
+        return True
+    if origin is list:
+        (item,) = typing.get_args(annotation)
+        return isinstance(value, list) and all(_type_ok(v, item) for v in value)
+    if origin is dict:
+        return isinstance(value, dict) and all(isinstance(k, str) for k in value)
+    if annotation is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if annotation is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    return isinstance(value, annotation)
+
+
+def _type_name(annotation: Any) -> str:
+    return getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")
+
+
+def _build(cls, data: Any, where: str, problems: list[str]):
+    if not isinstance(data, dict):
+        problems.append(f"{where or 'top level'}: expected a mapping, got {type(data).__name__}")
+        return None
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    for key in data:
+        if key not in fields:
+            problems.append(f"{where + '.' if where else ''}{key}: unknown key (known: {', '.join(fields)})")
+    kwargs = {}
+    for name, f in fields.items():
+        path = f"{where}.{name}" if where else name
+        required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        if name not in data:
+            if required:
+                problems.append(f"{path}: required")
+            continue
+        annotation = hints[name]
+        if dataclasses.is_dataclass(annotation):
+            kwargs[name] = _build(annotation, data[name], path, problems)
+        elif not _type_ok(data[name], annotation):
+            problems.append(f"{path}: expected {_type_name(annotation)}, got {type(data[name]).__name__} {data[name]!r}")
+        else:
+            kwargs[name] = data[name]
+    try:
+        return cls(**kwargs)
+    except TypeError:
+        return None  # already reported as a missing required key
+
+
+def _check_values(config: Config, problems: list[str]) -> None:
+    from src.models.reward import REWARD_MODELS
+
+    if config.benchmark.format not in BENCHMARK_FORMATS:
+        problems.append(f"benchmark.format: {config.benchmark.format!r} is not one of {list(BENCHMARK_FORMATS)}")
+    if config.benchmark.limit is not None and config.benchmark.limit < 1:
+        problems.append(f"benchmark.limit: must be at least 1, got {config.benchmark.limit}")
+    if not Path(config.benchmark.path).exists():
+        problems.append(f"benchmark.path: {config.benchmark.path} does not exist")
+    if config.reward_model.type not in REWARD_MODELS:
+        problems.append(f"reward_model.type: {config.reward_model.type!r} is not one of {sorted(REWARD_MODELS)}")
+    else:
+        from src.models.reward import get_reward_model_class
+
+        model_class = get_reward_model_class(config.reward_model.type)
+        problems.extend(f"reward_model.params: {p}" for p in model_class.config_problems(config.reward_model.params))
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """``a.b=c`` -> (["a", "b"], yaml value of c)."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError("--set", [f"{text!r}: expected key.path=value"])
+    return key.strip().split("."), yaml.safe_load(value)
+
+
+def apply_overrides(data: dict, overrides: list[str]) -> dict:
+    for text in overrides:
+        keys, value = parse_override(text)
+        node = data
+        for key in keys[:-1]:
+            node = node.setdefault(key, {})
+            if not isinstance(node, dict):
+                raise ConfigError("--set", [f"{text!r}: {key} is not a mapping"])
+        node[keys[-1]] = value
+    return data
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
+    """Read, override and validate; raise ConfigError listing every problem."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except FileNotFoundError:
+        raise ConfigError(str(path), ["file not found"]) from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(str(path), [f"not valid YAML: {exc}"]) from None
+    data = apply_overrides(data, overrides or [])
+    problems: list[str] = []
+    config = _build(Config, data, "", problems)
+    if config is not None and config.benchmark is not None and config.reward_model is not None:
+        _check_values(config, problems)
+    if problems:
+        raise ConfigError(str(path), problems)
+    return config
+
+
+def config_to_dict(config: Config) -> dict:
+    return dataclasses.asdict(config)

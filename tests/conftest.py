@@ -1,0 +1,48 @@
+"""Shared fixtures: the tiny local models, built once and cached under .cache/ (or $EDITJUDGE_CACHE)."""
+
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+CACHE = Path(os.environ.get("EDITJUDGE_CACHE", ROOT / ".cache" / "tiny-models"))
+
+
+@pytest.fixture(scope="session")
+def tiny_models() -> dict[str, Path]:
+    from src.tools.make_tiny_models import ensure_tiny_models
+
+    return ensure_tiny_models(CACHE)
+
+
+@pytest.fixture(scope="session")
+def judge_path(tiny_models) -> str:
+    return str(tiny_models["judge"])
+
+
+@pytest.fixture(scope="session")
+def judge(judge_path):
+    from src.models.reward import Qwen3VLRewardModel
+
+    return Qwen3VLRewardModel(judge_path, batch_size=4, max_new_tokens=12, show_progress=False)
+
+
+@pytest.fixture(scope="session")
+def logits_judge(judge_path):
+    from src.models.reward import Qwen3VLRewardModel
+
+    return Qwen3VLRewardModel(judge_path, batch_size=4, score_mode="logits", show_progress=False)
+
+
+@pytest.fixture
+def graded_images():
+    """Two synthetic images per brightness level 0-10, with the level the judge should track."""
+    from src.tools.make_tiny_models import brightness_score, synthetic_image
+
+    rng = random.Random(1234)
+    images = [synthetic_image(rng, level=level) for level in range(11) for _ in range(2)]
+    return images, [brightness_score(im) for im in images]
