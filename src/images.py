@@ -7,8 +7,6 @@ from pathlib import Path
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-ImageLike = "str | os.PathLike | Image.Image"
-
 
 class ImageLoadError(ValueError):
     """An image that cannot be used; the message names the file and the reason."""

@@ -336,9 +336,7 @@ def build_judge(out_dir: Path, *, seed: int = 0, steps: int = 450, batch_size: i
         # brightness the judge must read; a large fixed offset in the patch embedding keeps it visible.
         model.model.visual.patch_embed.proj.bias.normal_(0.0, 1.0)
     started = time.perf_counter()
-    threads = torch.get_num_threads()
     losses = train_judge(model, processor, steps=steps, batch_size=batch_size, seed=seed)
-    torch.set_num_threads(threads)
     ids = tokenizer.convert_tokens_to_ids
     model.generation_config = GenerationConfig(
         eos_token_id=[ids("<|im_end|>"), ids("<|endoftext|>")],
