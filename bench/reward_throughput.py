@@ -1,24 +1,44 @@
-"""Reward-model throughput: sequential scoring against real batching, measured side by side.
+"""Reward-model throughput: sequential scoring, the hand-written batched recipe and our batching, side by side.
 
-    python bench/reward_throughput.py                       # CPU, a ~20M-parameter random Qwen3-VL
+    python bench/reward_throughput.py                       # CPU, a ~26M-parameter random Qwen3-VL
     python bench/reward_throughput.py --preset qwen3-vl-8b --device cuda   # 8B-shaped, bf16, on a GPU
+    python bench/reward_throughput.py --batch-sizes 8 --repeats 5 --out /tmp/bench   # fewer configurations
 
 Builds a random Qwen3-VL of the chosen shape (with the tiny judge's tokenizer and processor),
-saves it and loads it back through ``Qwen3VLRewardModel`` (the real loading path), then scores
-the same images sequentially, at several batch sizes, and in logits mode, in one run. The
-random model's answers are not scores; generation length is fixed at --new-tokens by removing
-the end-of-sequence token, so every configuration does the same work. Prints a table.
+saves it and loads it back through ``Qwen3VLRewardModel`` (the real loading path), then runs
+every configuration on one loaded model, in one process: sequential scoring, the official
+Qwen3-VL batched recipe written by hand ("bare": left padding, ``apply_chat_template`` on a list
+of conversations, ``generate``, trim, ``batch_decode``), ``batch_score`` at several batch sizes
+and with ``batch_size="auto"``, logits mode, and a mixed-size image set (32x32 to 160x160 in
+random order) for the grouping comparison. Repeats are interleaved (every configuration once,
+then again) and the best repeat counts, so load from other processes hits all alike. The random
+model's answers are not scores; generation length is fixed at --new-tokens by removing the
+end-of-sequence token, so every configuration does the same work (early stopping never fires).
+
+Per configuration: images/s, per-item latency p50/p95 (the time of the batch an item was in),
+prefill and decode tokens/s (padding excluded), padding fraction, the share of wall time inside
+the model's forward calls, peak memory (RSS high-water mark on CPU, max allocated on GPU),
+fallbacks, and the speed-up over sequential scoring. Writes OUT/bench.json, OUT/bench.csv and
+OUT/bench.png, prints the table and checks the figures the throughput issue asks for.
+Then, unless --no-accuracy, measures int8 weight-only quantization (torchao) on the tiny
+trained judge: its scores against float32 in both score modes.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import csv
+import importlib.util
 import json
 import logging
+import math
+import os
 import random
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -27,12 +47,21 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
+from src.aggregate import spearman  # noqa: E402
+
 PRESETS = {
     # hidden, layers, heads, kv heads, intermediate; vision hidden, depth, heads, intermediate
     "small": dict(hidden=512, layers=6, heads=8, kv=4, inter=1536, v_hidden=256, v_depth=4, v_heads=4, v_inter=768,
                   deepstack=[1]),
     "qwen3-vl-8b": dict(hidden=4096, layers=36, heads=32, kv=8, inter=12288, v_hidden=1152, v_depth=27, v_heads=16,
                         v_inter=4304, deepstack=[8, 16, 24]),
+}
+MIXED_SIZES = (32, 64, 96, 128, 160)
+TARGETS = {  # the throughput issue's figures
+    "batch 8 / sequential, images/s (>= 3.0)": 3.0,
+    "bare recipe / batch_score at batch 8, uniform, time ratio (>= 0.909, i.e. within 10%)": 1 / 1.1,
+    "bare recipe / batch_score at batch 8, mixed sizes in input order, time ratio (>= 1.1)": 1.1,
+    "logits / generate at batch 8, images/s (>= 1.8)": 1.8,
 }
 
 
@@ -77,27 +106,197 @@ def build_random_model(out: Path, preset: str, device: str, dtype: torch.dtype) 
 
 
 def make_images(n: int, size: int, mixed: bool, seed: int = 0) -> list[Image.Image]:
+    """``n`` noise images, ``size`` square, or (``mixed``) squares of MIXED_SIZES in random order."""
     rng = random.Random(seed)
     images = []
     for _ in range(n):
-        w = h = size
-        if mixed:
-            w, h = rng.choice([size // 2, size, size * 2]), rng.choice([size // 2, size, size * 2])
-        images.append(Image.effect_noise((w, h), rng.randint(20, 80)).convert("RGB"))
+        side = rng.choice(MIXED_SIZES) if mixed else size
+        images.append(Image.effect_noise((side, side), rng.randint(20, 80)).convert("RGB"))
     return images
 
 
-def timed(fn, repeats: int) -> list[float]:
-    times = []
-    for _ in range(repeats):
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        fn()
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
-    return times
+def bare_recipe(model, processor, images, system_prompt: str, user_prompt: str, batch_size: int, new_tokens: int,
+                stats) -> list[str]:
+    """Qwen3-VL's batched recipe as people write it by hand, in input order."""
+    processor.tokenizer.padding_side = "left"
+    answers = []
+    for start in range(0, len(images), batch_size):
+        started = time.perf_counter()
+        messages = [[{"role": "system", "content": [{"type": "text", "text": system_prompt}]},
+                     {"role": "user", "content": [{"type": "image", "image": image},
+                                                  {"type": "text", "text": user_prompt}]}]
+                    for image in images[start:start + batch_size]]
+        inputs = processor.apply_chat_template(messages, tokenize=True, add_generation_prompt=True, return_dict=True,
+                                               return_tensors="pt", processor_kwargs={"padding": True}).to(model.device)
+        with torch.inference_mode():
+            generated = model.generate(**inputs, max_new_tokens=new_tokens, do_sample=False)
+        trimmed = generated[:, inputs["input_ids"].shape[1]:]
+        answers += processor.batch_decode(trimmed, skip_special_tokens=True, clean_up_tokenization_spaces=False)
+        stats.batch_timings.append((len(messages), time.perf_counter() - started))
+    processor.tokenizer.padding_side = "right"
+    return answers
+
+
+class PeakMemory:
+    """Peak memory of the process over a block: the RSS high-water mark (reset through /proc) or CUDA's max allocated."""
+
+    def __init__(self, device: str) -> None:
+        self.cuda = device.startswith("cuda")
+        self.peak_mib = math.nan
+
+    def __enter__(self):
+        if self.cuda:
+            torch.cuda.reset_peak_memory_stats()
+        else:
+            with contextlib.suppress(OSError):
+                Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM to the current RSS
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.cuda:
+            self.peak_mib = torch.cuda.max_memory_allocated() / 2**20
+            return
+        with contextlib.suppress(OSError):
+            for line in Path("/proc/self/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    self.peak_mib = int(line.split()[1]) / 1024
+
+
+@contextlib.contextmanager
+def options(judge, **values):
+    saved = {k: getattr(judge, k) for k in values}
+    for k, v in values.items():
+        setattr(judge, k, v)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            setattr(judge, k, v)
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return math.nan
+    ordered = sorted(values)
+    position = (len(ordered) - 1) * q
+    low, high = math.floor(position), math.ceil(position)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+
+
+def run_configs(configs: list[tuple[str, str, callable]], repeats: int, device: str, n_images: int) -> list[dict]:
+    """Every configuration once per repeat, interleaved; for each, the figures of its fastest repeat."""
+    from src.models.reward.results import ScoringStats
+
+    best: dict[str, dict] = {}
+    for repeat in range(repeats):
+        for name, image_set, fn in configs:
+            stats = ScoringStats()
+            if torch.cuda.is_available():
+                torch.cuda.synchronize()
+            with PeakMemory(device) as memory:
+                started = time.perf_counter()
+                fn(stats)
+                if torch.cuda.is_available():
+                    torch.cuda.synchronize()
+                seconds = time.perf_counter() - started
+            latencies = [s for items, s in stats.batch_timings for _ in range(items)]
+            row = {
+                "config": name, "images": image_set, "seconds": seconds, "images_per_s": n_images / seconds,
+                "latency_p50_s": percentile(latencies, 0.5), "latency_p95_s": percentile(latencies, 0.95),
+                "prefill_tok_per_s": stats.prefill_tokens / stats.prefill_seconds if stats.prefill_seconds else math.nan,
+                "decode_tok_per_s": stats.decode_tokens / stats.decode_seconds if stats.decode_seconds else math.nan,
+                "padding_fraction": stats.padding_fraction, "forward_share": stats.forward_seconds / seconds,
+                "prefill_share": stats.prefill_seconds / seconds, "decode_share": stats.decode_seconds / seconds,
+                "prepare_seconds": stats.prepare_seconds, "peak_memory_mib": memory.peak_mib,
+                "fallbacks": stats.batch_fallbacks, "oom_splits": stats.oom_splits,
+                "auto_batch_size": stats.auto_batch_size, "all_seconds": [],
+            }
+            previous = best.get(name)
+            if previous is None or seconds < previous["seconds"]:
+                row["all_seconds"] = previous["all_seconds"] if previous else []
+                best[name] = row
+            best[name]["all_seconds"].append(round(seconds, 4))
+            logging.info("repeat %d/%d  %-34s %7.3fs", repeat + 1, repeats, name, seconds)
+    rows = [best[name] for name, _, _ in configs]
+    for row in rows:
+        row["spread"] = (max(row["all_seconds"]) - row["seconds"]) / row["seconds"]
+    return rows
+
+
+def measure_int8_accuracy() -> dict:
+    """int8 weight-only against float32 on the tiny trained judge, in both score modes."""
+    from src.models.reward import Qwen3VLRewardModel
+    from src.tools.make_tiny_models import brightness_score, ensure_tiny_models, synthetic_image
+
+    root = Path(os.environ.get("EDITJUDGE_CACHE", Path(__file__).resolve().parents[1] / ".cache" / "tiny-models"))
+    path = ensure_tiny_models(root)["judge"]
+    rng = random.Random(99)
+    images = [synthetic_image(rng, level=level) for level in range(11) for _ in range(6)]
+    levels = [brightness_score(image) for image in images]
+    report = {"images": len(images)}
+    for mode in ("generate", "logits"):
+        scores = {}
+        for quantization in (None, "int8"):
+            judge = Qwen3VLRewardModel(str(path), batch_size=8, max_new_tokens=12, show_progress=False,
+                                       score_mode=mode, quantization=quantization)
+            scores[quantization] = judge.batch_score(images)
+        pairs = [(a, b) for a, b in zip(scores[None], scores["int8"]) if not (math.isnan(a) or math.isnan(b))]
+        diffs = [abs(a - b) for a, b in pairs]
+        report[mode] = {
+            "spearman_fp32": spearman(scores[None], levels), "spearman_int8": spearman(scores["int8"], levels),
+            "mean_abs_diff": statistics.fmean(diffs) if diffs else math.nan, "max_abs_diff": max(diffs, default=math.nan),
+            "identical": sum(a == b for a, b in pairs), "failed_fp32": sum(map(math.isnan, scores[None])),
+            "failed_int8": sum(map(math.isnan, scores["int8"])),
+        }
+    return report
+
+
+def plot(rows: list[dict], path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = [r["config"] for r in rows][::-1]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(13, 0.38 * len(rows) + 1.8), sharey=True)
+    speeds = [r["images_per_s"] for r in rows][::-1]
+    left.barh(names, speeds, color=["#4c72b0" if "bare" not in n else "#999999" for n in names])
+    for y, r in enumerate(rows[::-1]):
+        left.text(r["images_per_s"], y, f" {r['speedup']:.2f}x", va="center", fontsize=8)
+    left.set_xlabel("images/s (best repeat); label: speed-up over sequential")
+    prefill = [r["prefill_share"] for r in rows][::-1]
+    decode = [r["decode_share"] for r in rows][::-1]
+    other = [max(0.0, 1 - p - d) for p, d in zip(prefill, decode)]
+    right.barh(names, prefill, label="prefill forward", color="#55a868")
+    right.barh(names, decode, left=prefill, label="decode forward", color="#c44e52")
+    right.barh(names, other, left=[p + d for p, d in zip(prefill, decode)], label="outside the model", color="#cccccc")
+    right.set_xlabel("share of wall time")
+    right.legend(loc="lower right", fontsize=8)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def level_openmp_spin() -> threading.Event:
+    """Keep an idle thread that owns an OpenMP team for the whole run; set the returned event to end it.
+
+    libgomp spins waiting threads for a long time unless it manages more threads than there are
+    CPUs, when it throttles the spin. On a busy machine the long spin turns into storms that make
+    a run several times slower, but only for a process with a single OpenMP team: a configuration
+    that happens to run torch on a second thread (prefetch) would dodge them and look up to 4x
+    faster than it is. With this thread every configuration runs under the throttled spin alike;
+    on an idle machine it changes nothing measurable.
+    """
+    done = threading.Event()
+
+    def hold():
+        torch.ones(256, 256) @ torch.ones(256, 256)
+        torch.ones(1 << 16).exp().sum()
+        done.wait()
+
+    threading.Thread(target=hold, name="openmp-level", daemon=True).start()
+    return done
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -107,50 +306,150 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dtype", default=None, help="default: float32 on CPU, bfloat16 on GPU")
     parser.add_argument("--images", type=int, default=32)
     parser.add_argument("--image-size", type=int, default=64)
-    parser.add_argument("--mixed-sizes", action="store_true", help="images of several sizes, in input order")
     parser.add_argument("--new-tokens", type=int, default=24)
-    parser.add_argument("--batch-sizes", default="1,2,4,8,16")
-    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--batch-sizes", default="2,4,8,16", help="batch_score sizes besides 8 (always run)")
+    parser.add_argument("--variants", default="", help="extra batch-8 judges, comma separated: int8, bfloat16, "
+                                                       "float16, eager")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--out", default="bench_results", help="folder for bench.json, bench.csv, bench.png")
     parser.add_argument("--json", help="also write the table as JSON here")
+    parser.add_argument("--no-accuracy", action="store_true", help="skip the int8 accuracy check on the tiny judge")
+    parser.add_argument("--no-openmp-level", action="store_true", help="do not hold the OpenMP levelling thread "
+                                                                      "(see level_openmp_spin)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     logging.getLogger("src.models.reward.qwen3_vl").setLevel(logging.WARNING)
 
     from src.models.reward import Qwen3VLRewardModel
+    from src.models.reward.prompts import DEFAULT_SYSTEM_PROMPT, DEFAULT_USER_PROMPT
 
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    if not args.no_openmp_level and args.device == "cpu":
+        level_openmp_spin()
+    load_before = os.getloadavg()
     dtype_name = args.dtype or ("float32" if args.device == "cpu" else "bfloat16")
-    images = make_images(args.images, args.image_size, args.mixed_sizes)
+    uniform = make_images(args.images, args.image_size, mixed=False)
+    mixed = make_images(args.images, args.image_size, mixed=True, seed=1)
+    sizes = sorted({int(b) for b in args.batch_sizes.split(",") if b} | {8})
+    variants = [v for v in args.variants.split(",") if v]
     with tempfile.TemporaryDirectory() as tmp:
         path = build_random_model(Path(tmp) / "model", args.preset, args.device, getattr(torch, dtype_name))
         common = dict(device=args.device, dtype=dtype_name, max_new_tokens=args.new_tokens, show_progress=False,
-                      max_pixels=max(args.image_size, 64) ** 2 * 4)
+                      max_pixels=max(args.image_size, *MIXED_SIZES) ** 2)
         judge = Qwen3VLRewardModel(str(path), **common)
         logits_judge = Qwen3VLRewardModel(str(path), score_mode="logits", **common)
-        judge.batch_score(images[:2], batch_size=2)  # warm-up
-        rows = []
+        extra = {}
+        for variant in variants:
+            if variant == "int8":
+                extra[variant] = Qwen3VLRewardModel(str(path), quantization="int8", **common)
+            elif variant == "eager":
+                extra[variant] = Qwen3VLRewardModel(str(path), attn_implementation="eager", **common)
+            else:
+                extra[variant] = Qwen3VLRewardModel(str(path), **{**common, "dtype": variant})
+        model, processor = judge.model, judge.processor
 
-        def measure(name, fn):
-            times = timed(fn, args.repeats)
-            best = min(times)
-            rows.append({"config": name, "seconds": best, "images_per_s": len(images) / best,
-                         "spread": (max(times) - best) / best})
+        def bare(images, batch_size=8, sort=False):
+            def run(stats):
+                from src.models.reward.qwen3_vl import ForwardClock
 
-        measure("sequential", lambda: judge.batch_score(images, use_batch_inference=False))
-        for bs in [int(b) for b in args.batch_sizes.split(",")]:
-            measure(f"batch {bs}", lambda bs=bs: judge.batch_score(images, batch_size=bs))
-        measure("logits, batch 8", lambda: logits_judge.batch_score(images, batch_size=8))
+                chosen = sorted(images, key=lambda im: im.size) if sort else images
+                with ForwardClock(model, stats):
+                    bare_recipe(model, processor, chosen, DEFAULT_SYSTEM_PROMPT, DEFAULT_USER_PROMPT, batch_size,
+                                args.new_tokens, stats)
+            return run
+
+        def ours(which, images, **call):
+            def run(stats):
+                which.stats = stats
+                which.batch_score(images, **call)
+            return run
+
+        def ours_with(which, images, settings, **call):
+            def run(stats):
+                with options(which, **settings):
+                    ours(which, images, **call)(stats)
+            return run
+
+        configs = [("sequential", "uniform", ours(judge, uniform, use_batch_inference=False)),
+                   ("bare recipe, batch 8", "uniform", bare(uniform))]
+        configs += [(f"batch {bs}", "uniform", ours(judge, uniform, batch_size=bs)) for bs in sizes]
+        configs += [("batch auto", "uniform", ours(judge, uniform, batch_size="auto")),
+                    ("logits, batch 8", "uniform", ours(logits_judge, uniform, batch_size=8))]
+        configs += [(f"batch 8, {v}", "uniform", ours(extra[v], uniform, batch_size=8)) for v in variants]
+        configs += [
+            ("bare recipe, batch 8, mixed", "mixed", bare(mixed)),
+            ("bare recipe, batch 8, mixed, sorted", "mixed", bare(mixed, sort=True)),
+            ("batch 8, mixed", "mixed", ours(judge, mixed, batch_size=8)),
+            ("batch 8, mixed, no grouping", "mixed", ours_with(judge, mixed, {"group_by_length": False}, batch_size=8)),
+            ("batch 8, mixed, no prefetch", "mixed", ours_with(judge, mixed, {"prefetch": False}, batch_size=8)),
+        ]
+        # Warm-up: first calls pay for lazy initialisation.
+        from src.models.reward.results import ScoringStats
+
+        for judge_ in (judge, logits_judge, *extra.values()):
+            ours(judge_, uniform[:4], batch_size=2)(ScoringStats())
+        bare(uniform[:4], batch_size=2)(ScoringStats())
+        rows = run_configs(configs, args.repeats, args.device, args.images)
 
     base = rows[0]["images_per_s"]
-    print(f"\n{args.preset} Qwen3-VL, {args.device} {dtype_name}, {len(images)} images of "
-          f"{'mixed sizes' if args.mixed_sizes else f'{args.image_size}x{args.image_size}'}, "
-          f"{args.new_tokens} new tokens, best of {args.repeats}; torch {torch.__version__}, {torch.get_num_threads()} threads")
-    print(f"{'configuration':<18} {'seconds':>8} {'images/s':>9} {'speed-up':>9}")
     for row in rows:
         row["speedup"] = row["images_per_s"] / base
-        print(f"{row['config']:<18} {row['seconds']:>8.3f} {row['images_per_s']:>9.2f} {row['speedup']:>8.2f}x")
+    by_name = {r["config"]: r for r in rows}
+    checks = {
+        list(TARGETS)[0]: by_name["batch 8"]["speedup"],
+        list(TARGETS)[1]: by_name["bare recipe, batch 8"]["seconds"] / by_name["batch 8"]["seconds"],
+        list(TARGETS)[2]: by_name["bare recipe, batch 8, mixed"]["seconds"] / by_name["batch 8, mixed"]["seconds"],
+        list(TARGETS)[3]: by_name["logits, batch 8"]["images_per_s"] / by_name["batch 8"]["images_per_s"],
+    }
+    load_after = os.getloadavg()
+    title = (f"{args.preset} Qwen3-VL, {args.device} {dtype_name}, {args.images} images ({args.image_size}x"
+             f"{args.image_size}, or mixed {MIXED_SIZES[0]}-{MIXED_SIZES[-1]}), {args.new_tokens} new tokens, best of "
+             f"{args.repeats}; torch {torch.__version__}, {torch.get_num_threads()} threads; "
+             f"load {load_before[0]:.2f} -> {load_after[0]:.2f}"
+             + ("" if args.no_openmp_level or args.device != "cpu" else "; OpenMP spin levelled"))
+    print("\n" + title)
+    header = (f"{'configuration':<36} {'sec':>6} {'img/s':>6} {'speedup':>7} {'p50 s':>6} {'p95 s':>6} "
+              f"{'prefill t/s':>11} {'decode t/s':>10} {'pad':>5} {'model':>5} {'peak MiB':>8} {'fb':>2} {'spread':>6}")
+    print(header)
+    for r in rows:
+        print(f"{r['config']:<36} {r['seconds']:>6.2f} {r['images_per_s']:>6.2f} {r['speedup']:>6.2f}x "
+              f"{r['latency_p50_s']:>6.3f} {r['latency_p95_s']:>6.3f} {r['prefill_tok_per_s']:>11.0f} "
+              f"{r['decode_tok_per_s']:>10.0f} {r['padding_fraction']:>5.1%} {r['forward_share']:>5.0%} "
+              f"{r['peak_memory_mib']:>8.0f} {r['fallbacks']:>2d} {r['spread']:>6.1%}")
+    if by_name["batch auto"]["auto_batch_size"]:
+        print(f"batch auto settled on {by_name['batch auto']['auto_batch_size']}")
+    print("\nfigures (measured in this run):")
+    for label, value in checks.items():
+        print(f"  {'ok  ' if value >= TARGETS[label] else 'MISS'} {label}: {value:.2f}")
+
+    accuracy = None
+    if not args.no_accuracy:
+        if importlib.util.find_spec("torchao") is None:
+            print("\nint8 accuracy: skipped, torchao is not installed")
+        else:
+            accuracy = measure_int8_accuracy()
+            print(f"\nint8 weight-only (torchao) against float32 on the tiny judge, {accuracy['images']} graded images:")
+            for mode in ("generate", "logits"):
+                a = accuracy[mode]
+                print(f"  {mode:<8} spearman with brightness {a['spearman_fp32']:.4f} -> {a['spearman_int8']:.4f}; "
+                      f"|score diff| mean {a['mean_abs_diff']:.4f}, max {a['max_abs_diff']:.4f}; identical "
+                      f"{a['identical']}/{accuracy['images']}; failed {a['failed_fp32']} -> {a['failed_int8']}")
+
+    report = {"args": vars(args), "title": title, "torch": torch.__version__, "threads": torch.get_num_threads(),
+              "load_average_before": load_before, "load_average_after": load_after, "rows": rows,
+              "figures": {k: {"value": v, "target": TARGETS[k], "met": v >= TARGETS[k]} for k, v in checks.items()},
+              "int8_accuracy": accuracy}
+    (out / "bench.json").write_text(json.dumps(report, indent=2))
+    columns = [k for k in rows[0] if k != "all_seconds"]
+    with open(out / "bench.csv", "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    plot(rows, out / "bench.png", title)
     if args.json:
         Path(args.json).write_text(json.dumps({"args": vars(args), "rows": rows}, indent=2))
-    print(f"median speed-up over sequential: {statistics.median(r['speedup'] for r in rows[1:]):.2f}x")
+    print(f"\nwrote {out / 'bench.json'}, {out / 'bench.csv'}, {out / 'bench.png'}")
     return 0
 
 

@@ -6,6 +6,7 @@ Precedence: ``--set a.b=c`` on the command line > the YAML file > the defaults b
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -29,11 +30,33 @@ class BenchmarkConfig:
     format: str = "native"
     categories: list[str] | None = None
     limit: int | None = None
+    language: str | None = None
+    image_cache: str | None = None
+
+
+@dataclass
+class EditorConfig:
+    name: str
+    type: str
+    model_path: str | None = None
+    image_dir: str | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+    batch_size: int = 1
+    dtype: str = "auto"
+    trust_remote_code: bool = False
+    max_area: int | None = None
+
+
+@dataclass
+class EditingConfig:
+    devices: str | list[str] = "auto"
+    editors: list[EditorConfig] = field(default_factory=list)
 
 
 @dataclass
 class RewardModelConfig:
     type: str = "qwen3_vl"
+    devices: str | list[str] = "auto"
     params: dict[str, Any] = field(default_factory=dict)
 
 
@@ -41,11 +64,12 @@ class RewardModelConfig:
 class Config:
     benchmark: BenchmarkConfig
     reward_model: RewardModelConfig
+    editing: EditingConfig = field(default_factory=EditingConfig)
     output_dir: str = "outputs/run"
     seed: int = 0
 
 
-BENCHMARK_FORMATS = ("native",)
+EDITOR_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 
 def _type_ok(value: Any, annotation: Any) -> bool:
@@ -92,6 +116,12 @@ def _build(cls, data: Any, where: str, problems: list[str]):
         annotation = hints[name]
         if dataclasses.is_dataclass(annotation):
             kwargs[name] = _build(annotation, data[name], path, problems)
+        elif typing.get_origin(annotation) is list and dataclasses.is_dataclass(typing.get_args(annotation)[0]):
+            if not isinstance(data[name], list):
+                problems.append(f"{path}: expected a list, got {type(data[name]).__name__}")
+                continue
+            (item_cls,) = typing.get_args(annotation)
+            kwargs[name] = [_build(item_cls, v, f"{path}[{i}]", problems) for i, v in enumerate(data[name])]
         elif not _type_ok(data[name], annotation):
             problems.append(f"{path}: expected {_type_name(annotation)}, got {type(data[name]).__name__} {data[name]!r}")
         else:
@@ -102,9 +132,32 @@ def _build(cls, data: Any, where: str, problems: list[str]):
         return None  # already reported as a missing required key
 
 
-def _check_values(config: Config, problems: list[str]) -> None:
-    from src.models.reward import REWARD_MODELS
+def _check_editing(editing: EditingConfig, problems: list[str]) -> None:
+    from src.models.editing import editor_problems
+    from src.parallel import device_problems
 
+    problems.extend(device_problems(editing.devices, "editing.devices"))
+    seen = set()
+    for i, editor in enumerate(editing.editors):
+        where = f"editing.editors[{i}]"
+        if editor is None:
+            continue  # its problems are already listed
+        if not EDITOR_NAME.fullmatch(editor.name):
+            problems.append(f"{where}.name: {editor.name!r} must be letters, digits, '.', '_' or '-' (it names a folder)")
+        elif editor.name in seen:
+            problems.append(f"{where}.name: {editor.name!r} is used by another editor")
+        seen.add(editor.name)
+        problems.extend(editor_problems(editor, where))
+
+
+def _check_values(config: Config, problems: list[str]) -> None:
+    from src.benchmark import BENCHMARK_FORMATS
+    from src.models.reward import REWARD_MODELS
+    from src.parallel import device_problems
+
+    if config.editing is not None:
+        _check_editing(config.editing, problems)
+    problems.extend(device_problems(config.reward_model.devices, "reward_model.devices"))
     if config.benchmark.format not in BENCHMARK_FORMATS:
         problems.append(f"benchmark.format: {config.benchmark.format!r} is not one of {list(BENCHMARK_FORMATS)}")
     if config.benchmark.limit is not None and config.benchmark.limit < 1:
@@ -116,8 +169,16 @@ def _check_values(config: Config, problems: list[str]) -> None:
     else:
         from src.models.reward import get_reward_model_class
 
+        from src.models.reward.rubrics import rubric_problems
+
+        params = dict(config.reward_model.params)
+        rubric = params.pop("rubric", "simple")
+        problems.extend(f"reward_model.params.{p}" for p in rubric_problems(rubric))
+        if rubric != "simple" and params.get("score_mode") == "logits":
+            problems.append("reward_model.params.rubric: rubrics other than 'simple' read several named scores "
+                            "from generated answers; use score_mode: generate")
         model_class = get_reward_model_class(config.reward_model.type)
-        problems.extend(f"reward_model.params: {p}" for p in model_class.config_problems(config.reward_model.params))
+        problems.extend(f"reward_model.params: {p}" for p in model_class.config_problems(params))
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
@@ -156,6 +217,15 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
         _check_values(config, problems)
     if problems:
         raise ConfigError(str(path), problems)
+    return config
+
+
+def config_from_dict(data: dict) -> Config:
+    """Rebuild a configuration that was already validated (a worker receiving its parent's)."""
+    problems: list[str] = []
+    config = _build(Config, data, "", problems)
+    if problems:
+        raise ConfigError("(from dict)", problems)
     return config
 
 

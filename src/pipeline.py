@@ -1,96 +1,474 @@
-"""The editjudge job. This version runs the scoring stage on the benchmark's source images.
+"""The editjudge job: edit (stage 1), score (stage 2), report.
 
-Scores go to ``OUT/scores.jsonl`` (one line per editor and item) and a per-category summary is
-logged and returned. The editing stage, which feeds edited images into the same scoring code,
-comes next (see the README's roadmap).
+    from src.pipeline import run
+    run(load_config("config.yaml"), stage="all")
+
+The stage boundary is on disk, and other tools rely on this layout:
+
+    OUT/config.resolved.yaml
+    OUT/edits/<editor>/<item>.png       edited images (<item> is ``src.paths.safe_name(item_id)``)
+    OUT/edits/manifest.jsonl            one line per editor and item: image, sha1, seed, seconds, error
+    OUT/scores.jsonl                    one line per editor and item: score, raw_output, error, fallback, ...
+    OUT/scores.previous.jsonl           lines scored under other settings, moved aside (never deleted)
+    OUT/summary.json, summary.csv, report.md, scores_by_category.png, report.html   (src.report)
+    OUT/export/gedit/...                GEdit-Bench's statistics layout (``--export gedit``)
+
+Each stage runs one worker per device (``src.parallel``). Workers take rank-strided shards of
+the benchmark, append their lines to ``OUT/.parts/<stage>-rank<r>.jsonl`` (flushed and fsynced
+per batch) and the parent (rank 0 under torchrun) merges the parts into the files above in
+editor-then-benchmark order. Resume is the same code: a rerun skips edits whose image exists
+and opens, and scores recorded for the same editor, item, edited image (sha1) and scoring
+settings (``scoring_settings_hash``); leftover parts of a killed run are merged first.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import io
 import json
 import logging
-import math
-from collections import defaultdict
-from dataclasses import asdict, dataclass
+import os
+import shutil
+import signal
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
+from PIL import Image
 
 from src.benchmark import BenchmarkItem, load_benchmark
-from src.config import Config, config_to_dict
+from src.config import Config, config_from_dict, config_to_dict
+from src.jsonl import append_jsonl, read_jsonl, write_jsonl_atomic
+from src.parallel import Launch, resolve_devices, run_workers, shard
+from src.paths import safe_name
 
 logger = logging.getLogger(__name__)
 
-SOURCE_EDITOR = "source"  # the unedited inputs: the judge's baseline for the benchmark
+STAGES = ("edit", "score", "report", "all")
+
+# Reward-model params that change speed, not scores: changing them does not invalidate scores.
+THROUGHPUT_PARAMS = {"batch_size", "use_batch_inference", "device", "show_progress", "group_by_length",
+                     "prefetch", "stop_early"}
 
 
-@dataclass
-class ScoreRecord:
-    item_id: str
-    category: str
-    editor: str
-    score: float | None
-    raw_output: str | None
-    error: str | None
-    fallback: bool
+class PipelineError(RuntimeError):
+    """The run cannot go on (nothing to do, unwritable output folder, a worker died)."""
 
 
-def score_items(reward_model, items: list[BenchmarkItem], editor: str, images: list) -> list[ScoreRecord]:
-    results = reward_model.batch_evaluate(
-        images,
-        instructions=[item.instruction for item in items],
-        original_images=[item.image for item in items] if reward_model.compare_with_original else None,
-    )
-    return [
-        ScoreRecord(item.id, item.category, editor, None if math.isnan(r.score) else r.score,
-                    r.raw_output, r.error, r.fallback)
-        for item, r in zip(items, results)
-    ]
+@dataclass(frozen=True)
+class Layout:
+    out: Path
+
+    @property
+    def edits(self) -> Path:
+        return self.out / "edits"
+
+    @property
+    def manifest(self) -> Path:
+        return self.edits / "manifest.jsonl"
+
+    @property
+    def scores(self) -> Path:
+        return self.out / "scores.jsonl"
+
+    @property
+    def previous_scores(self) -> Path:
+        return self.out / "scores.previous.jsonl"
+
+    @property
+    def parts(self) -> Path:
+        return self.out / ".parts"
+
+    def part(self, stage: str, rank: int) -> Path:
+        return self.parts / f"{stage}-rank{rank}.jsonl"
+
+    def edited_image(self, editor: str, item_id: str) -> Path:
+        return self.edits / editor / f"{safe_name(item_id)}.png"
 
 
-def category_summary(records: list[ScoreRecord]) -> dict[str, dict]:
-    """Per category: items, scored, failed, mean over the scored ones (None when none scored)."""
-    groups: dict[str, list[ScoreRecord]] = defaultdict(list)
-    for record in records:
-        groups[record.category].append(record)
-    summary = {}
-    for category, group in groups.items():
-        scores = [r.score for r in group if r.score is not None]
-        summary[category] = {
-            "n": len(group),
-            "scored": len(scores),
-            "failed": len(group) - len(scores),
-            "mean": sum(scores) / len(scores) if scores else None,
-        }
-    return summary
+def load_items(config: Config) -> list[BenchmarkItem]:
+    b = config.benchmark
+    return load_benchmark(b.path, b.format, b.categories, b.limit, language=b.language,
+                          image_cache=Path(b.image_cache) if b.image_cache else None)
 
 
-def format_summary(summary: dict[str, dict]) -> str:
-    width = max([len("category")] + [len(c) for c in summary])
-    lines = [f"{'category':<{width}}  {'n':>3}  {'failed':>6}  {'mean':>6}"]
-    for category, row in summary.items():
-        mean = "-" if row["mean"] is None else f"{row['mean']:.3f}"
-        lines.append(f"{category:<{width}}  {row['n']:>3}  {row['failed']:>6}  {mean:>6}")
-    return "\n".join(lines)
+def scoring_settings(config: Config) -> dict:
+    """What decides a score: the judge, its output-affecting params and its prompts."""
+    from src.models.reward.prompts import DEFAULT_SYSTEM_PROMPT, DEFAULT_USER_PROMPT
+
+    from src.models.reward.rubrics import get_rubric
+
+    params = {k: v for k, v in config.reward_model.params.items() if k not in THROUGHPUT_PARAMS}
+    params.setdefault("system_prompt", DEFAULT_SYSTEM_PROMPT)
+    params.setdefault("user_prompt", DEFAULT_USER_PROMPT)
+    rubric = get_rubric(params.pop("rubric", "simple"))
+    if not rubric.is_simple:  # the rubric's full text, so that editing a built-in rubric invalidates its scores
+        params["rubric"] = dataclasses.asdict(rubric)
+    return {"type": config.reward_model.type, "params": params}
 
 
-def run(config: Config) -> dict[str, dict]:
+def scoring_settings_hash(config: Config) -> str:
+    text = json.dumps(scoring_settings(config), sort_keys=True, ensure_ascii=False)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _fault_point(stage: str, batches_written: int) -> None:
+    """Crash testing: ``EDITJUDGE_KILL_AFTER=edit:3`` SIGKILLs this process once 3 edit batches are written.
+
+    Points: ``edit`` / ``score`` (before the next batch starts), ``edit-unrecorded`` /
+    ``score-unrecorded`` (the batch's work is done but its lines are not written yet).
+    """
+    spec = os.environ.get("EDITJUDGE_KILL_AFTER")
+    if spec and spec == f"{stage}:{batches_written}":
+        logger.warning("EDITJUDGE_KILL_AFTER=%s: killing this process", spec)
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _chunks(items: list, size: int):
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+def _error_text(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"
+
+
+# ---------------------------------------------------------------------------------------- stage 1
+
+
+def _finished_edit(layout: Layout, record: dict | None) -> bool:
+    if record is None or record.get("error") or not record.get("image"):
+        return False
+    try:
+        with Image.open(layout.out / record["image"]) as image:
+            image.verify()
+    except (OSError, SyntaxError, ValueError):
+        return False
+    return True
+
+
+def _save_edit(layout: Layout, editor: str, item: BenchmarkItem, seed: int, output, seconds: float) -> dict:
+    record = {"editor": editor, "item_id": item.id, "category": item.category, "image": None, "sha1": None,
+              "seed": seed, "seconds": round(seconds, 4), "error": None}
+    if isinstance(output, BaseException):
+        record["error"] = _error_text(output)
+        return record
+    if not isinstance(output, Image.Image):
+        record["error"] = f"editor returned {type(output).__name__}, not an image"
+        return record
+    path = layout.edited_image(editor, item.id)
+    buffer = io.BytesIO()
+    output.save(buffer, format="PNG")
+    data = buffer.getvalue()
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)  # an image file is either absent or complete
+    record["image"] = path.relative_to(layout.out).as_posix()
+    record["sha1"] = hashlib.sha1(data).hexdigest()
+    if "resized_from" in output.info:
+        record["resized_from"] = output.info["resized_from"]
+    return record
+
+
+def edit_shard(*, rank: int, world_size: int, device: str, config_data: dict, overwrite: bool) -> None:
+    """Stage 1 for one worker: every editor in turn over this rank's batches, one load per editor.
+
+    Batches are fixed slices of the benchmark (``batch_size`` items in benchmark order) dealt out
+    rank-strided, and a batch with any unfinished item is redone whole. Batched kernels do not give
+    bit-identical results for different batch contents, so this is what makes an edit independent of
+    the number of workers and of where an earlier run was killed.
+    """
+    from src.models.editing import EditRequest, build_editor, item_seed
+
+    config = config_from_dict(config_data)
+    layout = Layout(Path(config.output_dir))
+    items = load_items(config)
+    recorded = {} if overwrite else {(r.get("editor"), r.get("item_id")): r for r in read_jsonl(layout.manifest)}
+    part = layout.part("edit", rank)
+    written = 0
+    for editor_config in config.editing.editors:
+        name = editor_config.name
+        mine = shard(list(_chunks(items, editor_config.batch_size)), rank, world_size)
+        batches = [batch for batch in mine
+                   if not all(_finished_edit(layout, recorded.get((name, item.id))) for item in batch)]
+        todo = [item for batch in batches for item in batch]
+        logger.info("editor %s on %s: %d of %d items to edit", name, device, len(todo), sum(map(len, mine)))
+        if not todo:
+            continue
+        (layout.edits / name).mkdir(parents=True, exist_ok=True)
+        requests = {item.id: EditRequest(item.id, item.image, item.instruction, item_seed(config.seed, item.id),
+                                         item.category) for item in todo}
+        try:
+            editor = build_editor(editor_config, device)
+        except Exception as exc:  # an editor that cannot load fails its items; the others go on
+            logger.exception("editor %s failed to load; its %d items are recorded as failed", name, len(todo))
+            failure = RuntimeError(f"editor failed to load: {_error_text(exc)}")
+            append_jsonl(part, [_save_edit(layout, name, item, requests[item.id].seed, failure, 0.0) for item in todo])
+            continue
+        try:
+            for batch in ([(item, requests[item.id]) for item in batch] for batch in batches):
+                _fault_point("edit", written)
+                started = time.perf_counter()
+                try:
+                    outputs = editor.edit([request for _, request in batch])
+                    if len(outputs) != len(batch):
+                        raise RuntimeError(f"editor returned {len(outputs)} results for {len(batch)} requests")
+                except Exception as exc:  # the editor broke its contract for this batch: fail these items only
+                    logger.exception("editor %s raised on a batch of %d", name, len(batch))
+                    outputs = [exc] * len(batch)
+                seconds = (time.perf_counter() - started) / len(batch)
+                records = [_save_edit(layout, name, item, request.seed, output, seconds)
+                           for (item, request), output in zip(batch, outputs)]
+                _fault_point("edit-unrecorded", written)  # images saved, lines not yet written
+                append_jsonl(part, records)
+                written += 1
+                failed = sum(1 for r in records if r["error"])
+                logger.info("editor %s: edited %d items (%d failed), %.2f s/item", name, len(batch), failed, seconds)
+        finally:
+            editor.close()
+
+
+# ---------------------------------------------------------------------------------------- stage 2
+
+
+def _score_record(edit_key: tuple[str, BenchmarkItem], edit: dict | None, settings: str, **fields) -> dict:
+    editor, item = edit_key
+    record = {"item_id": item.id, "category": item.category, "editor": editor, "score": None, "raw_output": None,
+              "error": None, "fallback": False, "failed_stage": None,
+              "image": edit.get("image") if edit else None, "image_sha1": edit.get("sha1") if edit else None,
+              "settings": settings}
+    record.update(fields)
+    return record
+
+
+def _reward_params(config: Config, device: str) -> dict:
+    params = {k: v for k, v in config.reward_model.params.items() if k != "rubric"}
+    return dict(params, device=device)
+
+
+def _judge_chunk(model, rubric, chunk: list, out: Path) -> list[dict]:
+    """Score one chunk of (key, edit) pairs; one result dict per pair (score fields of the record)."""
+    from src.models.reward.rubrics import score_with_rubric
+
+    images = [out / edit["image"] for _, edit in chunk]
+    instructions = [item.instruction for (_, item), _ in chunk]
+    sources = [item.image for (_, item), _ in chunk]
+    if rubric.is_simple:
+        results = model.batch_evaluate(images, instructions=instructions,
+                                       original_images=sources if model.compare_with_original else None)
+        return [{"score": r.score if r.error is None else None, "raw_output": r.raw_output, "error": r.error,
+                 "fallback": r.fallback, "failed_stage": None if r.error is None else "score"} for r in results]
+    results = score_with_rubric(model, rubric, images, instructions, sources)
+    return [{"score": r.score, "raw_output": "\n\n".join(f"[{k}] {v}" for k, v in r.raw_outputs.items()),
+             "error": r.error, "fallback": r.fallback, "failed_stage": None if r.error is None else "score",
+             "sub_scores": r.sub_scores, "raw_outputs": r.raw_outputs} for r in results]
+
+
+def score_shard(*, rank: int, world_size: int, device: str, config_data: dict, overwrite: bool) -> None:
+    """Stage 2 for one worker: one judge load, this rank's (editor, item) pairs scored in batches."""
     from src.models.reward import get_reward_model_class
+    from src.models.reward.rubrics import get_rubric
 
+    config = config_from_dict(config_data)
+    layout = Layout(Path(config.output_dir))
+    settings = scoring_settings_hash(config)
+    mine = shard(load_items(config), rank, world_size)
+    edits = {(r.get("editor"), r.get("item_id")): r for r in read_jsonl(layout.manifest)}
+    scored = {} if overwrite else {(r.get("editor"), r.get("item_id")): r for r in read_jsonl(layout.scores)
+                                   if r.get("settings") == settings}
+    part = layout.part("score", rank)
+    failures, todo = [], []
+    for editor_config in config.editing.editors:
+        for item in mine:
+            key = (editor_config.name, item)
+            edit = edits.get((editor_config.name, item.id))
+            if edit is None:
+                failures.append(_score_record(key, None, settings, failed_stage="edit",
+                                              error="no edit recorded (run the edit stage first)"))
+            elif edit.get("error"):
+                failures.append(_score_record(key, edit, settings, failed_stage="edit",
+                                              error=f"edit failed: {edit['error']}"))
+            else:
+                previous = scored.get((editor_config.name, item.id))
+                if previous and previous.get("failed_stage") is None and previous.get("image_sha1") == edit.get("sha1"):
+                    continue
+                todo.append((key, edit))
+    append_jsonl(part, failures)
+    logger.info("scoring on %s: %d of %d pairs to score (%d failed edits recorded)", device, len(todo),
+                len(mine) * len(config.editing.editors), len(failures))
+    if not todo:
+        return
+    rubric = get_rubric(config.reward_model.params.get("rubric", "simple"))
+    model = get_reward_model_class(config.reward_model.type).from_config(_reward_params(config, device))
+    batch_size = model.batch_size if isinstance(model.batch_size, int) else 16
+    # A few model batches per write: the judge groups by length within a chunk, and a kill loses at most one chunk.
+    for written, chunk in enumerate(_chunks(todo, batch_size * 4)):
+        _fault_point("score", written)
+        records = [_score_record(key, edit, settings, **fields)
+                   for (key, edit), fields in zip(chunk, _judge_chunk(model, rubric, chunk, layout.out))]
+        _fault_point("score-unrecorded", written)
+        append_jsonl(part, records)
+    stats = model.stats
+    logger.info("scoring on %s: %d items, %d failed, %d batch fallbacks, %.2f images/s", device, stats.items,
+                stats.failures, stats.batch_fallbacks, stats.images_per_second)
+
+
+# ---------------------------------------------------------------------------------------- merging
+
+
+def _merge(target: Path, parts: list[Path], key, order: dict, keep=lambda r: True, aside: Path | None = None) -> int:
+    """Fold ``parts`` into ``target``: one line per key (the newest wins), sorted by ``order``.
+
+    Lines that ``keep`` rejects are appended to ``aside`` instead. Returns the number of lines.
+    """
+    merged: dict = {}
+    moved = []
+    for record in read_jsonl(target) + [r for part in parts for r in read_jsonl(part)]:
+        if not keep(record):
+            moved.append(record)
+            continue
+        merged.pop(key(record), None)
+        merged[key(record)] = record  # re-insert: records unknown to ``order`` keep their latest position
+    if moved and aside is not None:
+        append_jsonl(aside, moved)
+    position = {k: i for i, k in enumerate(merged)}
+    rows = sorted(merged.values(), key=lambda r: (order.get(key(r), (len(order), position[key(r)]))))
+    target.parent.mkdir(parents=True, exist_ok=True)
+    write_jsonl_atomic(target, rows)
+    for part in parts:
+        part.unlink()
+    return len(rows)
+
+
+def _order(config: Config, items: list[BenchmarkItem]) -> dict:
+    return {(e.name, item.id): (i, j) for i, e in enumerate(config.editing.editors) for j, item in enumerate(items)}
+
+
+def merge_stage(config: Config, stage: str, items: list[BenchmarkItem]) -> int:
+    layout = Layout(Path(config.output_dir))
+    parts = sorted(layout.parts.glob(f"{stage}-rank*.jsonl"))
+    key = lambda r: (r.get("editor"), r.get("item_id"))  # noqa: E731
+    if stage == "edit":
+        if not parts and not layout.manifest.exists():
+            return 0
+        return _merge(layout.manifest, parts, key, _order(config, items))
+    if not parts and not layout.scores.exists():
+        return 0
+    settings = scoring_settings_hash(config)
+    return _merge(layout.scores, parts, key, _order(config, items), keep=lambda r: r.get("settings") == settings,
+                  aside=layout.previous_scores)
+
+
+# ---------------------------------------------------------------------------------------- report
+
+
+def read_scores(config: Config) -> list[dict]:
+    settings = scoring_settings_hash(config)
+    return [r for r in read_jsonl(Layout(Path(config.output_dir)).scores) if r.get("settings") == settings]
+
+
+def report(config: Config, items: list[BenchmarkItem], export: list[str] | None = None) -> dict:
+    """Write the report files for the current scoring settings; returns the records and the files."""
+    from src.report import export_gedit, write_reports
+
+    records = read_scores(config)
     out = Path(config.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "config.resolved.yaml").write_text(yaml.safe_dump(config_to_dict(config), sort_keys=False, allow_unicode=True))
-    items = load_benchmark(config.benchmark.path, config.benchmark.format, config.benchmark.categories,
-                           config.benchmark.limit)
+    files = write_reports(out, records, items, title=f"editjudge: {out.name}") if records else {}
+    for name in export or []:
+        if name == "gedit":
+            paths = export_gedit(out, records, items)
+            logger.info("GEdit-Bench export: %d files under %s", len(paths), out / "export" / "gedit")
+    return {"records": records, "files": files}
+
+
+# ---------------------------------------------------------------------------------------- the run
+
+
+def _prepare_output(config: Config) -> None:
+    out = Path(config.output_dir)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / ".parts").mkdir(exist_ok=True)
+        probe = out / ".write-probe"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as exc:
+        raise PipelineError(f"output folder {out} is not writable: {exc}") from None
+    free = shutil.disk_usage(out).free
+    if free < 64 * 2**20:
+        raise PipelineError(f"output folder {out} has only {free / 2**20:.0f} MiB free")
+    text = yaml.safe_dump(config_to_dict(config), sort_keys=False, allow_unicode=True)
+    (out / "config.resolved.yaml").write_text(text, encoding="utf-8")
+
+
+def _devices_for(config: Config, stage: str) -> list[str]:
+    if stage == "edit":
+        return resolve_devices(config.editing.devices)
+    spec = config.reward_model.devices
+    if spec == "auto" and isinstance(config.reward_model.params.get("device"), str) \
+            and config.reward_model.params["device"] != "auto":
+        spec = [config.reward_model.params["device"]]
+    return resolve_devices(spec)
+
+
+EXPORTS = ("gedit",)
+
+
+def run(config: Config, stage: str = "all", overwrite: bool = False, export: list[str] | None = None) -> dict:
+    """Run ``stage`` ("edit", "score", "report" or "all").
+
+    Returns, on rank 0 once the report stage ran, ``{"records": [...], "files": {name: path}}``; else {}.
+    """
+    if stage not in STAGES:
+        raise ValueError(f"stage must be one of {STAGES}, got {stage!r}")
+    unknown = sorted(set(export or []) - set(EXPORTS))
+    if unknown:
+        raise ValueError(f"unknown export(s) {unknown}; known: {list(EXPORTS)}")
+    stages = ["edit", "score", "report"] if stage == "all" else [stage]
+    if not config.editing.editors and stage != "report":
+        raise PipelineError("editing.editors is empty: there is nothing to edit or score")
+    items = load_items(config)
     logger.info("benchmark %s: %d items in %d categories", config.benchmark.path, len(items),
                 len({i.category for i in items}))
-    reward_model = get_reward_model_class(config.reward_model.type).from_config(config.reward_model.params)
-    records = score_items(reward_model, items, SOURCE_EDITOR, [item.image for item in items])
-    with open(out / "scores.jsonl", "w", encoding="utf-8") as f:
-        for record in records:
-            f.write(json.dumps(asdict(record), ensure_ascii=False) + "\n")
-    summary = category_summary(records)
-    stats = reward_model.stats
-    logger.info("scoring: %d items, %d failed, %d batch fallbacks, %.2f images/s",
-                stats.items, stats.failures, stats.batch_fallbacks, stats.images_per_second)
-    return summary
+    launch = Launch.from_env()
+    if launch:
+        launch.init()
+    leader = launch is None or launch.rank == 0
+    if leader:
+        _prepare_output(config)
+        for name in ("edit", "score"):  # what a killed run left behind
+            merge_stage(config, name, items)
+    if launch:
+        launch.barrier()
+    data = config_to_dict(config)
+    result: dict = {}
+    try:
+        for name in stages:
+            if name == "report":
+                if leader:
+                    result = report(config, items, export)
+                continue
+            target = edit_shard if name == "edit" else score_shard
+            devices = _devices_for(config, name)
+            started = time.perf_counter()
+            if launch:
+                target(rank=launch.rank, world_size=launch.world_size, device=launch.device(devices),
+                       config_data=data, overwrite=overwrite)
+                launch.barrier()
+                if leader:
+                    lines = merge_stage(config, name, items)
+                launch.barrier()
+            else:
+                logger.info("stage %s: %d worker(s) on %s", name, len(devices), ", ".join(devices))
+                try:
+                    run_workers(target, devices, config_data=data, overwrite=overwrite)
+                finally:
+                    lines = merge_stage(config, name, items)  # keep what the workers finished, even if one died
+            if leader:
+                logger.info("stage %s done in %.1f s: %d lines", name, time.perf_counter() - started, lines)
+    finally:
+        if launch:
+            launch.close()
+    return result

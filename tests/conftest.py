@@ -20,6 +20,14 @@ def tiny_models() -> dict[str, Path]:
 
 
 @pytest.fixture(scope="session")
+def tiny_editors() -> dict[str, Path]:
+    """The tiny random-weight diffusers edit pipelines, by name (instruct-pix2pix, flux-kontext, ...)."""
+    from src.tools.make_tiny_editors import ensure_tiny_editors
+
+    return ensure_tiny_editors(CACHE)
+
+
+@pytest.fixture(scope="session")
 def judge_path(tiny_models) -> str:
     return str(tiny_models["judge"])
 

@@ -86,32 +86,19 @@ def test_overrides_take_precedence(tmp_path, judge_path):
     assert config.benchmark.limit == 3 and config.output_dir == "elsewhere"
 
 
-def test_yaml_configs_in_the_repo_are_valid():
+def test_yaml_configs_in_the_repo_are_valid(monkeypatch):
+    # Offline (as in CI) the hub editors cannot be checked: that must be the only problem reported.
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
     for name in ("config.yaml", "config_multi_gpu.yaml"):
-        config = load_config(ROOT / name)  # hub ids are not checked for existence
-        assert config.reward_model.params["use_batch_inference"] is True
-        assert isinstance(config.reward_model.params["batch_size"], int)
-
-
-def test_main_scores_the_sample_benchmark(tmp_path, judge_path):
-    data = base_config(judge_path)
-    data["reward_model"]["params"].update({"device": "cpu", "max_new_tokens": 16, "show_progress": False})
-    data["output_dir"] = str(tmp_path / "run")
-    result = subprocess.run(
-        [sys.executable, "main.py", "--config", write_config(tmp_path, data), "--limit", "10", "--batch-size", "4"],
-        cwd=ROOT, capture_output=True, text=True, timeout=300,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    lines = [json.loads(line) for line in (tmp_path / "run" / "scores.jsonl").read_text().splitlines()]
-    assert len(lines) == 10
-    assert all(line["error"] is None and 0 <= line["score"] <= 10 for line in lines)
-    items = load_benchmark(SAMPLE, limit=10)
-    assert [line["item_id"] for line in lines] == [i.id for i in items]
-    assert "processed batch 8-9" in result.stderr
-    for category in {i.category for i in items}:
-        assert category in result.stdout
-    resolved = yaml.safe_load((tmp_path / "run" / "config.resolved.yaml").read_text())
-    assert resolved["reward_model"]["params"]["batch_size"] == 4 and resolved["benchmark"]["limit"] == 10
+        with pytest.raises(ConfigError) as info:
+            load_config(ROOT / name)
+        assert info.value.problems and all("HF_HUB_OFFLINE is set" in p for p in info.value.problems), info.value
+        data = yaml.safe_load((ROOT / name).read_text())
+        assert data["reward_model"]["params"]["use_batch_inference"] is True
+        assert isinstance(data["reward_model"]["params"]["batch_size"], int)
+        assert len(data["editing"]["editors"]) == len(info.value.problems)
 
 
 def test_main_rejects_a_bad_config_with_status_2(tmp_path):

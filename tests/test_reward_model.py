@@ -9,6 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
+from src.aggregate import spearman
 from src.models.reward import Qwen3VLRewardModel
 from src.tools.make_tiny_models import synthetic_image
 
@@ -17,26 +18,6 @@ PROMPTS = [
     "How good is this image? Give a score from 0 to 10.",
     'Editing instruction: "add a small red hat to the dog sitting on the left of the sofa"\nScore it from 0 to 10.',
 ]
-
-
-def spearman(a: list[float], b: list[float]) -> float:
-    def ranks(values):
-        order = sorted(range(len(values)), key=lambda i: values[i])
-        result = [0.0] * len(values)
-        i = 0
-        while i < len(order):
-            j = i
-            while j + 1 < len(order) and values[order[j + 1]] == values[order[i]]:
-                j += 1
-            for k in range(i, j + 1):
-                result[order[k]] = (i + j) / 2
-            i = j + 1
-        return result
-
-    ra, rb = ranks(a), ranks(b)
-    ma, mb = sum(ra) / len(ra), sum(rb) / len(rb)
-    cov = sum((x - ma) * (y - mb) for x, y in zip(ra, rb))
-    return cov / math.sqrt(sum((x - ma) ** 2 for x in ra) * sum((y - mb) ** 2 for y in rb))
 
 
 def mixed_batch(n: int = 10):

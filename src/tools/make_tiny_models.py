@@ -7,7 +7,8 @@ Writes ``OUT/v<BUILDER_VERSION>/qwen3-vl-judge``: a ~200k-parameter Qwen3-VL che
 tokens, the Qwen2-VL image processor, the Qwen3-VL video processor and a Qwen3-VL-shaped chat
 template). It is a *real tiny judge*: trained for a few hundred CPU steps on synthetic images
 so that it answers ``{"score": N}`` with N the image's brightness on a 0-10 scale
-(``brightness_score`` below). Nothing is downloaded.
+(``brightness_score`` below), and answers the built-in rubric prompts (viescore) with every field
+set to that brightness, e.g. ``{"naturalness": 6, "artifacts": 6}``. Nothing is downloaded.
 
 A built model is reused when its folder exists: the folder name carries BUILDER_VERSION, so a
 change to this file that changes the models must bump it.
@@ -28,12 +29,13 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from src.models.reward.prompts import DEFAULT_SYSTEM_PROMPT, DEFAULT_USER_PROMPT
+from src.models.reward.prompts import DEFAULT_SYSTEM_PROMPT, DEFAULT_USER_PROMPT, fill_prompt
+from src.models.reward.rubrics import BUILTIN as RUBRICS
 
 logger = logging.getLogger(__name__)
 
 
-BUILDER_VERSION = "1"
+BUILDER_VERSION = "2"
 JUDGE_DIRNAME = "qwen3-vl-judge"
 
 # Qwen's special tokens, in Qwen's order (their ids follow the learned BPE vocabulary).
@@ -109,6 +111,16 @@ TRAIN_INSTRUCTIONS = [
 ]
 
 
+# Rubric prompts the judge also learns (the built-in viescore ones): it answers every field of the
+# prompt with the brightness of the last image, in the JSON form the prompt asks for.
+TRAIN_RUBRIC_PROMPTS = [p for name, r in RUBRICS.items() if name != "simple" for p in r["prompts"]]
+RUBRIC_SHARE = 0.35
+
+
+def _rubric_answer(fields: list[str], value: int) -> str:
+    return "{" + ", ".join(f'"{field}": {value}' for field in fields) + "}"
+
+
 def brightness_score(image: Image.Image) -> int:
     """The property the tiny judge learns: mean luminance mapped to 0-10, rounded."""
     gray = np.asarray(image.convert("L"), dtype=np.float64)
@@ -119,6 +131,9 @@ def _corpus() -> list[str]:
     lines = list(TRAIN_SYSTEM_PROMPTS) + list(TRAIN_INSTRUCTIONS)
     lines += [t.replace("{instruction}", i) for t in TRAIN_USER_TEMPLATES for i in TRAIN_INSTRUCTIONS[:5]]
     lines += ['{"score": %d}' % n for n in range(11)]
+    for prompt in TRAIN_RUBRIC_PROMPTS:
+        lines += [prompt["system_prompt"], fill_prompt(prompt["user_prompt"], TRAIN_INSTRUCTIONS[0])]
+        lines += [_rubric_answer(prompt["fields"], n) for n in range(11)]
     lines += ["system", "user", "assistant", "Score: 7", "7/10", "8 out of 10", "The final score is 6."]
     lines += ["abcdefghijklmnopqrstuvwxyz ABCDEFGHIJKLMNOPQRSTUVWXYZ 0123456789 .,:;!?\"'(){}[]<>/\\-_=+*&%$#@"]
     return lines
@@ -242,6 +257,13 @@ def _filler(rng: random.Random) -> str:
 
 def _training_example(rng: random.Random) -> tuple[list[dict], list[Image.Image], str]:
     """Prompts vary in wording and length so that the judge learns to read the image, not the text."""
+    if rng.random() < RUBRIC_SHARE:
+        prompt = rng.choice(TRAIN_RUBRIC_PROMPTS)
+        images = [synthetic_image(rng) for _ in range(2 if prompt.get("with_source") else 1)]
+        content = [{"type": "image", "image": im} for im in images]
+        content.append({"type": "text", "text": fill_prompt(prompt["user_prompt"], rng.choice(TRAIN_INSTRUCTIONS))})
+        messages = [{"role": "system", "content": prompt["system_prompt"]}, {"role": "user", "content": content}]
+        return messages, images, _rubric_answer(prompt["fields"], brightness_score(images[-1]))
     images = [synthetic_image(rng) for _ in range(rng.choice([1, 1, 2]))]
     user = rng.choice(TRAIN_USER_TEMPLATES).format(instruction=rng.choice(TRAIN_INSTRUCTIONS))
     if rng.random() < 0.3:

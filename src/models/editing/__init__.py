@@ -1,15 +1,23 @@
-"""Editors: a list of edit requests in, one image (or an error) per request out.
+"""Editors: a list of edit requests in, one image (or the exception that item raised) per request out.
 
-Only the contract lives here for now; the diffusers and precomputed editors implement it.
+Backends (``editing.editors[].type``), imported only when chosen:
+
+* ``diffusers``: any diffusers image-editing pipeline (``diffusers_editor.py``);
+* ``precomputed``: outputs made elsewhere, read from ``image_dir`` (``precomputed.py``).
 """
 
 from __future__ import annotations
 
+import hashlib
+import importlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from PIL import Image
+
+if TYPE_CHECKING:
+    from src.config import EditorConfig
 
 
 @dataclass(frozen=True)
@@ -18,6 +26,7 @@ class EditRequest:
     source: Path
     instruction: str
     seed: int
+    category: str = ""
 
 
 class Editor(Protocol):
@@ -26,3 +35,56 @@ class Editor(Protocol):
     def edit(self, requests: list[EditRequest]) -> list[Image.Image | Exception]:
         """One entry per request, in order: the edited image, or the exception that item raised."""
         ...
+
+    def close(self) -> None:
+        """Release the model (memory, GPU) before the next editor loads."""
+        ...
+
+
+EDITORS = {
+    "diffusers": "src.models.editing.diffusers_editor:DiffusersEditor",
+    "precomputed": "src.models.editing.precomputed:PrecomputedEditor",
+}
+
+# Keys an editor entry may set beside ``name`` and ``type``, per backend.
+EDITOR_KEYS = {
+    "diffusers": {"model_path", "params", "batch_size", "dtype", "trust_remote_code", "max_area"},
+    "precomputed": {"image_dir", "params", "batch_size"},
+}
+
+
+def item_seed(run_seed: int, item_id: str) -> int:
+    """The seed for one item: a function of the run seed and the item id only, never of sharding."""
+    digest = hashlib.sha256(f"{run_seed}\0{item_id}".encode("utf-8", "surrogatepass")).digest()
+    return int.from_bytes(digest[:8], "big") % (2**63)
+
+
+def get_editor_class(kind: str):
+    if kind not in EDITORS:
+        raise ValueError(f"unknown editor type {kind!r}; known: {sorted(EDITORS)}")
+    module, _, name = EDITORS[kind].partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def editor_problems(config: "EditorConfig", where: str) -> list[str]:
+    """Everything wrong with one editor entry, found without loading a model."""
+    if config.type not in EDITORS:
+        return [f"{where}.type: {config.type!r} is not one of {sorted(EDITORS)}"]
+    problems = []
+    defaults = {"model_path": None, "image_dir": None, "params": {}, "batch_size": 1, "dtype": "auto",
+                "trust_remote_code": False, "max_area": None}
+    for key, default in defaults.items():
+        if key not in EDITOR_KEYS[config.type] and getattr(config, key) != default:
+            problems.append(f"{where}.{key}: not used by type {config.type!r} "
+                            f"(it takes {', '.join(sorted(EDITOR_KEYS[config.type]))})")
+    if config.batch_size < 1:
+        problems.append(f"{where}.batch_size: must be at least 1, got {config.batch_size}")
+    if config.max_area is not None and config.max_area < 64:
+        problems.append(f"{where}.max_area: must be at least 64 pixels, got {config.max_area}")
+    cls = get_editor_class(config.type)
+    problems.extend(f"{where}.{p}" for p in cls.config_problems(config))
+    return problems
+
+
+def build_editor(config: "EditorConfig", device: str) -> Editor:
+    return get_editor_class(config.type).from_config(config, device)

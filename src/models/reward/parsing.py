@@ -85,3 +85,63 @@ def parse_score(text: str, low: float = 0.0, high: float = 10.0, key: str = "sco
     if not low <= value <= high:
         raise ScoreParseError(f"score {value:g} outside the range [{low:g}, {high:g}] in answer {_clip(text)!r}")
     return value
+
+
+def _json_fields(text: str, fields: list[str]) -> list[dict[str, float]]:
+    """Every JSON object in ``text`` that gives all ``fields`` (or a VIEScore-style ``"score": [a, b]`` list)."""
+    found = []
+    for match in _JSON_OBJECT.finditer(text.replace("\n", " ")):
+        try:
+            obj = json.loads(match.group(0))
+        except json.JSONDecodeError:
+            continue
+        if not isinstance(obj, dict):
+            continue
+        lowered = {str(k).lower(): v for k, v in obj.items()}
+        values = {}
+        for name in fields:
+            v = lowered.get(name.lower())
+            if isinstance(v, (int, float)) and not isinstance(v, bool):
+                values[name] = float(v)
+            elif isinstance(v, str) and re.fullmatch(_NUMBER, v.strip()):
+                values[name] = float(v)
+        listed = lowered.get("score")
+        if len(values) < len(fields) and isinstance(listed, list) and len(listed) == len(fields) \
+                and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in listed):
+            values = {name: float(v) for name, v in zip(fields, listed)}
+        if len(values) == len(fields):
+            found.append(values)
+    return found
+
+
+def parse_fields(text: str, fields: list[str], low: float = 0.0, high: float = 10.0) -> dict[str, float]:
+    """Several named scores from one answer, e.g. ``{"naturalness": 8, "artifacts": 6}``.
+
+    Accepted: a JSON object with every field (names compared case-insensitively), a VIEScore-style
+    ``{"score": [8, 6]}`` read in field order, or one ``field: N`` line per field. A field that
+    is missing, given two different values, or out of range is a ScoreParseError. A one-field
+    list falls back to :func:`parse_score` with that field as the JSON key.
+    """
+    if text is None or not text.strip():
+        raise ScoreParseError("empty answer")
+    if len(fields) == 1:
+        return {fields[0]: parse_score(text, low, high, key=fields[0])}
+    objects = _json_fields(text, fields)
+    if objects:
+        values = {name: _one([o[name] for o in objects], f"JSON {name}", text) for name in fields}
+    else:
+        values, missing = {}, []
+        for name in fields:
+            pattern = re.compile(r"\b" + re.escape(name).replace("_", "[_ ]") + r"\b[\"']?\s*[:=]\s*\**\s*" + _NUMBER,
+                                 re.I)
+            hits = [float(v) for v in pattern.findall(text)]
+            if hits:
+                values[name] = _one(hits, f"labelled {name}", text)
+            else:
+                missing.append(name)
+        if missing:
+            raise ScoreParseError(f"no value for {missing} in answer {_clip(text)!r}")
+    for name, value in values.items():
+        if not low <= value <= high:
+            raise ScoreParseError(f"{name} {value:g} outside the range [{low:g}, {high:g}] in answer {_clip(text)!r}")
+    return values

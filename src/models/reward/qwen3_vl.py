@@ -12,24 +12,37 @@ gets ``nan`` and its error while the rest of its batch keeps its scores.
 
 ``score_mode="logits"`` skips generation: the assistant turn is prefilled up to the score
 (``{"score": ``) and the expected value of the next-token distribution over digits is returned.
+
+Speed options, none of which changes a float32 score: ``group_by_length`` batches items of
+similar token count together (results still come back in input order), ``prefetch`` opens the
+images and builds the inputs of the next batch on a background thread while the model runs,
+``stop_early`` ends generation once every answer in the batch holds its JSON score, and
+``batch_size="auto"`` picks the batch size from free memory and halves it on out-of-memory.
+``dtype``, ``attn_implementation`` and ``quantization="int8"`` (torchao, weight-only) trade
+accuracy or portability for speed and memory. ``stats`` shows where the time went.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import inspect
 import logging
 import math
 import os
+import threading
 import time
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 
 import torch
+from PIL import Image
 from tqdm.auto import tqdm
 
 from src.images import ImageLoadError, load_image
 
-from .parsing import ScoreParseError, parse_score
+from .parsing import ScoreParseError, _json_scores, parse_score
 from .prompts import DEFAULT_SYSTEM_PROMPT, DEFAULT_USER_PROMPT, fill_prompt
 from .results import ScoreResult, ScoringStats
 
@@ -37,12 +50,62 @@ logger = logging.getLogger(__name__)
 
 DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
 SCORE_MODES = ("generate", "logits")
+ATTN_IMPLEMENTATIONS = ("sdpa", "eager", "flash_attention_2")
+QUANTIZATIONS = ("int8",)
+# Grouping reorders items across batches. A call of one or two batches keeps input order: there is
+# little to regroup, and a short call (a trainer's step) keeps batches that match its input ranges.
+GROUP_MIN_BATCHES = 3
+AUTO_MAX_BATCH = 64  # larger batches stop paying on any device we run, and hurt latency
+AUTO_MEMORY_SHARE = 0.5  # of the free memory, the rest is headroom for the estimate's errors
+UNKNOWN_LENGTH = 4096  # tokens per item assumed by ``batch_size: auto`` when they cannot be estimated
 
 
 def is_out_of_memory(exc: BaseException) -> bool:
     if isinstance(exc, torch.OutOfMemoryError):
         return True
     return isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
+
+
+def _setting_problems(values: dict) -> list[str]:
+    """Problems with the given settings (only the keys present are checked)."""
+    problems = []
+
+    def check(key, ok, expected):
+        if key in values and not ok(values[key]):
+            problems.append(f"{key} must be {expected}, got {values[key]!r}")
+
+    is_int = lambda v: isinstance(v, int) and not isinstance(v, bool)  # noqa: E731
+    check("batch_size", lambda v: v == "auto" or (is_int(v) and v >= 1), "'auto' or a positive integer")
+    check("dtype", lambda v: v == "auto" or v in DTYPES, f"'auto' or one of {sorted(DTYPES)}")
+    check("score_mode", lambda v: v in SCORE_MODES, f"one of {list(SCORE_MODES)}")
+    check("max_new_tokens", lambda v: is_int(v) and v >= 1, "a positive integer")
+    check("attn_implementation", lambda v: v in ATTN_IMPLEMENTATIONS, f"one of {list(ATTN_IMPLEMENTATIONS)}")
+    check("quantization", lambda v: v is None or v in QUANTIZATIONS, f"null or one of {list(QUANTIZATIONS)}")
+    for key in ("group_by_length", "prefetch", "stop_early", "use_batch_inference", "compare_with_original"):
+        check(key, lambda v: isinstance(v, bool), "true or false")
+    if "score_range" in values:
+        score_range = values["score_range"]
+        try:
+            low, high = (float(v) for v in score_range)
+        except (TypeError, ValueError):
+            low = high = None
+        if low is None or not low < high:
+            problems.append(f"score_range must be [low, high] with low < high, got {score_range!r}")
+        elif values.get("score_mode") == "logits" and not (0 <= low and high <= 10 and low.is_integer()
+                                                            and high.is_integer()):
+            problems.append("score_mode 'logits' reads one digit (or '10'): score_range must be integers in 0-10, "
+                            f"got {score_range!r}")
+    if values.get("attn_implementation") == "flash_attention_2":
+        if importlib.util.find_spec("flash_attn") is None:
+            problems.append("attn_implementation 'flash_attention_2' needs the flash-attn package, which is not "
+                            "installed (use 'sdpa')")
+        if str(values.get("device", "")).startswith("cpu"):
+            problems.append("attn_implementation 'flash_attention_2' runs on CUDA only (use 'sdpa' on CPU)")
+        if values.get("dtype") == "float32":
+            problems.append("attn_implementation 'flash_attention_2' needs dtype bfloat16 or float16, got 'float32'")
+    if values.get("quantization") == "int8" and importlib.util.find_spec("torchao") is None:
+        problems.append("quantization 'int8' needs the torchao package, which is not installed")
+    return problems
 
 
 @dataclass
@@ -56,6 +119,16 @@ class _Request:
     user_prompt: str
 
 
+class _Batch(list):
+    """Requests scored together, with the model inputs built ahead of time (or the error building them).
+
+    A slice is a plain list: the halves of a split batch build their own inputs.
+    """
+
+    inputs = None
+    error: BaseException | None = None
+
+
 class Qwen3VLRewardModel:
     """Scores edited images with a Qwen3-VL checkpoint (a local folder or a hub id)."""
 
@@ -65,7 +138,7 @@ class Qwen3VLRewardModel:
         device: str = "auto",
         dtype: str = "auto",
         attn_implementation: str = "sdpa",
-        batch_size: int = 4,
+        batch_size: int | str = 4,
         use_batch_inference: bool = True,
         max_new_tokens: int = 64,
         min_pixels: int | None = None,
@@ -78,28 +151,25 @@ class Qwen3VLRewardModel:
         logits_prefix: str = '{"score": ',
         trust_remote_code: bool = False,
         show_progress: bool = True,
+        group_by_length: bool = True,
+        prefetch: bool = True,
+        stop_early: bool = True,
+        quantization: str | None = None,
     ) -> None:
-        problems = []
-        if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
-            problems.append(f"batch_size must be a positive integer, got {batch_size!r}")
-        if dtype != "auto" and dtype not in DTYPES:
-            problems.append(f"dtype must be 'auto' or one of {sorted(DTYPES)}, got {dtype!r}")
-        if score_mode not in SCORE_MODES:
-            problems.append(f"score_mode must be one of {list(SCORE_MODES)}, got {score_mode!r}")
-        if not isinstance(max_new_tokens, int) or max_new_tokens < 1:
-            problems.append(f"max_new_tokens must be a positive integer, got {max_new_tokens!r}")
-        if len(score_range) != 2 or not score_range[0] < score_range[1]:
-            problems.append(f"score_range must be [low, high] with low < high, got {score_range!r}")
-        elif score_mode == "logits" and not (0 <= score_range[0] and score_range[1] <= 10
-                                             and all(float(v).is_integer() for v in score_range)):
-            problems.append(f"score_mode 'logits' reads one digit (or '10'): score_range must be integers in 0-10, got {score_range!r}")
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        problems = _setting_problems(dict(
+            batch_size=batch_size, dtype=dtype, score_mode=score_mode, max_new_tokens=max_new_tokens,
+            score_range=score_range, attn_implementation=attn_implementation, quantization=quantization,
+            group_by_length=group_by_length, prefetch=prefetch, stop_early=stop_early, device=device,
+        ))
         if problems:
             raise ValueError("invalid Qwen3VLRewardModel settings: " + "; ".join(problems))
 
         from transformers import AutoModelForImageTextToText, AutoProcessor
 
         self.model_path = str(model_path)
-        self.device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device)
+        self.device = torch.device(device)
         if dtype == "auto":
             self.dtype = torch.bfloat16 if self.device.type == "cuda" else torch.float32
         else:
@@ -114,7 +184,17 @@ class Qwen3VLRewardModel:
         self.score_range = (float(score_range[0]), float(score_range[1]))
         self.logits_prefix = logits_prefix
         self.show_progress = show_progress
+        self.group_by_length = group_by_length
+        self.prefetch = prefetch
+        self.stop_early = stop_early
+        self.quantization = quantization
         self.stats = ScoringStats()
+        self._parse_override = None  # set per batch_evaluate call (parse=)
+        # The prefetch thread and the main thread share the tokenizer, whose padding settings are mutable.
+        self._processor_lock = threading.RLock()
+        self._auto_batch_size: int | None = None
+        self._auto_active = False
+        self._closing_ids: frozenset[int] | None = None
 
         self.processor = AutoProcessor.from_pretrained(self.model_path, trust_remote_code=trust_remote_code)
         if min_pixels is not None or max_pixels is not None:
@@ -132,11 +212,13 @@ class Qwen3VLRewardModel:
             use_safetensors=True,
         ).to(self.device)
         self.model.eval()
+        if quantization == "int8":
+            self._quantize_int8()
         self._digit_ids = self._single_token_ids([str(d) for d in range(10)]) if score_mode == "logits" else None
         logger.info(
-            "loaded %s on %s (%s, %s, score_mode=%s, batch_size=%d)",
+            "loaded %s on %s (%s, %s, score_mode=%s, batch_size=%s, quantization=%s)",
             self.model_path, self.device, str(self.dtype).removeprefix("torch."),
-            attn_implementation, score_mode, batch_size,
+            attn_implementation, score_mode, batch_size, quantization,
         )
 
     @classmethod
@@ -152,6 +234,7 @@ class Qwen3VLRewardModel:
             problems.append("model_path: required, a local folder or a hub id")
         elif (path.startswith((".", "/", "~")) or os.path.isabs(path)) and not os.path.isdir(os.path.expanduser(path)):
             problems.append(f"model_path: local folder {path} does not exist")
+        problems.extend(_setting_problems({k: v for k, v in params.items() if k in accepted}))
         return problems
 
     @classmethod
@@ -188,51 +271,98 @@ class Qwen3VLRewardModel:
         return [r.score for r in results]
 
     def batch_evaluate(self, edited_images, system_prompts=None, user_prompts=None, batch_size=None,
-                       use_batch_inference=None, original_images=None, instructions=None) -> list[ScoreResult]:
+                       use_batch_inference=None, original_images=None, instructions=None,
+                       parse=None) -> list[ScoreResult]:
         """Like ``batch_score`` but each result keeps the raw answer, the error and the fallback flag.
 
         Prompts may be None (the configured prompt), one string for every item, or one per item.
         ``instructions`` (optional, one per item) fill ``{instruction}`` in the user prompts.
+        ``batch_size`` may be a positive integer or ``"auto"``. ``parse`` (generate mode only)
+        replaces the score parser for this call: answer text -> score, raising ScoreParseError;
+        rubrics use it to read several named fields, and ``stop_early`` then ends a row once
+        ``parse`` accepts its answer at a closing brace.
         """
+        if parse is not None and self.score_mode != "generate":
+            raise ValueError("parse= needs score_mode 'generate' (logits mode reads one digit)")
+        self._parse_override = parse
         edited_images = list(edited_images)
         n = len(edited_images)
         systems = self._per_item(system_prompts, self.system_prompt, n, "system_prompts")
         users = self._per_item(user_prompts, self.user_prompt, n, "user_prompts")
         originals = self._per_item(original_images, None, n, "original_images")
         instr = self._per_item(instructions, None, n, "instructions")
+        users = [fill_prompt(u, i) for u, i in zip(users, instr)]
         if self.compare_with_original and original_images is None:
             raise ValueError("compare_with_original is set: original_images must be given")
         batch_size = self.batch_size if batch_size is None else batch_size
-        if not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        if _setting_problems({"batch_size": batch_size}):
+            raise ValueError(f"batch_size must be 'auto' or a positive integer, got {batch_size!r}")
         batched = self.use_batch_inference if use_batch_inference is None else use_batch_inference
+        auto = batched and batch_size == "auto"
         if not batched:
             batch_size = 1
 
         started = time.perf_counter()
+        before = (self.stats.forward_seconds, self.stats.prefill_tokens, self.stats.padding_tokens)
+        lengths = None
+        if batched and n and (auto or (self.group_by_length and batch_size > 1)):
+            try:
+                lengths = self._estimated_lengths(edited_images, originals, systems, users)
+            except (AttributeError, KeyError, TypeError) as exc:  # a processor not shaped like Qwen's
+                logger.warning("cannot estimate token counts (%s: %s): batches keep input order", type(exc).__name__, exc)
+        if auto:
+            longest = max(lengths) if lengths else UNKNOWN_LENGTH
+            batch_size = self._auto_batch_size or self._estimate_batch_size(longest)
+            self.stats.auto_batch_size = batch_size
+        order = list(range(n))
+        if lengths is not None and self.group_by_length and batch_size > 1 and n > (GROUP_MIN_BATCHES - 1) * batch_size:
+            # Longest first: a batch that does not fit fails at once, and the progress bar's estimate errs long.
+            order.sort(key=lambda i: -lengths[i])
+
         results: list[ScoreResult | None] = [None] * n
-        starts = range(0, n, batch_size)
-        bar = tqdm(starts, desc="scoring", unit="batch", disable=not self.show_progress or n == 0, leave=False)
-        for start in bar:
-            stop = min(start + batch_size, n)
-            requests = []
-            for i in range(start, stop):
-                request = self._open(i, edited_images[i], originals[i], systems[i], fill_prompt(users[i], instr[i]))
-                if isinstance(request, ScoreResult):
-                    results[i] = request
+        position = 0
+
+        def next_indices() -> list[int]:
+            nonlocal position
+            size = self._auto_batch_size if auto else batch_size
+            chunk = sorted(order[position:position + size])  # a batch keeps its items in input order
+            position += len(chunk)
+            return chunk
+
+        def prepare(indices: list[int]) -> tuple[_Batch, dict[int, ScoreResult]]:
+            return self._prepare_batch(indices, edited_images, originals, systems, users)
+
+        bar = tqdm(total=n, desc="scoring", unit="img", disable=not self.show_progress or n == 0, leave=False)
+        with ExitStack() as stack:
+            stack.enter_context(self._left_padding())
+            stack.enter_context(ForwardClock(self.model, self.stats))
+            pool = None
+            if self.prefetch and n > batch_size:
+                pool = stack.enter_context(ThreadPoolExecutor(1, "judge-prefetch"))
+            self._auto_active = auto
+            stack.callback(setattr, self, "_auto_active", False)
+            pending = _submit(pool, prepare, next_indices()) if n else None
+            while pending is not None:
+                batch_started = time.perf_counter()
+                batch, failed = pending.result()
+                following = next_indices()
+                pending = _submit(pool, prepare, following) if following else None
+                indices = sorted([r.index for r in batch] + list(failed))
+                for i, result in failed.items():
+                    results[i] = result
+                if batched:
+                    chunk = self._score_batch_with_fallback(batch)
                 else:
-                    requests.append(request)
-            if batched:
-                chunk = self._score_batch_with_fallback(requests, start, stop)
-            else:
-                chunk = self._batch_score_sequential(requests, fallback=False)
-            for request, result in zip(requests, chunk):
-                results[request.index] = result
-            self.stats.batches += 1
-            scored = [r.score for r in results[start:stop] if r.ok]
-            average = sum(scored) / len(scored) if scored else math.nan
-            logger.info("processed batch %d-%d: avg_score=%.3f (%d/%d scored)",
-                        start, stop - 1, average, len(scored), stop - start)
+                    chunk = self._batch_score_sequential(batch, fallback=False)
+                for request, result in zip(batch, chunk):
+                    results[request.index] = result
+                self.stats.batches += 1
+                self.stats.batch_timings.append((len(indices), time.perf_counter() - batch_started))
+                scored = [results[i].score for i in indices if results[i].ok]
+                average = sum(scored) / len(scored) if scored else math.nan
+                logger.info("processed batch %s: avg_score=%.3f (%d/%d scored)",
+                            _describe(indices), average, len(scored), len(indices))
+                bar.update(len(indices))
         bar.close()
 
         elapsed = time.perf_counter() - started
@@ -242,8 +372,12 @@ class Qwen3VLRewardModel:
         self.stats.failures += failures
         self.stats.seconds += elapsed
         if n:
-            logger.info("scored %d images in %.2fs (%.2f images/s): %d failed, %d via sequential fallback",
-                        n, elapsed, n / elapsed if elapsed > 0 else 0.0, failures, fallbacks)
+            forward = self.stats.forward_seconds - before[0]
+            real, padding = self.stats.prefill_tokens - before[1], self.stats.padding_tokens - before[2]
+            logger.info("scored %d images in %.2fs (%.2f images/s, %.0f%% of it in the model, %.1f%% padding): "
+                        "%d failed, %d via sequential fallback",
+                        n, elapsed, n / elapsed if elapsed > 0 else 0.0, 100 * forward / elapsed if elapsed > 0 else 0,
+                        100 * padding / (real + padding) if real + padding else 0.0, failures, fallbacks)
         return results  # type: ignore[return-value]
 
     # ------------------------------------------------------------------ building inputs
@@ -285,23 +419,135 @@ class Qwen3VLRewardModel:
             images.append(r.edited)
         return images
 
+    def _prepare_batch(self, indices, edited, originals, systems, users) -> tuple[_Batch, dict[int, ScoreResult]]:
+        """Open the images of ``indices`` and build their model inputs (on the prefetch thread when on)."""
+        started = time.perf_counter()
+        batch, failed = _Batch(), {}
+        for i in indices:
+            request = self._open(i, edited[i], originals[i], systems[i], users[i])
+            if isinstance(request, ScoreResult):
+                failed[i] = request
+            else:
+                batch.append(request)
+        if batch:
+            try:
+                batch.inputs = self._prepare_inputs(batch)
+            except Exception as exc:  # noqa: BLE001 - raised again where the batch is scored, to fall back there
+                batch.error = exc
+        self.stats.prepare_seconds += time.perf_counter() - started
+        return batch, failed
+
+    def _prepare_inputs(self, requests: list[_Request]):
+        """The model inputs for ``requests``, on the CPU: left-padded token ids, pixels and grids."""
+        with self._processor_lock, self._left_padding():
+            if self.score_mode == "logits":
+                return self._prepare_logits(requests)
+            messages = [self._build_messages(r.edited, r.system_prompt, r.user_prompt, r.original) for r in requests]
+            return self.processor.apply_chat_template(
+                messages,
+                tokenize=True,
+                add_generation_prompt=True,
+                return_dict=True,
+                return_tensors="pt",
+                processor_kwargs={"padding": True},
+            )
+
+    def _inputs(self, requests: list[_Request]):
+        if isinstance(requests, _Batch):
+            if requests.error is not None:
+                raise requests.error
+            if requests.inputs is not None:
+                return requests.inputs.to(self.device)
+        return self._prepare_inputs(requests).to(self.device)
+
+    def _estimated_lengths(self, edited, originals, systems, users) -> list[int]:
+        """Each item's prompt length in tokens, from image sizes and prompts, without decoding any image."""
+        from transformers.models.qwen2_vl.image_processing_qwen2_vl import smart_resize
+
+        image_processor = self.processor.image_processor
+        patch, merge = image_processor.patch_size, image_processor.merge_size
+        size = image_processor.size
+        min_pixels, max_pixels = size["shortest_edge"], size["longest_edge"]
+
+        def image_tokens(source) -> int:
+            dims = _image_dims(source)
+            if dims is None:
+                return 0  # it fails when opened; where it sorts does not matter
+            width, height = dims
+            try:
+                h, w = smart_resize(height, width, factor=patch * merge, min_pixels=min_pixels, max_pixels=max_pixels)
+            except ValueError:
+                return 0
+            return (h // patch) * (w // patch) // (merge * merge)
+
+        text_tokens: dict[tuple, int] = {}
+        lengths = []
+        for i, source in enumerate(edited):
+            with_original = self.compare_with_original and originals[i] is not None
+            key = (systems[i], users[i], with_original)
+            if key not in text_tokens:
+                # The template with one placeholder token per image; each placeholder becomes the image's tokens.
+                messages = self._build_messages("", systems[i], users[i], "" if with_original else None)
+                with self._processor_lock:
+                    text = self.processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+                    ids = self.processor.tokenizer(text, add_special_tokens=False)["input_ids"]
+                text_tokens[key] = len(ids) - (2 if with_original else 1)
+            length = text_tokens[key] + image_tokens(source)
+            if with_original:
+                length += image_tokens(originals[i])
+            lengths.append(length)
+        return lengths
+
+    # ------------------------------------------------------------------ batch size
+
+    def _estimate_batch_size(self, tokens: int) -> int:
+        """The largest power of two whose estimated memory fits in a share of the free memory."""
+        text = self.model.config.get_text_config()
+        element = torch.finfo(self.dtype).bits // 8
+        head_dim = getattr(text, "head_dim", None) or text.hidden_size // text.num_attention_heads
+        positions = tokens + (self.max_new_tokens if self.score_mode == "generate" else 1)
+        cache = 2 * text.num_hidden_layers * text.num_key_value_heads * head_dim * positions * element
+        # One layer's transient activations (attention projections, the MLP's gate and up), and fp32 logits.
+        activations = tokens * (6 * text.hidden_size + 3 * text.intermediate_size) * element
+        per_item = 2 * (cache + activations + 2 * text.vocab_size * 4)
+        free = _free_memory_bytes(self.device)
+        size = max(1, min(AUTO_MAX_BATCH, int(free * AUTO_MEMORY_SHARE // per_item)))
+        size = 1 << (size.bit_length() - 1)
+        self._auto_batch_size = size
+        logger.info("batch_size auto: %d (%.1f GiB free on %s, about %.0f MiB per item of %d tokens)",
+                    size, free / 2**30, self.device, per_item / 2**20, tokens)
+        return size
+
+    def _learn_from_out_of_memory(self, size: int) -> None:
+        if self._auto_active and self._auto_batch_size is not None and size // 2 < self._auto_batch_size:
+            self._auto_batch_size = self.stats.auto_batch_size = max(1, size // 2)
+            logger.warning("batch_size auto: out of memory at %d items, using %d from now on", size, size // 2)
+
     # ------------------------------------------------------------------ running the model
 
-    def _score_batch_with_fallback(self, requests: list[_Request], start: int, stop: int) -> list[ScoreResult]:
+    def _score_batch_with_fallback(self, requests: list[_Request]) -> list[ScoreResult]:
         if not requests:
             return []
         try:
             return self._score_batch(requests)
         except Exception as exc:  # noqa: BLE001 - any failure of a batch is recoverable item by item
+            label = f"batch {_describe([r.index for r in requests])}"
             if is_out_of_memory(exc) and len(requests) > 1:
                 self.stats.oom_splits += 1
                 self._free_memory()
+                self._learn_from_out_of_memory(len(requests))
                 half = len(requests) // 2
-                logger.warning("out of memory in batch %d-%d (%d items): retrying in halves of %d and %d",
-                               start, stop - 1, len(requests), half, len(requests) - half)
-                return (self._score_batch_with_fallback(requests[:half], start, start + half)
-                        + self._score_batch_with_fallback(requests[half:], start + half, stop))
-            cause = f"batch {start}-{stop - 1}: {type(exc).__name__}: {exc}"
+                logger.warning("out of memory in %s (%d items): retrying in halves of %d and %d",
+                               label, len(requests), half, len(requests) - half)
+                results, position = [], 0
+                while position < len(requests):
+                    size = half if position == 0 else len(requests) - half
+                    if self._auto_active:  # what fits now, not the other half's size
+                        size = min(size, self._auto_batch_size)
+                    results += self._score_batch_with_fallback(requests[position:position + size])
+                    position += size
+                return results
+            cause = f"{label}: {type(exc).__name__}: {exc}"
             self.stats.batch_fallbacks += 1
             self.stats.fallback_causes.append(cause)
             logger.warning("error in %s; falling back to sequential scoring for this batch", cause)
@@ -313,7 +559,8 @@ class Qwen3VLRewardModel:
         results = []
         for request in requests:
             try:
-                result = self._score_batch([request])[0]
+                # A batch of one is already its own item (and keeps any inputs built ahead).
+                result = self._score_batch(requests if len(requests) == 1 else [request])[0]
             except Exception as exc:  # noqa: BLE001 - recorded on the item, never a made-up score
                 if is_out_of_memory(exc):
                     self._free_memory()
@@ -330,38 +577,40 @@ class Qwen3VLRewardModel:
             return self._score_batch_logits(requests)
         return self._score_batch_generate(requests)
 
-    def _with_left_padding(self, fn):
+    @contextmanager
+    def _left_padding(self):
         tokenizer = self.processor.tokenizer
         original_side = tokenizer.padding_side
         tokenizer.padding_side = "left"
         try:
-            return fn()
+            yield
         finally:
             tokenizer.padding_side = original_side
 
     def _score_batch_generate(self, requests: list[_Request]) -> list[ScoreResult]:
-        messages = [self._build_messages(r.edited, r.system_prompt, r.user_prompt, r.original) for r in requests]
+        inputs = self._inputs(requests)
+        prompt_length = inputs["input_ids"].shape[1]
+        options, stop = {}, None
+        if self.stop_early:
+            from transformers import StoppingCriteriaList
 
-        def run():
-            inputs = self.processor.apply_chat_template(
-                messages,
-                tokenize=True,
-                add_generation_prompt=True,
-                return_dict=True,
-                return_tensors="pt",
-                processor_kwargs={"padding": True},
-            ).to(self.device)
-            with torch.inference_mode():
-                generated = self.model.generate(**inputs, max_new_tokens=self.max_new_tokens, do_sample=False)
-            # Left padding puts every prompt's end at the same column, so one slice trims them all.
-            trimmed = generated[:, inputs["input_ids"].shape[1]:]
-            return self.processor.batch_decode(trimmed, skip_special_tokens=True, clean_up_tokenization_spaces=False)
-
-        texts = self._with_left_padding(run)
+            stop = _ScoreWritten(self.processor.tokenizer, self._processor_lock, self.closing_token_ids(),
+                                 prompt_length, self._parse_override)
+            options["stopping_criteria"] = StoppingCriteriaList([stop])
+        with torch.inference_mode():
+            generated = self.model.generate(**inputs, max_new_tokens=self.max_new_tokens, do_sample=False, **options)
+        # Left padding puts every prompt's end at the same column, so one slice trims them all.
+        trimmed = list(generated[:, prompt_length:])
+        if stop is not None and stop.ends:
+            trimmed = [row if end is None else row[:end] for row, end in zip(trimmed, stop.ends)]
+        with self._processor_lock:
+            texts = self.processor.batch_decode(trimmed, skip_special_tokens=True, clean_up_tokenization_spaces=False)
         return [self._parse(text) for text in texts]
 
     def _parse(self, text: str) -> ScoreResult:
         try:
+            if self._parse_override is not None:
+                return ScoreResult(score=float(self._parse_override(text)), raw_output=text)
             return ScoreResult(score=parse_score(text, *self.score_range), raw_output=text)
         except ScoreParseError as exc:
             return ScoreResult.failure(f"unparseable judge answer: {exc}", raw_output=text)
@@ -385,28 +634,28 @@ class Qwen3VLRewardModel:
         ]
         return [p + self.logits_prefix for p in prompts]
 
+    def _prepare_logits(self, requests: list[_Request]):
+        inputs = self.processor(text=self._prefilled_texts(requests), images=self._images(requests),
+                                padding=True, return_tensors="pt")
+        if self.score_range[1] == 10:
+            # "10" is two tokens. Appending "1" gets P("0" | "1") from the same forward pass, and causal
+            # attention leaves the distribution of the first digit, one position earlier, as it was.
+            rows, columns = inputs["input_ids"].shape
+            for key, value in list(inputs.items()):
+                if isinstance(value, torch.Tensor) and value.shape[:2] == (rows, columns):
+                    fill = self._digit_ids[1] if key == "input_ids" else int(key == "attention_mask")
+                    inputs[key] = torch.cat([value, torch.full((rows, 1), fill, dtype=value.dtype)], dim=1)
+        return inputs
+
     def _score_batch_logits(self, requests: list[_Request]) -> list[ScoreResult]:
         low, high = int(self.score_range[0]), int(self.score_range[1])
-        digits = torch.tensor(self._digit_ids)
-        texts = self._prefilled_texts(requests)
-        images = self._images(requests)
         needs_ten = high == 10
-
-        def run():
-            inputs = self.processor(text=texts, images=images, padding=True, return_tensors="pt").to(self.device)
-            with torch.inference_mode():
-                if not needs_ten:
-                    return self.model(**inputs).logits[:, -1, :].float(), None
-                # Two steps: the first digit's distribution, then P("0" | "1") to tell 10 from 1.
-                out = self.model.generate(
-                    **inputs, max_new_tokens=2, min_new_tokens=2, do_sample=False, output_logits=True,
-                    return_dict_in_generate=True, logits_processor=[_ForceFirstToken(self._digit_ids[1])],
-                )
-                return out.logits[0].float(), out.logits[1].float()
-
-        first, second = self._with_left_padding(run)
-        probs = torch.softmax(first, dim=-1)[:, digits].cpu()
-        p_zero_after_one = torch.softmax(second, dim=-1)[:, digits[0]].cpu() if second is not None else None
+        inputs = self._inputs(requests)
+        with torch.inference_mode():
+            logits = self.model(**inputs, logits_to_keep=2 if needs_ten else 1).logits.float()
+        digits = torch.tensor(self._digit_ids, device=logits.device)
+        probs = torch.softmax(logits[:, 0], dim=-1)[:, digits].cpu()
+        p_zero_after_one = torch.softmax(logits[:, 1], dim=-1)[:, digits[0]].cpu() if needs_ten else None
         results = []
         for row in range(len(requests)):
             values, weights = [], []
@@ -430,23 +679,174 @@ class Qwen3VLRewardModel:
             results.append(ScoreResult(score=expected, raw_output=raw))
         return results
 
+    def _quantize_int8(self) -> None:
+        """int8 weight-only quantization of the linear layers (torchao); activations keep ``dtype``."""
+        from torchao.quantization import Int8WeightOnlyConfig, quantize_
+
+        quantize_(self.model, Int8WeightOnlyConfig(), filter_fn=_int8_filter)
+
+    def closing_token_ids(self) -> frozenset[int]:
+        """Ids of the tokens that can close a JSON object (contain ``}``)."""
+        if self._closing_ids is None:
+            with self._processor_lock:
+                vocab = self.processor.tokenizer.get_vocab()
+            self._closing_ids = frozenset(i for token, i in vocab.items() if "}" in token)
+        return self._closing_ids
+
     def _free_memory(self) -> None:
         if self.device.type == "cuda":
             torch.cuda.empty_cache()
 
 
-class _ForceFirstToken:
-    """A logits processor that forces the first generated token (raw logits stay recorded)."""
+def _int8_filter(module: torch.nn.Module, name: str) -> bool:
+    # The output head stays in ``dtype``: the score is read straight off its logits.
+    return isinstance(module, torch.nn.Linear) and not name.endswith("lm_head")
 
-    def __init__(self, token_id: int) -> None:
-        self.token_id = token_id
-        self.prompt_length: int | None = None
 
-    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
-        if self.prompt_length is None:
-            self.prompt_length = input_ids.shape[1]
-        if input_ids.shape[1] == self.prompt_length:
-            forced = torch.full_like(scores, -math.inf)
-            forced[:, self.token_id] = 0.0
-            return forced
-        return scores
+def _submit(pool: ThreadPoolExecutor | None, fn, *args) -> Future:
+    if pool is not None:
+        return pool.submit(fn, *args)
+    future: Future = Future()
+    future.set_result(fn(*args))
+    return future
+
+
+def _describe(indices: list[int]) -> str:
+    """``4-7`` for a contiguous run of items, else the items themselves."""
+    if not indices:
+        return "(empty)"
+    if indices == list(range(indices[0], indices[-1] + 1)):
+        return f"{indices[0]}-{indices[-1]}"
+    shown = ",".join(map(str, indices[:12]))
+    return f"items {shown}" + (",..." if len(indices) > 12 else "")
+
+
+def _image_dims(source) -> tuple[int, int] | None:
+    """(width, height) as the image will be seen (EXIF rotation applied), reading the header only."""
+    try:
+        if isinstance(source, Image.Image):
+            image, close = source, False
+        elif isinstance(source, (str, os.PathLike)):
+            image, close = Image.open(source), True
+        else:
+            return None
+        try:
+            width, height = image.size
+            if image.getexif().get(0x0112) in (5, 6, 7, 8):  # rotated a quarter turn
+                width, height = height, width
+        finally:
+            if close:
+                image.close()
+        return width, height
+    except (OSError, ValueError, Image.DecompressionBombError):
+        return None
+
+
+def _free_memory_bytes(device: torch.device) -> int:
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    try:
+        import psutil
+
+        return psutil.virtual_memory().available
+    except ImportError:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+
+
+class ForwardClock:
+    """Adds the time and the tokens of a model's forward calls to ``stats`` while entered.
+
+        with ForwardClock(model, stats):
+            model.generate(**inputs)
+
+    A call over several positions per row is a prefill (its padding is counted apart); a call
+    over one position per row is a generation step. On CUDA each call is synchronized, so the
+    times are the device's.
+    """
+
+    def __init__(self, model: torch.nn.Module, stats: ScoringStats) -> None:
+        self.model = model
+        self.stats = stats
+        self._handles: list = []
+        self._started = 0.0
+        self._prefill = True
+        self._cuda = False
+
+    def __enter__(self) -> "ForwardClock":
+        self._cuda = any(p.is_cuda for p in self.model.parameters())
+        self._handles = [self.model.register_forward_pre_hook(self._before, with_kwargs=True),
+                         self.model.register_forward_hook(self._after, with_kwargs=True)]
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles = []
+
+    def _before(self, module, args, kwargs) -> None:
+        ids = kwargs.get("input_ids", args[0] if args else None)
+        if ids is None:
+            ids = kwargs.get("inputs_embeds")
+        if self._cuda:
+            torch.cuda.synchronize()
+        self._prefill = ids is None or ids.shape[1] > 1
+        if ids is not None:
+            rows, columns = ids.shape[:2]
+            if self._prefill:
+                mask = kwargs.get("attention_mask")
+                padded = isinstance(mask, torch.Tensor) and mask.shape == (rows, columns)
+                real = int(mask.sum()) if padded else rows * columns
+                self.stats.prefill_tokens += real
+                self.stats.padding_tokens += rows * columns - real
+            else:
+                self.stats.decode_tokens += rows
+        self._started = time.perf_counter()
+
+    def _after(self, module, args, kwargs, output) -> None:
+        if self._cuda:
+            torch.cuda.synchronize()
+        elapsed = time.perf_counter() - self._started
+        if self._prefill:
+            self.stats.prefill_seconds += elapsed
+        else:
+            self.stats.decode_seconds += elapsed
+
+
+class _ScoreWritten:
+    """Stopping criterion: a row is done once its answer holds a complete JSON score.
+
+    A JSON object is the parser's first choice, so nothing the model writes afterwards can change
+    the score it already gave, except a second, different JSON score (a conflict, which the parser
+    would reject): such an answer is cut at its first score. ``ends[row]`` is where a row was cut,
+    in generated tokens; without an end-of-sequence token, generate keeps extending a finished row.
+    Rows are decoded only when a token that can close an object arrives.
+    """
+
+    def __init__(self, tokenizer, lock, closing_ids: frozenset[int], prompt_length: int, parse=None) -> None:
+        self.parse = parse
+        self.tokenizer = tokenizer
+        self.lock = lock
+        self.closing_ids = closing_ids
+        self.prompt_length = prompt_length
+        self.ends: list[int | None] = []
+
+    def __call__(self, input_ids: torch.LongTensor, scores, **kwargs) -> torch.BoolTensor:
+        if not self.ends:
+            self.ends = [None] * input_ids.shape[0]
+        generated = input_ids.shape[1] - self.prompt_length
+        for row, token in enumerate(input_ids[:, -1].tolist()):
+            if self.ends[row] is None and token in self.closing_ids:
+                with self.lock:
+                    text = self.tokenizer.decode(input_ids[row, self.prompt_length:], skip_special_tokens=True)
+                if self._complete(text):
+                    self.ends[row] = generated
+        return torch.tensor([end is not None for end in self.ends], device=input_ids.device)
+
+    def _complete(self, text: str) -> bool:
+        if self.parse is None:
+            return bool(_json_scores(text, "score"))
+        try:
+            self.parse(text)
+        except ScoreParseError:
+            return False
+        return True

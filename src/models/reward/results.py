@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import math
+from collections import deque
 from dataclasses import dataclass, field
+
+# Enough recent batches for latency percentiles without growing through a long training run.
+MAX_BATCH_TIMINGS = 10_000
 
 
 @dataclass
@@ -26,7 +30,15 @@ class ScoreResult:
 
 @dataclass
 class ScoringStats:
-    """Counters kept across calls; ``fallback_causes`` holds one line per batch that fell back."""
+    """Counters kept across calls; ``fallback_causes`` holds one line per batch that fell back.
+
+    Where the time goes: ``seconds`` is wall time inside ``batch_evaluate``; of it,
+    ``prefill_seconds`` and ``decode_seconds`` were spent in the model's forward calls (the first
+    pass over the prompts, then one pass per generated token). ``prepare_seconds`` is opening
+    images and building model inputs, on the prefetch thread when prefetch is on (then it
+    overlaps the forward calls instead of adding to them). ``batch_timings`` holds
+    ``(items, seconds)`` for recent batches: every item of a batch waits that batch's seconds.
+    """
 
     items: int = 0
     failures: int = 0
@@ -35,7 +47,30 @@ class ScoringStats:
     oom_splits: int = 0
     seconds: float = 0.0
     fallback_causes: list[str] = field(default_factory=list)
+    prefill_tokens: int = 0  # prompt tokens run through the model, padding excluded
+    padding_tokens: int = 0  # padding positions computed alongside them
+    decode_tokens: int = 0  # generated positions, one per sequence per generation step
+    prefill_seconds: float = 0.0
+    decode_seconds: float = 0.0
+    prepare_seconds: float = 0.0
+    batch_timings: deque = field(default_factory=lambda: deque(maxlen=MAX_BATCH_TIMINGS))
+    auto_batch_size: int | None = None  # what ``batch_size: auto`` settled on, once it has run
 
     @property
     def images_per_second(self) -> float:
         return self.items / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def forward_seconds(self) -> float:
+        return self.prefill_seconds + self.decode_seconds
+
+    @property
+    def forward_share(self) -> float:
+        """The share of wall time spent inside the model; the rest is overhead around it."""
+        return self.forward_seconds / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def padding_fraction(self) -> float:
+        """The share of prefilled positions that were padding."""
+        total = self.prefill_tokens + self.padding_tokens
+        return self.padding_tokens / total if total else 0.0

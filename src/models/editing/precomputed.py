@@ -1,0 +1,93 @@
+"""The ``precomputed`` editor: outputs an editor already produced elsewhere, read from a folder.
+
+For item ``ID`` (category ``CAT``) it takes the first file that exists among
+``image_dir/ID.{png,jpg,jpeg,webp}``, then the same under ``image_dir/CAT/`` (GEdit-style
+per-category folders), also trying the id's file-safe form (``src.paths.safe_name``). A missing
+file is that item's error. An output whose size differs from its source is resized to the
+source size (as GEdit-Bench's scorer does before comparing) unless ``params.resize_to_source`` is
+false; the original size is kept in ``image.info["resized_from"]`` and lands in the manifest.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PIL import Image
+
+from src.images import ImageLoadError, load_image
+from src.models.editing import EditRequest
+from src.paths import is_inside, safe_name
+
+EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp")
+PARAMS = {"resize_to_source": bool}
+
+
+class PrecomputedEditor:
+    def __init__(self, name: str, image_dir: str | Path, *, resize_to_source: bool = True) -> None:
+        self.name = name
+        self.image_dir = Path(image_dir)
+        self.resize_to_source = resize_to_source
+        if not self.image_dir.is_dir():
+            raise FileNotFoundError(f"precomputed editor {name}: image_dir {self.image_dir} is not a folder")
+
+    @classmethod
+    def config_problems(cls, config) -> list[str]:
+        problems = []
+        if not config.image_dir:
+            problems.append("image_dir: required for type 'precomputed'")
+        elif not Path(config.image_dir).is_dir():
+            problems.append(f"image_dir: {config.image_dir} is not a folder")
+        for key, value in config.params.items():
+            if key not in PARAMS:
+                problems.append(f"params.{key}: unknown (accepted: {', '.join(PARAMS)})")
+            elif not isinstance(value, PARAMS[key]):
+                problems.append(f"params.{key}: expected {PARAMS[key].__name__}, got {value!r}")
+        return problems
+
+    @classmethod
+    def from_config(cls, config, device: str) -> "PrecomputedEditor":
+        return cls(config.name, config.image_dir, **config.params)
+
+    def find(self, request: EditRequest) -> Path | None:
+        stems = dict.fromkeys([request.item_id, safe_name(request.item_id)])
+        folders = [self.image_dir]
+        if request.category:
+            folders.append(self.image_dir / request.category)
+        for folder in folders:
+            for stem in stems:
+                for ext in EXTENSIONS:
+                    path = folder / f"{stem}{ext}"
+                    # An id like "../x" must not reach outside image_dir.
+                    if is_inside(self.image_dir, path) and path.is_file():
+                        return path
+        return None
+
+    def _one(self, request: EditRequest) -> Image.Image:
+        path = self.find(request)
+        if path is None:
+            raise FileNotFoundError(f"no output for item {request.item_id!r} in {self.image_dir} "
+                                    f"(looked for <id>{{{','.join(EXTENSIONS)}}}, also under <category>/)")
+        image = load_image(path)
+        if self.resize_to_source:
+            try:
+                with Image.open(request.source) as source:
+                    size = source.size
+            except OSError:
+                return image  # no source to match; scoring records the missing source if it needs it
+            if image.size != size:
+                original = image.size
+                image = image.resize(size, Image.LANCZOS)
+                image.info["resized_from"] = list(original)
+        return image
+
+    def edit(self, requests: list[EditRequest]) -> list[Image.Image | Exception]:
+        results: list[Image.Image | Exception] = []
+        for request in requests:
+            try:
+                results.append(self._one(request))
+            except (OSError, ImageLoadError) as exc:
+                results.append(exc)
+        return results
+
+    def close(self) -> None:
+        pass

@@ -1,0 +1,274 @@
+"""Rubrics: how an edit is judged, as data (prompts, the fields each answer gives, how to combine them).
+
+``reward_model.params.rubric`` is ``simple`` (one prompt, one 0-10 score: the default),
+``viescore`` (GEdit-Bench's scheme) or a mapping in the same shape as ``BUILTIN`` below:
+
+    rubric:
+      name: my_rubric
+      prompts:
+        - name: semantics
+          with_source: true                 # the source image goes first, then the edited one
+          user_prompt: 'Instruction: "{instruction}" ... Answer {"success": N, "faithful": N}.'
+          fields: [success, faithful]
+        - name: quality
+          user_prompt: "... Answer {\"quality\": N}."
+          fields: [quality]
+      combine:                              # evaluated in order; may use fields and earlier names
+        SC: min(success, faithful)
+        overall: sqrt(SC * quality)
+      score: overall                        # the item's score
+
+Every prompt goes through the judge's normal batching (one ``batch_evaluate`` call per prompt).
+``combine`` expressions allow numbers, names, + - * / **, and min, max, mean, sqrt: nothing else.
+"""
+
+from __future__ import annotations
+
+import ast
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from .parsing import ScoreParseError, parse_fields
+from .prompts import DEFAULT_SYSTEM_PROMPT, DEFAULT_USER_PROMPT, fill_prompt
+
+
+@dataclass(frozen=True)
+class RubricPrompt:
+    name: str
+    user_prompt: str
+    fields: tuple[str, ...]
+    system_prompt: str | None = None
+    with_source: bool = False
+
+
+@dataclass(frozen=True)
+class Rubric:
+    name: str
+    prompts: tuple[RubricPrompt, ...]
+    combine: tuple[tuple[str, str], ...] = ()
+    score: str = "score"
+
+    @property
+    def is_simple(self) -> bool:
+        return self.name == "simple"
+
+
+_VIESCORE_SYSTEM = (
+    "You are an expert reviewer of digitally edited pictures. You judge images strictly and answer "
+    "with JSON only."
+)
+_VIESCORE_SEMANTICS = (
+    "You see two pictures: first the original, then a version edited with the instruction "
+    '"{instruction}".\n'
+    "Give two ratings from 0 to 10.\n"
+    "editing_success: how completely the edited picture carries out the instruction "
+    "(0 = not at all, 10 = exactly as asked).\n"
+    "over_editing: how well everything the instruction did not mention was left alone "
+    "(0 = the picture became something else, 10 = only the requested change was made).\n"
+    'Answer as {"editing_success": N, "over_editing": N}.'
+)
+_VIESCORE_QUALITY = (
+    "Look at this picture, which was produced by an image editor.\n"
+    "Give two ratings from 0 to 10.\n"
+    "naturalness: how much it looks like a real, coherent scene, with believable lighting, "
+    "shadows and proportions (0 = clearly unnatural, 10 = fully natural).\n"
+    "artifacts: how free it is of distortions, smears, broken textures, warped text or watermarks "
+    "(0 = heavily damaged, 10 = clean).\n"
+    'Answer as {"naturalness": N, "artifacts": N}.'
+)
+
+BUILTIN: dict[str, dict[str, Any]] = {
+    "simple": {
+        "prompts": [{"name": "score", "system_prompt": DEFAULT_SYSTEM_PROMPT, "user_prompt": DEFAULT_USER_PROMPT,
+                     "fields": ["score"]}],
+        "score": "score",
+    },
+    # GEdit-Bench / VIEScore: SC from source + edit, PQ from the edit alone, overall = sqrt(SC * PQ).
+    "viescore": {
+        "prompts": [
+            {"name": "semantics", "system_prompt": _VIESCORE_SYSTEM, "user_prompt": _VIESCORE_SEMANTICS,
+             "fields": ["editing_success", "over_editing"], "with_source": True},
+            {"name": "quality", "system_prompt": _VIESCORE_SYSTEM, "user_prompt": _VIESCORE_QUALITY,
+             "fields": ["naturalness", "artifacts"]},
+        ],
+        "combine": {"SC": "min(editing_success, over_editing)", "PQ": "min(naturalness, artifacts)",
+                    "overall": "sqrt(SC * PQ)"},
+        "score": "overall",
+    },
+}
+
+_FUNCTIONS = {"min": min, "max": max, "sqrt": math.sqrt, "mean": lambda *v: sum(v) / len(v)}
+_BINARY = {ast.Add: lambda a, b: a + b, ast.Sub: lambda a, b: a - b, ast.Mult: lambda a, b: a * b,
+           ast.Div: lambda a, b: a / b, ast.Pow: lambda a, b: a ** b}
+
+
+def _check_expression(text: str, known: set[str]) -> list[str]:
+    try:
+        tree = ast.parse(text, mode="eval")
+    except SyntaxError as exc:
+        return [f"{text!r} is not an expression ({exc.msg})"]
+    problems = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call):
+            if not isinstance(node.func, ast.Name) or node.func.id not in _FUNCTIONS or node.keywords:
+                problems.append(f"{text!r}: only {sorted(_FUNCTIONS)} may be called")
+        elif isinstance(node, ast.Name):
+            if node.id not in known and node.id not in _FUNCTIONS:
+                problems.append(f"{text!r}: unknown name {node.id!r} (known: {sorted(known)})")
+        elif isinstance(node, ast.BinOp):
+            if type(node.op) not in _BINARY:
+                problems.append(f"{text!r}: operator {type(node.op).__name__} not allowed")
+        elif isinstance(node, ast.UnaryOp):
+            if not isinstance(node.op, ast.USub):
+                problems.append(f"{text!r}: operator {type(node.op).__name__} not allowed")
+        elif isinstance(node, ast.Constant):
+            if not isinstance(node.value, (int, float)) or isinstance(node.value, bool):
+                problems.append(f"{text!r}: only numbers may appear as constants")
+        elif not isinstance(node, (ast.Expression, ast.Load, ast.operator, ast.unaryop)):
+            problems.append(f"{text!r}: {type(node).__name__} not allowed")
+    return problems
+
+
+def evaluate(text: str, values: dict[str, float]) -> float:
+    """Evaluate a checked ``combine`` expression over ``values``."""
+    def walk(node):
+        if isinstance(node, ast.Expression):
+            return walk(node.body)
+        if isinstance(node, ast.Constant):
+            return float(node.value)
+        if isinstance(node, ast.Name):
+            return values[node.id]
+        if isinstance(node, ast.UnaryOp):
+            return -walk(node.operand)
+        if isinstance(node, ast.BinOp):
+            return _BINARY[type(node.op)](walk(node.left), walk(node.right))
+        if isinstance(node, ast.Call):
+            return float(_FUNCTIONS[node.func.id](*(walk(a) for a in node.args)))
+        raise ValueError(f"unsupported expression {ast.dump(node)}")
+
+    return walk(ast.parse(text, mode="eval"))
+
+
+def rubric_problems(spec: Any) -> list[str]:
+    """What is wrong with a ``rubric`` value (a built-in name or a mapping), without building it."""
+    if isinstance(spec, str):
+        return [] if spec in BUILTIN else [f"rubric: {spec!r} is not one of {sorted(BUILTIN)} or a mapping"]
+    if not isinstance(spec, dict):
+        return [f"rubric: expected a name or a mapping, got {type(spec).__name__}"]
+    problems = []
+    unknown = set(spec) - {"name", "prompts", "combine", "score"}
+    if unknown:
+        problems.append(f"rubric: unknown keys {sorted(unknown)} (known: name, prompts, combine, score)")
+    if spec.get("name") in BUILTIN:
+        problems.append(f"rubric.name: {spec['name']!r} is a built-in rubric's name; choose another")
+    prompts = spec.get("prompts")
+    if not isinstance(prompts, list) or not prompts:
+        return problems + ["rubric.prompts: a non-empty list is required"]
+    known: set[str] = set()
+    for i, prompt in enumerate(prompts):
+        where = f"rubric.prompts[{i}]"
+        if not isinstance(prompt, dict):
+            problems.append(f"{where}: expected a mapping")
+            continue
+        extra = set(prompt) - {"name", "user_prompt", "system_prompt", "fields", "with_source"}
+        if extra:
+            problems.append(f"{where}: unknown keys {sorted(extra)}")
+        for key in ("name", "user_prompt"):
+            if not isinstance(prompt.get(key), str) or not prompt.get(key):
+                problems.append(f"{where}.{key}: a non-empty string is required")
+        fields = prompt.get("fields")
+        if not isinstance(fields, list) or not fields or not all(isinstance(f, str) and f.isidentifier()
+                                                                 for f in fields):
+            problems.append(f"{where}.fields: a non-empty list of names is required")
+            continue
+        clash = known & set(fields)
+        if clash:
+            problems.append(f"{where}.fields: {sorted(clash)} already given by another prompt")
+        known |= set(fields)
+    combine = spec.get("combine", {})
+    if not isinstance(combine, dict):
+        problems.append("rubric.combine: expected a mapping of name: expression")
+        combine = {}
+    for name, expression in combine.items():
+        if not isinstance(name, str) or not name.isidentifier():
+            problems.append(f"rubric.combine: {name!r} is not a name")
+        elif not isinstance(expression, str):
+            problems.append(f"rubric.combine.{name}: expected an expression string")
+        else:
+            problems.extend(f"rubric.combine.{name}: {p}" for p in _check_expression(expression, known))
+        known.add(str(name))
+    score = spec.get("score", "score")
+    if score not in known:
+        problems.append(f"rubric.score: {score!r} is neither a field nor a combined name ({sorted(known)})")
+    return problems
+
+
+def get_rubric(spec: Any) -> Rubric:
+    problems = rubric_problems(spec)
+    if problems:
+        raise ValueError("invalid rubric: " + "; ".join(problems))
+    name = spec if isinstance(spec, str) else spec.get("name", "custom")
+    data = BUILTIN[spec] if isinstance(spec, str) else spec
+    prompts = tuple(RubricPrompt(p["name"], p["user_prompt"], tuple(p["fields"]), p.get("system_prompt"),
+                                 bool(p.get("with_source", False))) for p in data["prompts"])
+    return Rubric(name, prompts, tuple((data.get("combine") or {}).items()), data.get("score", "score"))
+
+
+@dataclass
+class RubricResult:
+    score: float | None
+    sub_scores: dict[str, float | None]
+    raw_outputs: dict[str, str | None]
+    error: str | None
+    fallback: bool
+
+
+def score_with_rubric(model, rubric: Rubric, edited_images: list, instructions: list[str],
+                      original_images: list | None) -> list[RubricResult]:
+    """Run every prompt of ``rubric`` over all images with ``model.batch_evaluate``, then combine.
+
+    An item fails (score None, error set) when any of its answers cannot be parsed; the sub-scores
+    that could be read are kept.
+    """
+    n = len(edited_images)
+    values: list[dict[str, float | None]] = [{} for _ in range(n)]
+    raws: list[dict[str, str | None]] = [{} for _ in range(n)]
+    errors: list[list[str]] = [[] for _ in range(n)]
+    fallback = [False] * n
+    low, high = model.score_range
+    for prompt in rubric.prompts:
+        if prompt.with_source and original_images is None:
+            raise ValueError(f"rubric prompt {prompt.name!r} needs the source images")
+        results = model.batch_evaluate(
+            edited_images,
+            system_prompts=[prompt.system_prompt or model.system_prompt] * n,
+            user_prompts=[fill_prompt(prompt.user_prompt, instruction) for instruction in instructions],
+            original_images=original_images if prompt.with_source else None,
+            parse=lambda text, fields=prompt.fields: min(parse_fields(text, list(fields), low, high).values()),
+        )
+        for i, result in enumerate(results):
+            raws[i][prompt.name] = result.raw_output
+            fallback[i] = fallback[i] or result.fallback
+            parsed: dict[str, float] = {}
+            if result.error is None:
+                try:
+                    parsed = parse_fields(result.raw_output, list(prompt.fields), low, high)
+                except ScoreParseError as exc:
+                    errors[i].append(f"{prompt.name}: {exc}")
+            else:
+                errors[i].append(f"{prompt.name}: {result.error}")
+            for field in prompt.fields:
+                values[i][field] = parsed.get(field)
+    out = []
+    for i in range(n):
+        if not errors[i]:
+            for name, expression in rubric.combine:
+                values[i][name] = evaluate(expression, values[i])
+            score = values[i][rubric.score]
+        else:
+            for name, _ in rubric.combine:
+                values[i][name] = None
+            score = None
+        out.append(RubricResult(score, values[i], raws[i], "; ".join(errors[i]) or None, fallback[i]))
+    return out
