@@ -27,24 +27,34 @@ class ScoreParseError(ValueError):
     """The answer holds no usable score; the message says why."""
 
 
-def _json_scores(text: str, key: str) -> list[float]:
-    values = []
+def _json_objects(text: str):
+    """Every flat JSON object in ``text`` (prose, code fences and broken objects around them are skipped)."""
     for match in _JSON_OBJECT.finditer(text):
         try:
             obj = json.loads(match.group(0))
         except json.JSONDecodeError:
             continue
-        if not isinstance(obj, dict):
-            continue
+        if isinstance(obj, dict):
+            yield obj
+
+
+def _number(value) -> float | None:
+    """A JSON value as a score: a number or a numeric string; booleans and anything else are not."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return float(value)
+    if isinstance(value, str) and re.fullmatch(_NUMBER, value.strip()):
+        return float(value)
+    return None
+
+
+def _json_scores(text: str, key: str) -> list[float]:
+    values = []
+    for obj in _json_objects(text):
         for k, v in obj.items():
-            if k.lower() != key:
-                continue
-            if isinstance(v, bool):
-                continue
-            if isinstance(v, (int, float)):
-                values.append(float(v))
-            elif isinstance(v, str) and re.fullmatch(_NUMBER, v.strip()):
-                values.append(float(v))
+            if k.lower() == key and _number(v) is not None:
+                values.append(_number(v))
     return values
 
 
@@ -90,21 +100,10 @@ def parse_score(text: str, low: float = 0.0, high: float = 10.0, key: str = "sco
 def _json_fields(text: str, fields: list[str]) -> list[dict[str, float]]:
     """Every JSON object in ``text`` that gives all ``fields`` (or a VIEScore-style ``"score": [a, b]`` list)."""
     found = []
-    for match in _JSON_OBJECT.finditer(text.replace("\n", " ")):
-        try:
-            obj = json.loads(match.group(0))
-        except json.JSONDecodeError:
-            continue
-        if not isinstance(obj, dict):
-            continue
+    for obj in _json_objects(text.replace("\n", " ")):
         lowered = {str(k).lower(): v for k, v in obj.items()}
-        values = {}
-        for name in fields:
-            v = lowered.get(name.lower())
-            if isinstance(v, (int, float)) and not isinstance(v, bool):
-                values[name] = float(v)
-            elif isinstance(v, str) and re.fullmatch(_NUMBER, v.strip()):
-                values[name] = float(v)
+        values = {name: _number(lowered.get(name.lower())) for name in fields}
+        values = {name: v for name, v in values.items() if v is not None}
         listed = lowered.get("score")
         if len(values) < len(fields) and isinstance(listed, list) and len(listed) == len(fields) \
                 and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in listed):
