@@ -373,3 +373,11 @@ def test_formats_registry_and_native_language_filter():
         [i for i in en if i.category == "style"][:2]
     with pytest.raises(BenchmarkError, match=r"no items in language 'de'; languages present: \['en', 'zh'\]"):
         load_benchmark(SAMPLE, language="de")
+
+
+def test_image_suffix_from_magic_bytes_then_a_safe_path_suffix():
+    from src.benchmark import _image_suffix
+
+    assert _image_suffix(b"\x89PNG\r\n", None) == ".png" and _image_suffix(b"RIFF0000WEBPVP8", "x.png") == ".webp"
+    assert _image_suffix(b"????", "photo.TIFF") == ".tiff"  # unknown bytes: the path's suffix, if it is plain
+    assert _image_suffix(b"????", "evil.p/ng") == ".img" and _image_suffix(b"????", None) == ".img"

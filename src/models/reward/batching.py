@@ -1,0 +1,171 @@
+"""Helpers of the Qwen3-VL reward model's batching loop: timing, stopping, sizing, threading.
+
+Kept apart from ``qwen3_vl.py`` so that the model class reads as the scoring recipe; everything
+here is re-exported there (``from src.models.reward.qwen3_vl import ForwardClock`` keeps working).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+
+import torch
+from PIL import Image
+
+from .parsing import ScoreParseError, _json_scores
+from .results import ScoringStats
+
+
+def _int8_filter(module: torch.nn.Module, name: str) -> bool:
+    # The output head stays in ``dtype``: the score is read straight off its logits.
+    return isinstance(module, torch.nn.Linear) and not name.endswith("lm_head")
+
+
+def _submit(pool: ThreadPoolExecutor | None, fn, *args) -> Future:
+    if pool is not None:
+        return pool.submit(fn, *args)
+    future: Future = Future()
+    future.set_result(fn(*args))
+    return future
+
+
+def _describe(indices: list[int]) -> str:
+    """``4-7`` for a contiguous run of items, else the items themselves."""
+    if not indices:
+        return "(empty)"
+    if indices == list(range(indices[0], indices[-1] + 1)):
+        return f"{indices[0]}-{indices[-1]}"
+    shown = ",".join(map(str, indices[:12]))
+    return f"items {shown}" + (",..." if len(indices) > 12 else "")
+
+
+def _image_dims(source) -> tuple[int, int] | None:
+    """(width, height) as the image will be seen (EXIF rotation applied), reading the header only."""
+    try:
+        if isinstance(source, Image.Image):
+            image, close = source, False
+        elif isinstance(source, (str, os.PathLike)):
+            image, close = Image.open(source), True
+        else:
+            return None
+        try:
+            width, height = image.size
+            if image.getexif().get(0x0112) in (5, 6, 7, 8):  # rotated a quarter turn
+                width, height = height, width
+        finally:
+            if close:
+                image.close()
+        return width, height
+    except (OSError, ValueError, Image.DecompressionBombError):
+        return None
+
+
+def _free_memory_bytes(device: torch.device) -> int:
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    try:
+        import psutil
+
+        return psutil.virtual_memory().available
+    except ImportError:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+
+
+class ForwardClock:
+    """Adds the time and the tokens of a model's forward calls to ``stats`` while entered.
+
+        with ForwardClock(model, stats):
+            model.generate(**inputs)
+
+    A call over several positions per row is a prefill (its padding is counted apart); a call
+    over one position per row is a generation step. On CUDA each call is synchronized, so the
+    times are the device's.
+    """
+
+    def __init__(self, model: torch.nn.Module, stats: ScoringStats) -> None:
+        self.model = model
+        self.stats = stats
+        self._handles: list = []
+        self._started = 0.0
+        self._prefill = True
+        self._cuda = False
+
+    def __enter__(self) -> "ForwardClock":
+        self._cuda = any(p.is_cuda for p in self.model.parameters())
+        self._handles = [self.model.register_forward_pre_hook(self._before, with_kwargs=True),
+                         self.model.register_forward_hook(self._after, with_kwargs=True)]
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles = []
+
+    def _before(self, module, args, kwargs) -> None:
+        ids = kwargs.get("input_ids", args[0] if args else None)
+        if ids is None:
+            ids = kwargs.get("inputs_embeds")
+        if self._cuda:
+            torch.cuda.synchronize()
+        self._prefill = ids is None or ids.shape[1] > 1
+        if ids is not None:
+            rows, columns = ids.shape[:2]
+            if self._prefill:
+                mask = kwargs.get("attention_mask")
+                padded = isinstance(mask, torch.Tensor) and mask.shape == (rows, columns)
+                real = int(mask.sum()) if padded else rows * columns
+                self.stats.prefill_tokens += real
+                self.stats.padding_tokens += rows * columns - real
+            else:
+                self.stats.decode_tokens += rows
+        self._started = time.perf_counter()
+
+    def _after(self, module, args, kwargs, output) -> None:
+        if self._cuda:
+            torch.cuda.synchronize()
+        elapsed = time.perf_counter() - self._started
+        if self._prefill:
+            self.stats.prefill_seconds += elapsed
+        else:
+            self.stats.decode_seconds += elapsed
+
+
+class _ScoreWritten:
+    """Stopping criterion: a row is done once its answer holds a complete JSON score.
+
+    A JSON object is the parser's first choice, so nothing the model writes afterwards can change
+    the score it already gave, except a second, different JSON score (a conflict, which the parser
+    would reject): such an answer is cut at its first score. ``ends[row]`` is where a row was cut,
+    in generated tokens; without an end-of-sequence token, generate keeps extending a finished row.
+    Rows are decoded only when a token that can close an object arrives.
+    """
+
+    def __init__(self, tokenizer, lock, closing_ids: frozenset[int], prompt_length: int, parse=None) -> None:
+        self.parse = parse
+        self.tokenizer = tokenizer
+        self.lock = lock
+        self.closing_ids = closing_ids
+        self.prompt_length = prompt_length
+        self.ends: list[int | None] = []
+
+    def __call__(self, input_ids: torch.LongTensor, scores, **kwargs) -> torch.BoolTensor:
+        if not self.ends:
+            self.ends = [None] * input_ids.shape[0]
+        generated = input_ids.shape[1] - self.prompt_length
+        for row, token in enumerate(input_ids[:, -1].tolist()):
+            if self.ends[row] is None and token in self.closing_ids:
+                with self.lock:
+                    text = self.tokenizer.decode(input_ids[row, self.prompt_length:], skip_special_tokens=True)
+                if self._complete(text):
+                    self.ends[row] = generated
+        return torch.tensor([end is not None for end in self.ends], device=input_ids.device)
+
+    def _complete(self, text: str) -> bool:
+        if self.parse is None:
+            return bool(_json_scores(text, "score"))
+        try:
+            self.parse(text)
+        except ScoreParseError:
+            return False
+        return True
