@@ -27,6 +27,18 @@ from src.benchmark import BenchmarkError
 from src.config import ConfigError, load_config
 
 
+def _batch_size(text: str) -> int | str:
+    if text == "auto":
+        return text
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer or auto, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer or auto, got {text!r}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description="Benchmark image editors with a Qwen3-VL judge.",
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
@@ -35,8 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="which stage to run (default: all)")
     parser.add_argument("--output-dir", help="where results go (overrides output_dir)")
     parser.add_argument("--limit", type=int, help="use only the first N benchmark items (overrides benchmark.limit)")
-    parser.add_argument("--batch-size", type=int,
-                        help="reward-model batch size (overrides reward_model.params.batch_size)")
+    parser.add_argument("--batch-size", type=_batch_size,
+                        help="reward-model batch size, a number or auto (overrides reward_model.params.batch_size)")
     parser.add_argument("--devices",
                         help="comma-separated devices for both stages, e.g. cuda:0,cuda:1 or cpu,cpu or auto "
                              "(overrides editing.devices and reward_model.devices); one worker process per entry")
@@ -60,7 +72,7 @@ def overrides_from_args(args: argparse.Namespace) -> list[str]:
     if args.limit is not None:
         overrides.append(f"benchmark.limit={args.limit}")
     if args.batch_size is not None:
-        overrides.append(f"reward_model.params.batch_size={args.batch_size}")
+        overrides.append(f"reward_model.params.batch_size={json.dumps(args.batch_size)}")
     if args.no_batch:
         overrides.append("reward_model.params.use_batch_inference=false")
     if args.devices:

@@ -107,3 +107,14 @@ def test_main_rejects_a_bad_config_with_status_2(tmp_path):
                             cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert result.returncode == 2
     assert "extra: unknown key" in result.stderr and "model_path: required" in result.stderr
+
+
+def test_batch_size_flag_takes_a_number_or_auto(judge_path, tmp_path):
+    import main
+
+    path = write_config(tmp_path, base_config(judge_path))
+    for flag, expected in (("auto", "auto"), ("3", 3)):
+        args = main.build_parser().parse_args(["--config", path, "--batch-size", flag])
+        assert load_config(path, main.overrides_from_args(args)).reward_model.params["batch_size"] == expected
+    with pytest.raises(SystemExit):
+        main.build_parser().parse_args(["--config", path, "--batch-size", "0"])
