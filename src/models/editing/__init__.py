@@ -8,6 +8,7 @@ Backends (``editing.editors[].type``), imported only when chosen:
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import importlib
 from dataclasses import dataclass
@@ -71,11 +72,12 @@ def editor_problems(config: "EditorConfig", where: str) -> list[str]:
     if config.type not in EDITORS:
         return [f"{where}.type: {config.type!r} is not one of {sorted(EDITORS)}"]
     problems = []
-    defaults = {"model_path": None, "image_dir": None, "params": {}, "batch_size": 1, "dtype": "auto",
-                "trust_remote_code": False, "max_area": None}
-    for key, default in defaults.items():
-        if key not in EDITOR_KEYS[config.type] and getattr(config, key) != default:
-            problems.append(f"{where}.{key}: not used by type {config.type!r} "
+    for field in dataclasses.fields(config):  # a key the backend ignores must be left at its default
+        if field.name in ("name", "type") or field.name in EDITOR_KEYS[config.type]:
+            continue
+        default = field.default if field.default is not dataclasses.MISSING else field.default_factory()
+        if getattr(config, field.name) != default:
+            problems.append(f"{where}.{field.name}: not used by type {config.type!r} "
                             f"(it takes {', '.join(sorted(EDITOR_KEYS[config.type]))})")
     if config.batch_size < 1:
         problems.append(f"{where}.batch_size: must be at least 1, got {config.batch_size}")
