@@ -21,6 +21,16 @@ Formats (``path`` is the benchmark's root folder or its annotation file; both ar
   "instruction", "image", "reference_img"?, ...}``, image paths relative to the json's folder).
   Item id: the index.
 
+Instructions, whatever the format (the policy a run applies; the records show it):
+
+- an empty or whitespace-only instruction makes the item invalid: it stays in the benchmark, no
+  editor or judge sees it, and every editor records it as failed (``failed_stage: "input"``);
+- an instruction longer than ``max_instruction_chars`` (default 2000 characters, about 500 tokens:
+  far above any public benchmark's longest) is cut to that many characters for editors and judge
+  alike, and the item keeps the original length in ``instruction_truncated_from``. Editors' text
+  encoders then apply their own limits (CLIP 77 tokens, T5 512), as diffusers always does;
+- anything else (unicode, right-to-left text, markup) is passed on unchanged.
+
 KRIS and RISE have records whose input is several images (``ori_img`` / ``image`` a list of more
 than one); an item holds one input image, so those records are skipped with a warning that counts
 them. Missing image files are not a load error (the pipeline records them per item); a record
@@ -57,6 +67,30 @@ class BenchmarkItem:
     image: Path
     reference_image: Path | None = None
     language: str | None = None
+    problem: str | None = None  # why the item cannot be edited or scored (see the module docstring)
+    instruction_truncated_from: int | None = None  # the original length, when the instruction was cut
+
+
+MAX_INSTRUCTION_CHARS = 2000
+
+
+def apply_instruction_policy(items: list[BenchmarkItem], max_chars: int = MAX_INSTRUCTION_CHARS) -> list[BenchmarkItem]:
+    """Mark empty instructions invalid and cut long ones (the policy in the module docstring)."""
+    out, empty, cut = [], 0, 0
+    for item in items:
+        if not item.instruction.strip():
+            item = replace(item, problem="empty instruction")
+            empty += 1
+        elif len(item.instruction) > max_chars:
+            item = replace(item, instruction=item.instruction[:max_chars],
+                           instruction_truncated_from=len(item.instruction))
+            cut += 1
+        out.append(item)
+    if empty:
+        logger.warning("%d item(s) have an empty instruction: recorded as failed, not edited or scored", empty)
+    if cut:
+        logger.warning("%d instruction(s) longer than %d characters were cut to that length", cut, max_chars)
+    return out
 
 
 Select = Callable[[list[BenchmarkItem]], list[BenchmarkItem]]
@@ -451,8 +485,11 @@ def _language_key(language: str | None) -> str | None:
 
 def load_benchmark(path: str | Path, format: str = "native", categories: list[str] | None = None,
                    limit: int | None = None, *, language: str | None = None,
-                   image_cache: str | Path | None = None) -> list[BenchmarkItem]:
+                   image_cache: str | Path | None = None,
+                   max_instruction_chars: int = MAX_INSTRUCTION_CHARS) -> list[BenchmarkItem]:
     """Load, keep one language and the chosen categories (in file order), then the first ``limit`` items.
+
+    The instruction policy (module docstring) is applied to the items kept.
 
     ``language`` is matched case-insensitively with "zh" and "cn" taken as the same language.
     ``image_cache`` is where formats with embedded images (gedit) write them; others ignore it.
@@ -471,7 +508,7 @@ def load_benchmark(path: str | Path, format: str = "native", categories: list[st
             if unknown:
                 raise BenchmarkError(f"{path}: categories {unknown} not in the benchmark")
             items = [item for item in items if item.category in set(categories)]
-        return items[:limit] if limit else items
+        return apply_instruction_policy(items[:limit] if limit else items, max_instruction_chars)
 
     # the loader applies select itself, so that gedit writes only the images of the items kept
     return LOADERS[format](path, image_cache=Path(image_cache) if image_cache else None, select=select)

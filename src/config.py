@@ -15,6 +15,8 @@ from typing import Any
 
 import yaml
 
+from src.benchmark import MAX_INSTRUCTION_CHARS
+
 
 class ConfigError(ValueError):
     """A configuration that cannot run; the message lists every problem found."""
@@ -32,6 +34,7 @@ class BenchmarkConfig:
     limit: int | None = None
     language: str | None = None
     image_cache: str | None = None
+    max_instruction_chars: int = MAX_INSTRUCTION_CHARS
 
 
 @dataclass
@@ -162,6 +165,8 @@ def _check_values(config: Config, problems: list[str]) -> None:
         problems.append(f"benchmark.format: {config.benchmark.format!r} is not one of {list(BENCHMARK_FORMATS)}")
     if config.benchmark.limit is not None and config.benchmark.limit < 1:
         problems.append(f"benchmark.limit: must be at least 1, got {config.benchmark.limit}")
+    if config.benchmark.max_instruction_chars < 1:
+        problems.append(f"benchmark.max_instruction_chars: must be at least 1, got {config.benchmark.max_instruction_chars}")
     if not Path(config.benchmark.path).exists():
         problems.append(f"benchmark.path: {config.benchmark.path} does not exist")
     if config.reward_model.type not in REWARD_MODELS:

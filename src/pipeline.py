@@ -24,6 +24,7 @@ settings (``scoring_settings_hash``); leftover parts of a killed run are merged 
 from __future__ import annotations
 
 import dataclasses
+import errno
 import hashlib
 import io
 import json
@@ -42,7 +43,7 @@ from src.benchmark import BenchmarkItem, load_benchmark
 from src.config import Config, config_from_dict, config_to_dict
 from src.jsonl import append_jsonl, read_jsonl, write_jsonl_atomic
 from src.parallel import Launch, resolve_devices, run_workers, shard
-from src.paths import safe_name
+from src.paths import is_inside, safe_name
 
 logger = logging.getLogger(__name__)
 
@@ -91,7 +92,8 @@ class Layout:
 def load_items(config: Config) -> list[BenchmarkItem]:
     b = config.benchmark
     return load_benchmark(b.path, b.format, b.categories, b.limit, language=b.language,
-                          image_cache=Path(b.image_cache) if b.image_cache else None)
+                          image_cache=Path(b.image_cache) if b.image_cache else None,
+                          max_instruction_chars=b.max_instruction_chars)
 
 
 def scoring_settings(config: Config) -> dict:
@@ -131,6 +133,10 @@ def _chunks(items: list, size: int):
         yield items[start:start + size]
 
 
+class InvalidItem(ValueError):
+    """A benchmark item that cannot be edited or scored at all (``BenchmarkItem.problem``)."""
+
+
 def _error_text(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
@@ -152,6 +158,8 @@ def _finished_edit(layout: Layout, record: dict | None) -> bool:
 def _save_edit(layout: Layout, editor: str, item: BenchmarkItem, seed: int, output, seconds: float) -> dict:
     record = {"editor": editor, "item_id": item.id, "category": item.category, "image": None, "sha1": None,
               "seed": seed, "seconds": round(seconds, 4), "error": None}
+    if item.instruction_truncated_from is not None:
+        record["instruction_truncated_from"] = item.instruction_truncated_from
     if isinstance(output, BaseException):
         record["error"] = _error_text(output)
         return record
@@ -191,8 +199,13 @@ def edit_shard(*, rank: int, world_size: int, device: str, config_data: dict, ov
     for editor_config in config.editing.editors:
         name = editor_config.name
         mine = shard(list(_chunks(items, editor_config.batch_size)), rank, world_size)
-        batches = [batch for batch in mine
-                   if not all(_finished_edit(layout, recorded.get((name, item.id))) for item in batch)]
+        # Invalid items (an empty instruction) are recorded, never edited, and never make a batch unfinished.
+        invalid = [item for batch in mine for item in batch if item.problem
+                   and (recorded.get((name, item.id)) or {}).get("error") != _error_text(InvalidItem(item.problem))]
+        append_jsonl(part, [_save_edit(layout, name, item, item_seed(config.seed, item.id),
+                                       InvalidItem(item.problem), 0.0) for item in invalid])
+        batches = [[item for item in batch if not item.problem] for batch in mine
+                   if not all(item.problem or _finished_edit(layout, recorded.get((name, item.id))) for item in batch)]
         todo = [item for batch in batches for item in batch]
         logger.info("editor %s on %s: %d of %d items to edit", name, device, len(todo), sum(map(len, mine)))
         if not todo:
@@ -239,6 +252,8 @@ def _score_record(edit_key: tuple[str, BenchmarkItem], edit: dict | None, settin
               "error": None, "fallback": False, "failed_stage": None,
               "image": edit.get("image") if edit else None, "image_sha1": edit.get("sha1") if edit else None,
               "settings": settings}
+    if item.instruction_truncated_from is not None:
+        record["instruction_truncated_from"] = item.instruction_truncated_from
     record.update(fields)
     return record
 
@@ -284,7 +299,10 @@ def score_shard(*, rank: int, world_size: int, device: str, config_data: dict, o
         for item in mine:
             key = (editor_config.name, item)
             edit = edits.get((editor_config.name, item.id))
-            if edit is None:
+            if item.problem:
+                failures.append(_score_record(key, None, settings, failed_stage="input",
+                                              error=_error_text(InvalidItem(item.problem))))
+            elif edit is None:
                 failures.append(_score_record(key, None, settings, failed_stage="edit",
                                               error="no edit recorded (run the edit stage first)"))
             elif edit.get("error"):
@@ -386,7 +404,41 @@ def report(config: Config, items: list[BenchmarkItem], export: list[str] | None 
 # ---------------------------------------------------------------------------------------- the run
 
 
-def _prepare_output(config: Config) -> None:
+MIN_FREE_BYTES = 64 * 2**20
+# Errors of the output folder itself, not of one item: the run stops with a clear message (finished work is kept).
+OUTPUT_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG}
+
+
+def _output_folder_error(exc: OSError, out: Path) -> bool:
+    """A full disk, a quota or a permission problem in the output folder (not in a model or image read)."""
+    if exc.errno not in OUTPUT_ERRNOS:
+        return False
+    if exc.filename:
+        return is_inside(out, Path(exc.filename))
+    return exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)  # a write on an open file names none
+
+
+def _estimated_edit_bytes(config: Config, items: list[BenchmarkItem], stages: list[str]) -> int:
+    """About what stage 1 writes: edited PNGs at the sources' size, raw RGB bytes (a PNG is rarely larger)."""
+    if "edit" not in stages or not items:
+        return 0
+    from src.images import ImageLoadError, image_size
+
+    step = max(1, len(items) // 16)
+    sizes = []
+    for item in items[::step][:16]:
+        try:
+            width, height = image_size(item.image)
+            sizes.append(width * height * 3)
+        except ImageLoadError:
+            continue
+    if not sizes:
+        return 0
+    return int(sum(sizes) / len(sizes) * len(items) * len(config.editing.editors))
+
+
+def _prepare_output(config: Config, items: list[BenchmarkItem], stages: list[str]) -> None:
+    """Fail before any model loads when the output folder cannot take the run's files."""
     out = Path(config.output_dir)
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -397,8 +449,13 @@ def _prepare_output(config: Config) -> None:
     except OSError as exc:
         raise PipelineError(f"output folder {out} is not writable: {exc}") from None
     free = shutil.disk_usage(out).free
-    if free < 64 * 2**20:
-        raise PipelineError(f"output folder {out} has only {free / 2**20:.0f} MiB free")
+    if free < MIN_FREE_BYTES:
+        raise PipelineError(f"output folder {out} has only {free / 2**20:.1f} MiB free "
+                            f"(at least {MIN_FREE_BYTES // 2**20} MiB needed to start)")
+    needed = _estimated_edit_bytes(config, items, stages)
+    if free < needed:
+        logger.warning("output folder %s has %.2f GiB free; the edited images may take up to %.2f GiB "
+                       "(a full disk stops the run, and a rerun resumes it)", out, free / 2**30, needed / 2**30)
     text = yaml.safe_dump(config_to_dict(config), sort_keys=False, allow_unicode=True)
     (out / "config.resolved.yaml").write_text(text, encoding="utf-8")
 
@@ -432,12 +489,24 @@ def run(config: Config, stage: str = "all", overwrite: bool = False, export: lis
     items = load_items(config)
     logger.info("benchmark %s: %d items in %d categories", config.benchmark.path, len(items),
                 len({i.category for i in items}))
+    try:
+        return _run(config, items, stages, overwrite, export)
+    except OSError as exc:
+        if not _output_folder_error(exc, Path(config.output_dir)):
+            raise
+        raise PipelineError(f"cannot write {exc.filename or config.output_dir}: {exc.strerror}. The work finished "
+                            "so far is kept: free space (or fix the folder's permissions) and rerun the same "
+                            "command to resume") from exc
+
+
+def _run(config: Config, items: list[BenchmarkItem], stages: list[str], overwrite: bool,
+         export: list[str] | None) -> dict:
     launch = Launch.from_env()
     if launch:
         launch.init()
     leader = launch is None or launch.rank == 0
     if leader:
-        _prepare_output(config)
+        _prepare_output(config, items, stages)
         for name in ("edit", "score"):  # what a killed run left behind
             merge_stage(config, name, items)
     if launch:

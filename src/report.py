@@ -30,7 +30,7 @@ from PIL import Image, UnidentifiedImageError
 
 from src.aggregate import category_stats, editor_overall
 from src.benchmark import BenchmarkItem
-from src.images import to_rgb
+from src.images import ImageLoadError, open_image, to_rgb
 from src.paths import is_inside, safe_name
 
 logger = logging.getLogger(__name__)
@@ -303,7 +303,7 @@ def _thumbnail(path: Path | None, size: int) -> tuple[str | None, str]:
     if path is None:
         return None, "no image"
     try:
-        with Image.open(path) as image:
+        with open_image(path) as image:
             if image.mode in ("RGB", "RGBA", "L", "LA"):
                 # shrink first (for JPEG, thumbnail() decodes at a reduced DCT scale), then convert the small image
                 image.thumbnail((size, size), Image.Resampling.BICUBIC, reducing_gap=2.0)
@@ -315,6 +315,10 @@ def _thumbnail(path: Path | None, size: int) -> tuple[str | None, str]:
         thumb.save(buffer, format="JPEG", quality=80)
     except FileNotFoundError:
         return None, f"missing: {path.name}"
+    except ImageLoadError as exc:
+        if str(exc).startswith("missing image"):
+            return None, f"missing: {path.name}"
+        return None, f"{'too large' if str(exc).startswith('image too large') else 'unreadable'}: {path.name}"
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
         return None, f"unreadable: {path.name} ({type(exc).__name__})"
     except Exception as exc:  # a decoder bug on one odd file must not cost the whole report: placeholder, logged
@@ -416,6 +420,17 @@ def _record_cell(record: dict, anchor: str, thumb: tuple[str | None, str]) -> st
     return "".join(parts) + "</div>"
 
 
+def _instruction(item: BenchmarkItem | None) -> str:
+    if item is None:
+        return "(instruction unknown)"
+    if item.problem:
+        return f'<i>invalid item: {_e(item.problem)}</i>'
+    text = _e(item.instruction)
+    if item.instruction_truncated_from is not None:
+        text += f' <i>(cut from {item.instruction_truncated_from:,} characters)</i>'
+    return text
+
+
 def _index_rows(rows: list[tuple[str, dict]], items: Mapping[str, BenchmarkItem], extra: str) -> str:
     out = []
     for anchor, r in rows:
@@ -425,7 +440,7 @@ def _index_rows(rows: list[tuple[str, dict]], items: Mapping[str, BenchmarkItem]
         detail = _e((instruction if extra == "instruction" else (r.get("error") or ""))[:400])
         out.append(f'<tr class="f" data-editor="{_e(r["editor"])}" data-category="{_e(r["category"])}">'
                    f'<td>{value}</td><td class="t">{_e(r["editor"])}</td><td class="t">{_e(r["category"])}</td>'
-                   f'<td class="t"><a href="#{anchor}">{_e(r["item_id"])}</a></td><td class="t">{detail}</td></tr>')
+                   f'<td class="t"><a href="#{anchor}">{_e(r["item_id"])}</a></td><td class="t" dir="auto">{detail}</td></tr>')
     return "".join(out)
 
 
@@ -452,8 +467,8 @@ def _html(out: Path, summary: dict, records: list[dict], items: Mapping[str, Ben
                       else '<div class="ph">item not in the benchmark</div>')
             cells = "".join(_record_cell(r, anchors[(r["editor"], r["item_id"])], thumbs[_edited_path(out, r)])
                             for r in mine)
-            cards.append(f'<div class="card" data-pos="{pos}"><div class="id">{_e(item_id)}</div>'
-                         f'<div class="instr">{_e(item.instruction) if item else "(instruction unknown)"}</div>'
+            cards.append(f'<div class="card" data-pos="{pos}"><div class="id" dir="auto">{_e(item_id)}</div>'
+                         f'<div class="instr" dir="auto">{_instruction(item)}</div>'
                          f'<div class="cells"><div class="src"><b>source</b>{source}</div>{cells}</div></div>')
         sections.append(f'<section class="f" data-category="{_e(category)}"><h3>{_e(category)} '
                         f'<small>({len(cards)} items)</small></h3>'

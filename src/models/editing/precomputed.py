@@ -3,9 +3,11 @@
 For item ``ID`` (category ``CAT``) it takes the first file that exists among
 ``image_dir/ID.{png,jpg,jpeg,webp}``, then the same under ``image_dir/CAT/`` (GEdit-style
 per-category folders), also trying the id's file-safe form (``src.paths.safe_name``). A missing
-file is that item's error. An output whose size differs from its source is resized to the
-source size (as GEdit-Bench's scorer does before comparing) unless ``params.resize_to_source`` is
-false; the original size is kept in ``image.info["resized_from"]`` and lands in the manifest.
+file is that item's error. An output whose size differs from its source (as shown, EXIF rotation
+applied) is resized to the source size (as GEdit-Bench's scorer does before comparing) unless
+``params.resize_to_source`` is false; the original size is kept in ``image.info["resized_from"]``
+and lands in the manifest. With resizing on, an unreadable source fails the item, as it does for
+any other editor.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from src.images import ImageLoadError, load_image
+from src.images import ImageLoadError, image_size, load_image
 from src.models.editing import EditRequest
 from src.paths import is_inside, safe_name
 
@@ -70,10 +72,11 @@ class PrecomputedEditor:
         image = load_image(path)
         if self.resize_to_source:
             try:
-                with Image.open(request.source) as source:
-                    size = source.size
-            except OSError:
-                return image  # no source to match; scoring records the missing source if it needs it
+                size = image_size(request.source)  # as shown: EXIF rotation applied, header only
+            except ImageLoadError as exc:
+                # Without its source the output cannot be matched to it, and the item is broken for
+                # every editor alike: fail it here as a diffusers editor would.
+                raise ImageLoadError(f"source of item {request.item_id!r}: {exc}") from None
             if image.size != size:
                 original = image.size
                 image = image.resize(size, Image.LANCZOS)

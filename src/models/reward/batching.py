@@ -13,6 +13,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 import torch
 from PIL import Image
 
+from src.images import ImageLoadError, image_size
+
 from .parsing import ScoreParseError, _json_scores
 from .results import ScoringStats
 
@@ -42,22 +44,11 @@ def _describe(indices: list[int]) -> str:
 
 def _image_dims(source) -> tuple[int, int] | None:
     """(width, height) as the image will be seen (EXIF rotation applied), reading the header only."""
+    if not isinstance(source, (Image.Image, str, os.PathLike)):
+        return None
     try:
-        if isinstance(source, Image.Image):
-            image, close = source, False
-        elif isinstance(source, (str, os.PathLike)):
-            image, close = Image.open(source), True
-        else:
-            return None
-        try:
-            width, height = image.size
-            if image.getexif().get(0x0112) in (5, 6, 7, 8):  # rotated a quarter turn
-                width, height = height, width
-        finally:
-            if close:
-                image.close()
-        return width, height
-    except (OSError, ValueError, Image.DecompressionBombError):
+        return image_size(source)
+    except (ImageLoadError, OSError, ValueError):
         return None
 
 

@@ -1,0 +1,242 @@
+"""Hostile and malformed input through the whole pipeline, and the exact outcome of every item.
+
+The corpus (tests/bad_inputs.py) runs through ``main.py`` with two editors: ``pre`` (precomputed
+outputs, resized to their source) and ``ip2p`` (the tiny InstructPix2Pix pipeline, batched), and
+the tiny judge comparing each edit with its source. Nothing in the corpus may stop the run, lose
+another item's result, or become a score.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+from PIL import Image
+
+from src.benchmark import MAX_INSTRUCTION_CHARS, BenchmarkError, load_benchmark
+from src.images import MAX_PIXELS, ImageLoadError, image_size, load_image
+from src.paths import safe_name
+from tests.bad_inputs import CASES, LONG_INSTRUCTION_CHARS, RTL_INSTRUCTION, build_corpus, huge_header_png
+from tests.test_pipeline import lines, main_py
+
+OK = None
+# kind -> (outcome for "pre", outcome for "ip2p"): OK, or (failed_stage, text the error contains).
+EXPECTED = {
+    "plain": (OK, OK),
+    "zero_byte": (("edit", "cannot identify image file"), ("edit", "cannot identify image file")),
+    # The header is intact, so the precomputed output is matched to its size; the judge then fails
+    # to decode the source it compares against.
+    "truncated_png": (("score", "image file is truncated"), ("edit", "image file is truncated")),
+    "truncated_jpeg": (("edit", "Truncated File Read"), ("edit", "Truncated File Read")),
+    "text_as_png": (("edit", "cannot identify image file"), ("edit", "cannot identify image file")),
+    "one_pixel": (OK, OK),
+    "gray16": (OK, OK),
+    "cmyk_jpeg": (OK, OK),
+    "rgba": (OK, OK),
+    "palette": (OK, OK),
+    "animated_gif": (OK, OK),
+    "exif_rotated": (OK, OK),
+    "huge_header": (("edit", "image too large"), ("edit", "image too large")),
+    "missing_file": (("edit", "missing image"), ("edit", "missing image")),
+    "webp": (OK, OK),
+    "dotdot_id": (OK, OK),
+    "slash_id": (OK, OK),
+    "illegal_chars_id": (OK, OK),
+    "dotdot_category": (OK, OK),
+    "empty_instruction": (("input", "InvalidItem: empty instruction"), ("input", "InvalidItem: empty instruction")),
+    "blank_instruction": (("input", "InvalidItem: empty instruction"), ("input", "InvalidItem: empty instruction")),
+    "long_instruction": (OK, OK),
+    "rtl_unicode": (OK, OK),
+    "html_in_text": (OK, OK),
+    "wrong_size_output": (OK, OK),
+    "corrupt_output": (("edit", "image file is truncated"), OK),
+    "no_output": (("edit", "no output for item"), OK),
+}
+EDITORS = ("pre", "ip2p")
+TOP_LEVEL = {"config.resolved.yaml", "edits", "scores.jsonl", "summary.json", "summary.csv", "report.md",
+             "scores_by_category.png", "report.html", ".parts", ".thumbnails"}
+
+
+def corpus_config(folder: Path, judge_path: str, ip2p: str) -> str:
+    data = {
+        "benchmark": {"path": str(folder / "annotations.jsonl")},
+        "editing": {"devices": ["cpu"], "editors": [
+            {"name": "pre", "type": "precomputed", "image_dir": str(folder / "precomputed")},
+            {"name": "ip2p", "type": "diffusers", "model_path": ip2p, "dtype": "float32", "batch_size": 4,
+             "max_area": 4096, "params": {"num_inference_steps": 2}},
+        ]},
+        "reward_model": {"type": "qwen3_vl", "devices": ["cpu"], "params": {
+            "model_path": judge_path, "dtype": "float32", "batch_size": 4, "max_new_tokens": 12,
+            "compare_with_original": True, "show_progress": False}},
+        "output_dir": str(folder / "out"),
+    }
+    path = folder / "config.yaml"
+    path.write_text(yaml.safe_dump(data, allow_unicode=True))
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def corpus_run(tmp_path_factory, judge_path, tiny_editors):
+    folder = tmp_path_factory.mktemp("corpus") / "bench"  # one level down: "../" ids would land beside it
+    build_corpus(folder)
+    config = corpus_config(folder, judge_path, str(tiny_editors["instruct-pix2pix"]))
+    result = main_py(config)
+    return folder, config, result
+
+
+def test_every_kind_is_covered():
+    assert set(EXPECTED) == {case.kind for case in CASES}
+    assert len(CASES) - 1 >= 20  # kinds of bad input, besides the plain control item
+
+
+def test_the_run_finishes_with_the_exact_outcome_of_every_item(corpus_run):
+    folder, _, result = corpus_run
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = folder / "out"
+    manifest, scores = lines(out / "edits" / "manifest.jsonl"), lines(out / "scores.jsonl")
+    keys = [(editor, case.id) for editor in EDITORS for case in CASES]
+    assert [(r["editor"], r["item_id"]) for r in manifest] == keys  # one line each: none lost, none doubled
+    assert [(r["editor"], r["item_id"]) for r in scores] == keys
+    by_key = {(r["editor"], r["item_id"]): r for r in scores}
+    edits = {(r["editor"], r["item_id"]): r for r in manifest}
+    for case in CASES:
+        for editor, expected in zip(EDITORS, EXPECTED[case.kind]):
+            record, edit = by_key[(editor, case.id)], edits[(editor, case.id)]
+            where = (case.kind, editor, record["error"])
+            if expected is OK:
+                assert record["failed_stage"] is None and record["error"] is None, where
+                assert 0 <= record["score"] <= 10 and record["raw_output"], where
+                assert edit["image"] == f"edits/{editor}/{safe_name(case.id)}.png", where
+                assert record["image_sha1"] == edit["sha1"], where
+            else:
+                stage, text = expected
+                assert record["score"] is None and record["failed_stage"] == stage, where
+                assert text in record["error"], where
+                if stage in ("edit", "input"):
+                    assert edit["image"] is None and text in edit["error"], where
+    summary = json.loads((out / "summary.json").read_text())["editors"]
+    for position, editor in enumerate(EDITORS):
+        failed = sum(1 for outcomes in EXPECTED.values() if outcomes[position] is not OK)
+        assert summary[editor]["overall"]["n_failed"] == failed
+        assert summary[editor]["overall"]["n"] == len(CASES)
+
+
+def test_images_are_normalised_as_documented(corpus_run):
+    folder, _, _ = corpus_run
+    out = folder / "out"
+    edits = {(r["editor"], r["item_id"]): r for r in lines(out / "edits" / "manifest.jsonl")}
+
+    def size(editor, item_id):
+        with Image.open(out / edits[(editor, item_id)]["image"]) as image:
+            return image.size
+
+    # EXIF orientation is applied: stored 48x32, shown (and edited) 32x48; the precomputed 48x32
+    # output is resized to the shown size, and the manifest says from what.
+    assert size("ip2p", "exif_rotated") == size("pre", "exif_rotated") == (32, 48)
+    assert edits[("pre", "exif_rotated")]["resized_from"] == [48, 32]
+    assert edits[("pre", "wrong_size_output")]["resized_from"] == [24, 16]
+    assert size("pre", "wrong_size_output") == (48, 32)
+    assert "resized_from" not in edits[("pre", "plain")]
+    assert size("ip2p", "one_pixel") == (1, 1) and size("ip2p", "animated_gif") == (40, 30)
+    # Transparency is composited on white, not on black.
+    rgba = load_image(folder / "images" / "rgba.png")
+    assert rgba.getpixel((0, 0))[0] > 200 and rgba.mode == "RGB"
+
+
+def test_long_instructions_are_cut_and_recorded(corpus_run):
+    folder, _, _ = corpus_run
+    items = {item.id: item for item in load_benchmark(folder / "annotations.jsonl")}
+    long = items["long_instruction"]
+    assert len(long.instruction) == MAX_INSTRUCTION_CHARS and long.instruction_truncated_from == LONG_INSTRUCTION_CHARS
+    assert items["rtl_unicode_\u05d0\u0628"].instruction == RTL_INSTRUCTION  # passed on unchanged
+    assert items["empty_instruction"].problem == "empty instruction" and items["plain"].problem is None
+    for name in ("edits/manifest.jsonl", "scores.jsonl"):
+        marked = {(r["editor"], r["item_id"]) for r in lines(folder / "out" / name) if "instruction_truncated_from" in r}
+        assert marked == {(editor, "long_instruction") for editor in EDITORS}
+    shorter = load_benchmark(folder / "annotations.jsonl", max_instruction_chars=10)
+    assert [i.id for i in shorter if i.instruction_truncated_from] == [
+        c.id for c in CASES if len(c.instruction) > 10 and c.instruction.strip()]
+
+
+def test_nothing_lands_outside_the_output_folder(corpus_run):
+    folder, _, _ = corpus_run
+    out = folder / "out"
+    assert sorted(p.name for p in folder.parent.iterdir()) == ["bench"]
+    assert sorted(p.name for p in folder.iterdir()) == ["annotations.jsonl", "config.yaml", "images", "out",
+                                                       "precomputed"]
+    assert {p.name for p in out.iterdir()} <= TOP_LEVEL
+    assert not any(p.is_symlink() for p in out.rglob("*"))
+    for editor, position in zip(EDITORS, range(2)):
+        expected = {f"{safe_name(c.id)}.png" for c in CASES if EXPECTED[c.kind][position] in (OK,)
+                    or EXPECTED[c.kind][position][0] == "score"}
+        assert {p.name for p in (out / "edits" / editor).iterdir()} == expected
+    assert all(re.fullmatch(r"[A-Za-z0-9._=-]+\.png", p.name) for p in (out / "edits").rglob("*.png"))
+
+
+def test_the_report_shows_hostile_text_escaped_and_every_failure(corpus_run):
+    folder, _, _ = corpus_run
+    html = (folder / "out" / "report.html").read_text(encoding="utf-8")
+    md = (folder / "out" / "report.md").read_text(encoding="utf-8")
+    failed = sum(1 for outcomes in EXPECTED.values() for o in outcomes if o is not OK)
+    assert f"## Failures ({failed})" in md
+    assert '<script>document.title="pwned"</script>' not in html and "&lt;script&gt;document.title=" in html
+    assert "<b>c</b>" not in html and "&lt;b&gt;c&lt;/b&gt;" in html
+    assert f'<div class="instr" dir="auto">{RTL_INSTRUCTION}</div>' in html
+    assert "invalid item: empty instruction" in html
+    assert f"(cut from {LONG_INSTRUCTION_CHARS:,} characters)" in html
+
+
+def test_a_rerun_retries_failures_only_and_changes_nothing(corpus_run):
+    """A rerun retries failed edits and scores (a fixed file is picked up), never invalid items, and a
+    permanent failure comes out the same: every line and image is as before."""
+    folder, config, _ = corpus_run
+    out = folder / "out"
+    before = {name: lines(out / name) for name in ("edits/manifest.jsonl", "scores.jsonl")}
+    images = {p: p.read_bytes() for p in (out / "edits").rglob("*.png")}
+    result = main_py(config)
+    assert result.returncode == 0, result.stderr[-2000:]
+    retried_edits = [c for c in CASES if EXPECTED[c.kind][0] is not OK and EXPECTED[c.kind][0][0] == "edit"]
+    assert f"editor pre on cpu: {len(retried_edits)} of {len(CASES)} items to edit" in result.stderr
+    assert f"scoring on cpu: 1 of {len(CASES) * len(EDITORS)} pairs to score" in result.stderr  # pre's truncated_png
+    assert {name: lines(out / name) for name in before} == before
+    assert {p: p.read_bytes() for p in (out / "edits").rglob("*.png")} == images
+
+
+def test_whole_file_errors_name_the_file_and_line(tmp_path, judge_path, tiny_editors):
+    folder = tmp_path / "bench"
+    build_corpus(folder, [c for c in CASES if c.kind == "plain"])
+    annotations = folder / "annotations.jsonl"
+    good = annotations.read_text()
+    config = corpus_config(folder, judge_path, str(tiny_editors["instruct-pix2pix"]))
+    for text, message in [
+        (good + good, f"{annotations}:2: duplicate id 'plain'"),
+        (good + "{not json\n", f"{annotations}:2: not valid JSON"),
+        (good + '{"id": "x", "category": "c", "image": "images/plain.png"}\n',
+         f"{annotations}:2: missing or non-string field(s) ['instruction']"),
+    ]:
+        annotations.write_text(text)
+        result = main_py(config)
+        assert result.returncode == 2 and message in result.stderr, result.stderr[-2000:]
+        assert not (folder / "out").exists() and "loaded" not in result.stderr  # before any model or file
+
+
+def test_image_limits_are_checked_before_decoding(tmp_path):
+    huge = tmp_path / "huge.png"
+    huge.write_bytes(huge_header_png(9000, 9000))  # 81M pixels: under Pillow's own error limit, over ours
+    assert 9000 * 9000 > MAX_PIXELS
+    for call in (load_image, image_size):
+        with pytest.raises(ImageLoadError, match="header claims 9000x9000 .* refused before decoding"):
+            call(huge)
+    small = tmp_path / "small.png"
+    small.write_bytes(huge_header_png(64, 8))
+    assert image_size(small) == (64, 8)
+
+
+def test_benchmark_errors_are_benchmark_errors(tmp_path):
+    bad = tmp_path / "annotations.jsonl"
+    bad.write_text('{"id": "a", "category": "c", "instruction": "x", "image": "a.png"}\n[1, 2]\n')
+    with pytest.raises(BenchmarkError, match=r"annotations.jsonl:2: expected a JSON object"):
+        load_benchmark(bad)
