@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import random
 from pathlib import Path
@@ -10,6 +11,36 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 CACHE = Path(os.environ.get("EDITJUDGE_CACHE", ROOT / ".cache" / "tiny-models"))
+
+
+SAMPLE = ROOT / "benchmark_data" / "sample" / "annotations.jsonl"
+MISSING = "remove_object_001"  # the precomputed_dir editor has no output for this item
+
+
+@functools.cache
+def tiny_editor(name: str) -> str:
+    """The folder of one tiny diffusers pipeline (instruct-pix2pix, flux-kontext, ...), built on first use."""
+    from src.tools.make_tiny_editors import ensure_tiny_editors
+
+    return str(ensure_tiny_editors(CACHE)[name])
+
+
+@pytest.fixture(scope="session")
+def precomputed_dir(tmp_path_factory) -> Path:
+    """Outputs of a pretend editor: each sample source with a different brightness; one item missing, one resized."""
+    from PIL import Image, ImageEnhance
+
+    from src.benchmark import load_benchmark
+
+    folder = tmp_path_factory.mktemp("precomputed")
+    for i, item in enumerate(load_benchmark(SAMPLE)):
+        if item.id == MISSING:
+            continue
+        image = ImageEnhance.Brightness(Image.open(item.image).convert("RGB")).enhance(0.4 + 0.3 * (i % 5))
+        if i == 1:
+            image = image.resize((40, 30))
+        image.save(folder / f"{item.id}.png")
+    return folder
 
 
 @pytest.fixture(scope="session")

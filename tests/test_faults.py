@@ -24,8 +24,8 @@ from src.config import load_config
 from src.models.editing.diffusers_editor import DiffusersEditor
 from src.models.reward.qwen3_vl import Qwen3VLRewardModel
 from src.pipeline import PipelineError, run
-from tests.test_pipeline import (  # noqa: F401 - fixtures used here
-    SAMPLE, ip2p_path, lines, main_py, make_config, precomputed_dir, snapshot, write)
+from tests.conftest import SAMPLE
+from tests.test_pipeline import lines, main_py, make_config, snapshot, write
 
 LIMIT = 6
 

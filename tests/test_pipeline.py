@@ -12,39 +12,14 @@ from pathlib import Path
 
 import pytest
 import yaml
-from PIL import Image, ImageEnhance
+from PIL import Image
 
 from src.benchmark import load_benchmark
 from src.config import load_config
 from src.pipeline import Layout, run
-from tests.conftest import ROOT
-
-SAMPLE = ROOT / "benchmark_data" / "sample" / "annotations.jsonl"
-MISSING = "remove_object_001"  # the precomputed editor has no output for this item
-IP2P: list[str] = []  # the tiny InstructPix2Pix folder, set by the ip2p_path fixture
-
-
-@pytest.fixture(scope="session")
-def precomputed_dir(tmp_path_factory) -> Path:
-    """Outputs of a pretend editor: each source with a different brightness; one item missing, one resized."""
-    folder = tmp_path_factory.mktemp("precomputed")
-    for i, item in enumerate(load_benchmark(SAMPLE)):
-        if item.id == MISSING:
-            continue
-        image = ImageEnhance.Brightness(Image.open(item.image).convert("RGB")).enhance(0.4 + 0.3 * (i % 5))
-        if i == 1:
-            image = image.resize((40, 30))
-        image.save(folder / f"{item.id}.png")
-    return folder
-
+from tests.conftest import MISSING, ROOT, SAMPLE, tiny_editor
 
 EDITORS = ("bright", "same", "ip2p")
-
-
-@pytest.fixture(scope="session", autouse=True)
-def ip2p_path(tiny_editors) -> str:
-    IP2P[:] = [str(tiny_editors["instruct-pix2pix"])]
-    return IP2P[0]
 
 
 def make_config(tmp_path: Path, judge_path: str, precomputed_dir: Path, **extra) -> dict:
@@ -55,7 +30,7 @@ def make_config(tmp_path: Path, judge_path: str, precomputed_dir: Path, **extra)
             {"name": "same", "type": "precomputed", "image_dir": str(precomputed_dir),
              "params": {"resize_to_source": False}},
             # A real diffusers pipeline, batched: 8 items in fixed batches of 3.
-            {"name": "ip2p", "type": "diffusers", "model_path": IP2P[0], "batch_size": 3, "dtype": "float32",
+            {"name": "ip2p", "type": "diffusers", "model_path": tiny_editor("instruct-pix2pix"), "batch_size": 3, "dtype": "float32",
              "params": {"num_inference_steps": 2, "image_guidance_scale": 1.5}},
         ]},
         "reward_model": {"type": "qwen3_vl", "params": {
@@ -247,7 +222,7 @@ def test_bad_configs_fail_before_any_model_loads_naming_every_problem(tmp_path, 
         {"name": "a", "type": "precomputed", "image_dir": str(precomputed_dir), "model_path": "x"},
         {"name": "../c", "type": "magic"},
         {"name": "d", "type": "precomputed", "image_dir": str(precomputed_dir), "batch_size": "two"},
-        {"name": "e", "type": "diffusers", "model_path": IP2P[0], "params": {"image_guidance_scal": 1.5}},
+        {"name": "e", "type": "diffusers", "model_path": tiny_editor("instruct-pix2pix"), "params": {"image_guidance_scal": 1.5}},
         {"name": "f", "type": "diffusers", "model_path": str(tmp_path / "no-editor")},
     ]
     data["editing"]["device"] = "cpu"
