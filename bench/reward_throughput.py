@@ -9,9 +9,10 @@ saves it and loads it back through ``Qwen3VLRewardModel`` (the real loading path
 every configuration on one loaded model, in one process: sequential scoring, the official
 Qwen3-VL batched recipe written by hand ("bare": left padding, ``apply_chat_template`` on a list
 of conversations, ``generate``, trim, ``batch_decode``), ``batch_score`` at several batch sizes
-and with ``batch_size="auto"``, logits mode, and a mixed-size image set (32x32 to 160x160 in
-random order) for the grouping comparison. Repeats are interleaved (every configuration once,
-then again) and the best repeat counts, so load from other processes hits all alike. The random
+and with ``batch_size="auto"``, logits mode, and a mixed-size image set (widths and heights of
+32 to 256 pixels in random order) for the grouping comparison. Repeats are interleaved (every configuration once,
+then again), so load from other processes hits all alike: a configuration's figures are those of
+its best repeat, and each target ratio is the median over repeats of the ratio within a repeat. The random
 model's answers are not scores; generation length is fixed at --new-tokens by removing the
 end-of-sequence token, so every configuration does the same work (early stopping never fires).
 
@@ -56,7 +57,10 @@ PRESETS = {
     "qwen3-vl-8b": dict(hidden=4096, layers=36, heads=32, kv=8, inter=12288, v_hidden=1152, v_depth=27, v_heads=16,
                         v_inter=4304, deepstack=[8, 16, 24]),
 }
-MIXED_SIZES = (32, 64, 96, 128, 160)
+# Mixed set: width and height drawn independently from these sides, so an image is 1 to 64 visual
+# tokens beside an ~88-token prompt, and batches in input order are ~20% padding. Real benchmark
+# images (GEdit-Bench, ImgEdit: 512-1024 pixels, several aspect ratios) vary far more than that.
+MIXED_SIDES = (32, 64, 128, 192, 256)
 TARGETS = {  # the throughput issue's figures
     "batch 8 / sequential, images/s (>= 3.0)": 3.0,
     "bare recipe / batch_score at batch 8, uniform, time ratio (>= 0.909, i.e. within 10%)": 1 / 1.1,
@@ -106,12 +110,12 @@ def build_random_model(out: Path, preset: str, device: str, dtype: torch.dtype) 
 
 
 def make_images(n: int, size: int, mixed: bool, seed: int = 0) -> list[Image.Image]:
-    """``n`` noise images, ``size`` square, or (``mixed``) squares of MIXED_SIZES in random order."""
+    """``n`` noise images, ``size`` square, or (``mixed``) of MIXED_SIDES width and height, in random order."""
     rng = random.Random(seed)
     images = []
     for _ in range(n):
-        side = rng.choice(MIXED_SIZES) if mixed else size
-        images.append(Image.effect_noise((side, side), rng.randint(20, 80)).convert("RGB"))
+        width, height = (rng.choice(MIXED_SIDES), rng.choice(MIXED_SIDES)) if mixed else (size, size)
+        images.append(Image.effect_noise((width, height), rng.randint(20, 80)).convert("RGB"))
     return images
 
 
@@ -310,7 +314,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-sizes", default="2,4,8,16", help="batch_score sizes besides 8 (always run)")
     parser.add_argument("--variants", default="", help="extra batch-8 judges, comma separated: int8, bfloat16, "
                                                        "float16, eager")
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--out", default="bench_results", help="folder for bench.json, bench.csv, bench.png")
     parser.add_argument("--json", help="also write the table as JSON here")
     parser.add_argument("--no-accuracy", action="store_true", help="skip the int8 accuracy check on the tiny judge")
@@ -336,7 +340,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         path = build_random_model(Path(tmp) / "model", args.preset, args.device, getattr(torch, dtype_name))
         common = dict(device=args.device, dtype=dtype_name, max_new_tokens=args.new_tokens, show_progress=False,
-                      max_pixels=max(args.image_size, *MIXED_SIZES) ** 2)
+                      max_pixels=max(args.image_size, *MIXED_SIDES) ** 2)
         judge = Qwen3VLRewardModel(str(path), **common)
         logits_judge = Qwen3VLRewardModel(str(path), score_mode="logits", **common)
         extra = {}
@@ -353,7 +357,7 @@ def main(argv: list[str] | None = None) -> int:
             def run(stats):
                 from src.models.reward.qwen3_vl import ForwardClock
 
-                chosen = sorted(images, key=lambda im: im.size) if sort else images
+                chosen = sorted(images, key=lambda im: im.width * im.height) if sort else images
                 with ForwardClock(model, stats):
                     bare_recipe(model, processor, chosen, DEFAULT_SYSTEM_PROMPT, DEFAULT_USER_PROMPT, batch_size,
                                 args.new_tokens, stats)
@@ -382,7 +386,8 @@ def main(argv: list[str] | None = None) -> int:
             ("bare recipe, batch 8, mixed, sorted", "mixed", bare(mixed, sort=True)),
             ("batch 8, mixed", "mixed", ours(judge, mixed, batch_size=8)),
             ("batch 8, mixed, no grouping", "mixed", ours_with(judge, mixed, {"group_by_length": False}, batch_size=8)),
-            ("batch 8, mixed, no prefetch", "mixed", ours_with(judge, mixed, {"prefetch": False}, batch_size=8)),
+            (f"batch 8, mixed, prefetch {'off' if judge.prefetch else 'on'}", "mixed",
+             ours_with(judge, mixed, {"prefetch": not judge.prefetch}, batch_size=8)),
         ]
         # Warm-up: first calls pay for lazy initialisation.
         from src.models.reward.results import ScoringStats
@@ -396,15 +401,20 @@ def main(argv: list[str] | None = None) -> int:
     for row in rows:
         row["speedup"] = row["images_per_s"] / base
     by_name = {r["config"]: r for r in rows}
-    checks = {
-        list(TARGETS)[0]: by_name["batch 8"]["speedup"],
-        list(TARGETS)[1]: by_name["bare recipe, batch 8"]["seconds"] / by_name["batch 8"]["seconds"],
-        list(TARGETS)[2]: by_name["bare recipe, batch 8, mixed"]["seconds"] / by_name["batch 8, mixed"]["seconds"],
-        list(TARGETS)[3]: by_name["logits, batch 8"]["images_per_s"] / by_name["batch 8"]["images_per_s"],
+    pairs = {  # (slower, faster): each figure is a time ratio of two configurations
+        list(TARGETS)[0]: ("sequential", "batch 8"),
+        list(TARGETS)[1]: ("bare recipe, batch 8", "batch 8"),
+        list(TARGETS)[2]: ("bare recipe, batch 8, mixed", "batch 8, mixed"),
+        list(TARGETS)[3]: ("batch 8", "logits, batch 8"),
     }
+    # The figure is the median over repeats of the ratio within one repeat (the two ran seconds
+    # apart, so load from elsewhere hits both alike); the ratio of the two best repeats is shown too.
+    checks = {label: statistics.median(a / b for a, b in zip(by_name[x]["all_seconds"], by_name[y]["all_seconds"]))
+              for label, (x, y) in pairs.items()}
+    best_of = {label: by_name[x]["seconds"] / by_name[y]["seconds"] for label, (x, y) in pairs.items()}
     load_after = os.getloadavg()
     title = (f"{args.preset} Qwen3-VL, {args.device} {dtype_name}, {args.images} images ({args.image_size}x"
-             f"{args.image_size}, or mixed {MIXED_SIZES[0]}-{MIXED_SIZES[-1]}), {args.new_tokens} new tokens, best of "
+             f"{args.image_size}, or mixed sides {MIXED_SIDES[0]}-{MIXED_SIDES[-1]}), {args.new_tokens} new tokens, best of "
              f"{args.repeats}; torch {torch.__version__}, {torch.get_num_threads()} threads; "
              f"load {load_before[0]:.2f} -> {load_after[0]:.2f}"
              + ("" if args.no_openmp_level or args.device != "cpu" else "; OpenMP spin levelled"))
@@ -419,9 +429,10 @@ def main(argv: list[str] | None = None) -> int:
               f"{r['peak_memory_mib']:>8.0f} {r['fallbacks']:>2d} {r['spread']:>6.1%}")
     if by_name["batch auto"]["auto_batch_size"]:
         print(f"batch auto settled on {by_name['batch auto']['auto_batch_size']}")
-    print("\nfigures (measured in this run):")
+    print(f"\nfigures (measured in this run; median of the {args.repeats} per-repeat ratios, and the ratio of the "
+          "best repeats):")
     for label, value in checks.items():
-        print(f"  {'ok  ' if value >= TARGETS[label] else 'MISS'} {label}: {value:.2f}")
+        print(f"  {'ok  ' if value >= TARGETS[label] else 'MISS'} {label}: {value:.2f} (best repeats {best_of[label]:.2f})")
 
     accuracy = None
     if not args.no_accuracy:
@@ -438,7 +449,8 @@ def main(argv: list[str] | None = None) -> int:
 
     report = {"args": vars(args), "title": title, "torch": torch.__version__, "threads": torch.get_num_threads(),
               "load_average_before": load_before, "load_average_after": load_after, "rows": rows,
-              "figures": {k: {"value": v, "target": TARGETS[k], "met": v >= TARGETS[k]} for k, v in checks.items()},
+              "figures": {k: {"value": v, "best_repeats_ratio": best_of[k], "target": TARGETS[k], "met": v >= TARGETS[k]}
+                          for k, v in checks.items()},
               "int8_accuracy": accuracy}
     (out / "bench.json").write_text(json.dumps(report, indent=2))
     columns = [k for k in rows[0] if k != "all_seconds"]

@@ -127,14 +127,20 @@ def format_table(records: list[dict]) -> str:
 # ---------------------------------------------------------------------------------------- csv, markdown
 
 
+def _spreadsheet_safe(text: str) -> str:
+    """A text cell a spreadsheet will not run: one starting with = + - @ or a tab/CR gets a leading '."""
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+
+
 def _write_csv(path: Path, summary: dict) -> Path:
+    """The summary table for spreadsheets; category names from benchmark data are defused (``_spreadsheet_safe``)."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(["editor", "category", *STATS_FIELDS])
     blank = lambda v: "" if v is None else v  # noqa: E731
     for editor, entry in summary["editors"].items():
         for category, st in entry["categories"].items():
-            writer.writerow([editor, category, *(blank(st[f]) for f in STATS_FIELDS)])
+            writer.writerow([editor, _spreadsheet_safe(category), *(blank(st[f]) for f in STATS_FIELDS)])
         o, m = entry["overall"], entry["micro_stats"]
         writer.writerow([editor, "overall (macro)", o["n"], o["n_failed"], o["n_scored"], blank(o["macro"]),
                          "", "", "", ""])

@@ -143,6 +143,8 @@ CASES = [
          image="plain.png"),
     Case("html_in_text", "html_in_text", instruction='<script>document.title="pwned"</script>"onerror=alert(1) x="',
          category="<b>c</b>", image="plain.png"),
+    Case("formula_category", "formula_category", category='=HYPERLINK("http://evil.example","x")',
+         image="plain.png"),
     Case("wrong_size_output", "wrong_size_output", image="plain.png", output="small"),
     Case("corrupt_output", "corrupt_output", image="plain.png", output="corrupt"),
     Case("no_output", "no_output", image="plain.png", output=None),

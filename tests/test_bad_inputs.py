@@ -8,6 +8,7 @@ another item's result, or become a score.
 
 from __future__ import annotations
 
+import csv
 import json
 import re
 from pathlib import Path
@@ -51,6 +52,7 @@ EXPECTED = {
     "long_instruction": (OK, OK),
     "rtl_unicode": (OK, OK),
     "html_in_text": (OK, OK),
+    "formula_category": (OK, OK),
     "wrong_size_output": (OK, OK),
     "corrupt_output": (("edit", "image file is truncated"), OK),
     "no_output": (("edit", "no output for item"), OK),
@@ -187,6 +189,13 @@ def test_the_report_shows_hostile_text_escaped_and_every_failure(corpus_run):
     assert f'<div class="instr" dir="auto">{RTL_INSTRUCTION}</div>' in html
     assert "invalid item: empty instruction" in html
     assert f"(cut from {LONG_INSTRUCTION_CHARS:,} characters)" in html
+    # A spreadsheet opening summary.csv sees the formula as text; summary.json keeps the name as it is.
+    rows = list(csv.reader((folder / "out" / "summary.csv").open(encoding="utf-8")))
+    assert ["pre", "'=HYPERLINK(\"http://evil.example\",\"x\")"] == rows[[r[1] for r in rows].index(
+        "'=HYPERLINK(\"http://evil.example\",\"x\")")][:2]
+    assert not any(cell.startswith("=") for row in rows for cell in row)
+    summary = json.loads((folder / "out" / "summary.json").read_text())
+    assert '=HYPERLINK("http://evil.example","x")' in summary["editors"]["pre"]["categories"]
 
 
 def test_a_rerun_retries_failures_only_and_changes_nothing(corpus_run):

@@ -140,6 +140,13 @@ def test_prefetch_builds_the_next_batch_while_the_model_runs(judge, monkeypatch)
     assert stats.prepare_seconds > 0
 
 
+def test_prefetch_auto_is_off_on_the_cpu(judge_path):
+    """On the CPU the model uses every core; a preparing thread would only compete with it."""
+    judge = Qwen3VLRewardModel(judge_path, device="cpu", show_progress=False)
+    assert judge.prefetch is False
+    assert Qwen3VLRewardModel(judge_path, device="cpu", prefetch=True, show_progress=False).prefetch is True
+
+
 def test_error_while_prefetching_falls_back_for_that_batch(judge, monkeypatch):
     images, prompts = varied(8)
     expected, _ = run(judge, monkeypatch, OFF, images, prompts, batch_size=1)
@@ -242,10 +249,11 @@ def test_batch_evaluate_reports_where_the_time_went(judge, monkeypatch):
 
 @pytest.mark.parametrize(("params", "expected"), [
     ({"batch_size": "auto", "group_by_length": True, "prefetch": False, "stop_early": True, "quantization": None}, []),
+    ({"prefetch": "auto"}, []),
     ({"batch_size": "big"}, ["batch_size must be 'auto' or a positive integer, got 'big'"]),
     ({"batch_size": 0}, ["batch_size must be 'auto' or a positive integer, got 0"]),
     ({"group_by_length": "yes"}, ["group_by_length must be true or false, got 'yes'"]),
-    ({"prefetch": 1}, ["prefetch must be true or false, got 1"]),
+    ({"prefetch": 1}, ["prefetch must be 'auto', true or false, got 1"]),
     ({"stop_early": None}, ["stop_early must be true or false, got None"]),
     ({"quantization": "int4"}, ["quantization must be null or one of ['int8'], got 'int4'"]),
     ({"dtype": "float8"}, ["dtype must be 'auto' or one of ['bfloat16', 'float16', 'float32'], got 'float8'"]),

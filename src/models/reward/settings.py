@@ -1,0 +1,61 @@
+"""Settings of the Qwen3-VL reward model: accepted values, checked once with every problem named."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import torch
+
+DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
+SCORE_MODES = ("generate", "logits")
+ATTN_IMPLEMENTATIONS = ("sdpa", "eager", "flash_attention_2")
+QUANTIZATIONS = ("int8",)
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    if isinstance(exc, torch.OutOfMemoryError):
+        return True
+    return isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
+
+
+def setting_problems(values: dict) -> list[str]:
+    """Problems with the given settings (only the keys present are checked)."""
+    problems = []
+
+    def check(key, ok, expected):
+        if key in values and not ok(values[key]):
+            problems.append(f"{key} must be {expected}, got {values[key]!r}")
+
+    is_int = lambda v: isinstance(v, int) and not isinstance(v, bool)  # noqa: E731
+    check("batch_size", lambda v: v == "auto" or (is_int(v) and v >= 1), "'auto' or a positive integer")
+    check("dtype", lambda v: v == "auto" or v in DTYPES, f"'auto' or one of {sorted(DTYPES)}")
+    check("score_mode", lambda v: v in SCORE_MODES, f"one of {list(SCORE_MODES)}")
+    check("max_new_tokens", lambda v: is_int(v) and v >= 1, "a positive integer")
+    check("attn_implementation", lambda v: v in ATTN_IMPLEMENTATIONS, f"one of {list(ATTN_IMPLEMENTATIONS)}")
+    check("quantization", lambda v: v is None or v in QUANTIZATIONS, f"null or one of {list(QUANTIZATIONS)}")
+    check("prefetch", lambda v: v == "auto" or isinstance(v, bool), "'auto', true or false")
+    for key in ("group_by_length", "stop_early", "use_batch_inference", "compare_with_original"):
+        check(key, lambda v: isinstance(v, bool), "true or false")
+    if "score_range" in values:
+        score_range = values["score_range"]
+        try:
+            low, high = (float(v) for v in score_range)
+        except (TypeError, ValueError):
+            low = high = None
+        if low is None or not low < high:
+            problems.append(f"score_range must be [low, high] with low < high, got {score_range!r}")
+        elif values.get("score_mode") == "logits" and not (0 <= low and high <= 10 and low.is_integer()
+                                                            and high.is_integer()):
+            problems.append("score_mode 'logits' reads one digit (or '10'): score_range must be integers in 0-10, "
+                            f"got {score_range!r}")
+    if values.get("attn_implementation") == "flash_attention_2":
+        if importlib.util.find_spec("flash_attn") is None:
+            problems.append("attn_implementation 'flash_attention_2' needs the flash-attn package, which is not "
+                            "installed (use 'sdpa')")
+        if str(values.get("device", "")).startswith("cpu"):
+            problems.append("attn_implementation 'flash_attention_2' runs on CUDA only (use 'sdpa' on CPU)")
+        if values.get("dtype") == "float32":
+            problems.append("attn_implementation 'flash_attention_2' needs dtype bfloat16 or float16, got 'float32'")
+    if values.get("quantization") == "int8" and importlib.util.find_spec("torchao") is None:
+        problems.append("quantization 'int8' needs the torchao package, which is not installed")
+    return problems
