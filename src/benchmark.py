@@ -76,20 +76,14 @@ MAX_INSTRUCTION_CHARS = 2000
 
 def apply_instruction_policy(items: list[BenchmarkItem], max_chars: int = MAX_INSTRUCTION_CHARS) -> list[BenchmarkItem]:
     """Mark empty instructions invalid and cut long ones (the policy in the module docstring)."""
-    out, empty, cut = [], 0, 0
+    out = []
     for item in items:
         if not item.instruction.strip():
             item = replace(item, problem="empty instruction")
-            empty += 1
         elif len(item.instruction) > max_chars:
             item = replace(item, instruction=item.instruction[:max_chars],
                            instruction_truncated_from=len(item.instruction))
-            cut += 1
         out.append(item)
-    if empty:
-        logger.warning("%d item(s) have an empty instruction: recorded as failed, not edited or scored", empty)
-    if cut:
-        logger.warning("%d instruction(s) longer than %d characters were cut to that length", cut, max_chars)
     return out
 
 

@@ -489,6 +489,14 @@ def run(config: Config, stage: str = "all", overwrite: bool = False, export: lis
     items = load_items(config)
     logger.info("benchmark %s: %d items in %d categories", config.benchmark.path, len(items),
                 len({i.category for i in items}))
+    invalid = sum(1 for item in items if item.problem)
+    cut = sum(1 for item in items if item.instruction_truncated_from is not None)
+    if invalid:
+        logger.warning("%d item(s) are invalid (an empty instruction): recorded as failed, never edited or scored",
+                       invalid)
+    if cut:
+        logger.warning("%d instruction(s) longer than %d characters are cut to that length",
+                       cut, config.benchmark.max_instruction_chars)
     try:
         return _run(config, items, stages, overwrite, export)
     except OSError as exc:
