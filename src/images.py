@@ -69,17 +69,21 @@ def open_image(path: Path) -> Image.Image:
     return opened
 
 
+def _shown_size(image: Image.Image) -> tuple[int, int]:
+    try:
+        orientation = image.getexif().get(_EXIF_ORIENTATION)
+    except (OSError, ValueError, SyntaxError):
+        orientation = None
+    width, height = image.size
+    return (height, width) if orientation in _TRANSPOSED else (width, height)
+
+
 def image_size(source) -> tuple[int, int]:
     """(width, height) as shown (EXIF orientation applied), read from the header without decoding."""
     if isinstance(source, Image.Image):
-        return ImageOps.exif_transpose(source).size if source.getexif().get(_EXIF_ORIENTATION) else source.size
+        return _shown_size(source)
     with open_image(Path(source)) as opened:
-        try:
-            orientation = opened.getexif().get(_EXIF_ORIENTATION)
-        except (OSError, ValueError, SyntaxError):
-            orientation = None
-        width, height = opened.size
-    return (height, width) if orientation in _TRANSPOSED else (width, height)
+        return _shown_size(opened)
 
 
 def load_image(source) -> Image.Image:
