@@ -8,7 +8,8 @@ Formats (``path`` is the benchmark's root folder or its annotation file; both ar
   the hub's ``data/train-*.parquet``) or a ``datasets`` ``save_to_disk`` folder (``state.json`` +
   ``*.arrow``, or a ``dataset_dict.json`` with one such folder per split). Columns ``key``,
   ``task_type`` (category), ``instruction``, ``instruction_language`` ("en"/"cn"), ``input_image``
-  (the image fed to editors, as GEdit-Bench's own eval does; ``input_image_raw`` is ignored).
+  (the image fed to editors, as GEdit-Bench's own eval does; ``input_image_raw`` is ignored),
+  and ``Intersection_exist`` when present (kept for ``--export gedit``).
   Keys repeat across languages, so the item id is ``f"{key}_{language}"``. Images are embedded
   bytes, written once into an image cache (see :func:`load_gedit`).
 - ``imgedit``: ImgEdit-Bench Basic (PKU-YuanGroup/ImgEdit ``Benchmark/Basic/basic_edit.json``):
@@ -69,6 +70,7 @@ class BenchmarkItem:
     language: str | None = None
     problem: str | None = None  # why the item cannot be edited or scored (see the module docstring)
     instruction_truncated_from: int | None = None  # the original length, when the instruction was cut
+    intersection_exist: bool | None = None  # GEdit-Bench's Intersection_exist (gedit format only)
 
 
 MAX_INSTRUCTION_CHARS = 2000
@@ -283,6 +285,7 @@ def load_rise(path: str | Path, image_cache: Path | None = None, select: Select 
 # ------------------------------------------------------------------------------------------ gedit
 
 _GEDIT_COLUMNS = ("key", "task_type", "instruction", "instruction_language")
+_GEDIT_INTERSECTION = "Intersection_exist"  # optional: the subset GEdit-Bench's statistics also average over
 _GEDIT_IMAGE = "input_image"
 
 
@@ -309,8 +312,9 @@ def _gedit_tables(path: Path) -> tuple[Path, list[Path]]:
     return path, parquet
 
 
-def _record_batches(file: Path, columns: list[str]) -> Iterator:
-    """The file's record batches, only ``columns``; a missing column is an error naming the file."""
+def _record_batches(file: Path, columns: list[str], optional: tuple[str, ...] = ()) -> Iterator:
+    """The file's record batches, only ``columns`` and those of ``optional`` the file has; a missing
+    column of ``columns`` is an error naming the file."""
     try:
         import pyarrow as pa
         import pyarrow.parquet as pq
@@ -319,29 +323,29 @@ def _record_batches(file: Path, columns: list[str]) -> Iterator:
     if not file.is_file():
         raise BenchmarkError(f"{file}: no such data file")
 
-    def check(names: list[str]) -> None:
+    def check(names: list[str]) -> list[str]:
         missing = [c for c in columns if c not in names]
         if missing:
             raise BenchmarkError(f"{file}: missing column(s) {missing}")
+        return [*columns, *(c for c in optional if c in names)]
 
     try:
         if file.suffix == ".parquet":
             parquet = pq.ParquetFile(file)
-            check(parquet.schema_arrow.names)
-            yield from parquet.iter_batches(columns=columns, batch_size=64)
+            yield from parquet.iter_batches(columns=check(parquet.schema_arrow.names), batch_size=64)
             return
         with pa.memory_map(str(file)) as source:
             try:  # datasets writes arrow IPC streams; accept the IPC file format too
                 stream = pa.ipc.open_stream(source)
-                check(stream.schema.names)
+                wanted = check(stream.schema.names)
                 batches = iter(stream)
             except pa.ArrowInvalid:
                 source.seek(0)
                 table = pa.ipc.open_file(source)
-                check(table.schema.names)
+                wanted = check(table.schema.names)
                 batches = (table.get_batch(i) for i in range(table.num_record_batches))
             for batch in batches:
-                yield batch.select(columns)
+                yield batch.select(wanted)
     except (pa.ArrowException, OSError) as exc:
         raise BenchmarkError(f"{file}: cannot read ({exc})") from None
 
@@ -405,15 +409,17 @@ def load_gedit(path: str | Path, image_cache: Path | None = None, select: Select
     seen: set[str] = set()
     for file_number, file in enumerate(files):
         row = 0
-        for batch in _record_batches(file, list(_GEDIT_COLUMNS)):
+        for batch in _record_batches(file, list(_GEDIT_COLUMNS), optional=(_GEDIT_INTERSECTION,)):
             for record in batch.to_pylist():
                 where = f"{file}: row {row} (key {record.get('key')!r})"
                 bad = [c for c in _GEDIT_COLUMNS if not isinstance(record.get(c), str) or not record[c]]
                 if bad:
                     raise BenchmarkError(f"{where}: missing, empty or non-string field(s) {bad}")
+                intersection = record.get(_GEDIT_INTERSECTION)
                 item = BenchmarkItem(id=f"{record['key']}_{record['instruction_language']}",
                                      category=record["task_type"], instruction=record["instruction"],
-                                     image=Path(), language=record["instruction_language"])
+                                     image=Path(), language=record["instruction_language"],
+                                     intersection_exist=intersection if isinstance(intersection, bool) else None)
                 if item.id in seen:
                     raise BenchmarkError(f"{where}: duplicate id {item.id!r}")
                 seen.add(item.id)

@@ -550,7 +550,6 @@ GEDIT_COLUMNS = ("source_image", "edited_image", "instruction", "sementics_score
 
 
 def export_gedit(out: Path, records: list[dict], items: list[BenchmarkItem], *, backbone: str = "qwen25vl",
-                 intersection: Mapping[str, bool] | None = None,
                  default_language: str | None = None) -> list[Path]:
     """Write viescore results in the layout GEdit-Bench's statistics script reads; returns the files written.
 
@@ -579,9 +578,9 @@ def export_gedit(out: Path, records: list[dict], items: list[BenchmarkItem], *, 
     are not written, as the official scorer drops them, but are listed in
     ``OUT/export/gedit/<editor>/<backbone>/omitted_items.csv``; GEdit groups absent from the run get a
     header-only CSV (the script then prints nan for them instead of crashing); categories that are not
-    GEdit groups are written too but the script ignores them. ``intersection_exist`` comes from
-    ``intersection`` (item id -> the dataset's ``Intersection_exist``); without it every row says False
-    and the script's "Intersection" averages are nan.
+    GEdit groups are written too but the script ignores them. ``intersection_exist`` is the item's
+    (the dataset's ``Intersection_exist``, read by the gedit loader); items without one (another format,
+    or data without the column) say False, and the script's "Intersection" averages are then nan.
     """
     if not any(isinstance(r.get("sub_scores"), Mapping) and r["sub_scores"] for r in records):
         raise ValueError("export_gedit needs sub-scores SC and PQ, which only the viescore rubric records; "
@@ -610,9 +609,9 @@ def export_gedit(out: Path, records: list[dict], items: list[BenchmarkItem], *, 
     if extra:
         logger.warning("GEdit export: categories %s are not GEdit groups; written, but the official script "
                        "ignores them", extra)
-    if intersection is None:
-        logger.warning("GEdit export: no Intersection_exist values given; intersection_exist is False everywhere and "
-                       "the script's Intersection averages will be nan")
+    if all(by_id[r["item_id"]].intersection_exist is None for r in records):
+        logger.warning("GEdit export: the items have no Intersection_exist; intersection_exist is False everywhere "
+                       "and the script's Intersection averages will be nan")
 
     written: list[Path] = []
     for editor in dict.fromkeys(r["editor"] for r in records):
@@ -632,7 +631,7 @@ def export_gedit(out: Path, records: list[dict], items: list[BenchmarkItem], *, 
                 continue
             edited = _edited_path(out, r)
             rows[r["category"]].append([str(item.image), str(edited.resolve()) if edited else "", item.instruction,
-                                        sc, pq, bool((intersection or {}).get(r["item_id"], False)), language])
+                                        sc, pq, bool(item.intersection_exist), language])
         missing = [g for g in GEDIT_GROUPS if not rows[g]]
         if missing:
             logger.warning("GEdit export for %s: no scored items in %s; their CSVs have a header only", editor, missing)

@@ -68,7 +68,7 @@ def gedit_table(rows=GEDIT_ROWS, drop=()):
         "instruction_language": pa.array([r[2] for r in rows]),
         "input_image": pa.array([{"bytes": png_bytes(r[3]), "path": f"{r[0]}.png"} for r in rows], image_type()),
         "input_image_raw": pa.array([{"bytes": png_bytes("blue"), "path": None} for _ in rows], image_type()),
-        "Intersection_exist": pa.array([True for _ in rows]),
+        "Intersection_exist": pa.array([r[0] != "k2" for r in rows]),
     }
     return pa.table({name: column for name, column in columns.items() if name not in drop})
 
@@ -102,6 +102,7 @@ def test_gedit_parquet_ids_languages_and_image_cache(tmp_path):
     assert [i.id for i in items] == ["k1_en", "k1_cn", "k2_en", "k3_cn"]
     assert [i.category for i in items] == ["color_alter", "color_alter", "subject-add", "subject-add"]
     assert items[1].language == "cn" and items[1].instruction == "instruction k1 cn"
+    assert [i.intersection_exist for i in items] == [True, True, False, True]
     cache = root / ".editjudge_images"
     assert all(i.image.parent == cache and i.image.suffix == ".png" for i in items)
     assert [color_of(i.image) for i in items] == [COLORS[c] for *_, c in GEDIT_ROWS]
@@ -145,12 +146,20 @@ def test_gedit_save_to_disk_dataset_and_dataset_dict(tmp_path, stream):
     items = load_benchmark(tmp_path / "ds", "gedit", image_cache=tmp_path / "c1")
     assert [i.id for i in items] == ["k1_en", "k1_cn", "k2_en", "k3_cn"]
     assert color_of(items[2].image) == COLORS["green"]
+    assert [i.intersection_exist for i in items] == [True, True, False, True]
 
     write_arrow_dataset(tmp_path / "dd" / "train", gedit_table())
     write_json(tmp_path / "dd" / "dataset_dict.json", {"splits": ["train"]})
     items = load_benchmark(tmp_path / "dd", "gedit", language="en")
     assert [i.id for i in items] == ["k1_en", "k2_en"]
     assert items[0].image.parent == tmp_path / "dd" / ".editjudge_images"
+
+
+@needs_pyarrow
+def test_gedit_without_intersection_column(tmp_path):
+    (tmp_path / "data").mkdir()
+    pq.write_table(gedit_table(drop=("Intersection_exist",)), tmp_path / "data" / "train.parquet")
+    assert [i.intersection_exist for i in load_benchmark(tmp_path, "gedit")] == [None] * 4
 
 
 @needs_pyarrow

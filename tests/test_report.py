@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import csv
+import dataclasses
 import io
 import json
 import math
@@ -222,7 +223,7 @@ def test_export_gedit_layout(run):
     _, omitted = _read_csv(out / "export/gedit/alpha/qwen25vl/omitted_items.csv")
     assert [(r["item_id"], r["failed_stage"]) for r in omitted] == [("ca1", "score")]
 
-    export_gedit(out, records, items, intersection={"bg1": True})
+    export_gedit(out, records, [dataclasses.replace(i, intersection_exist=i.id == "bg1") for i in items])
     _, rows = _read_csv(out / "export/gedit/alpha/qwen25vl/eval_results_new/alpha_background_change_gpt_score.csv")
     assert [r["intersection_exist"] for r in rows] == ["True", "False", "False"]
 
