@@ -389,7 +389,8 @@ def read_scores(config: Config) -> list[dict]:
 
 def report(config: Config, items: list[BenchmarkItem], export: list[str] | None = None) -> dict:
     """Write the report files for the current scoring settings; returns the records and the files."""
-    from src.report import export_gedit, write_reports
+    from src.export_gedit import export_gedit
+    from src.report import write_reports
 
     records = read_scores(config)
     out = Path(config.output_dir)

@@ -20,7 +20,8 @@ from PIL import Image
 from src.aggregate import category_stats, editor_overall
 from src.benchmark import BenchmarkItem
 from src.paths import safe_name
-from src.report import GEDIT_COLUMNS, GEDIT_GROUPS, export_gedit, format_table, write_reports
+from src.export_gedit import GEDIT_COLUMNS, GEDIT_GROUPS, export_gedit
+from src.report import format_table, write_reports
 
 HOSTILE_INSTRUCTION = "<script>alert(1)</script><script>document.title='pwned'</script> make it red"
 HOSTILE_ANSWER = '"><img src=x onerror=alert(2)>'
