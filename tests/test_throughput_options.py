@@ -7,6 +7,8 @@ import math
 import random
 import threading
 
+import time
+
 import pytest
 import torch
 
@@ -235,8 +237,37 @@ def test_forward_clock_splits_prefill_from_decode(judge):
     assert stats.prefill_tokens == int(mask.sum()) and stats.padding_tokens == int((mask == 0).sum())
     assert stats.decode_tokens == 2 * 4  # five tokens: one from the prefill, four generation steps
     assert stats.prefill_seconds > 0 and stats.decode_seconds > 0
+    # generate encodes the images before its first forward call: that time is prefill too.
+    assert 0 < stats.vision_seconds < stats.prefill_seconds
     judge.model(**inputs)  # outside the block: not counted
     assert stats.prefill_tokens == int(mask.sum())
+
+
+def test_forward_clock_times_nested_and_outside_encoder_calls_once(judge, monkeypatch):
+    """The image encoder called by generate (outside the forward call) and by a plain forward
+    call (inside it) is counted once either way, and the clock's total never exceeds wall time."""
+    images, prompts = varied(1)
+    messages = [judge._build_messages(im, "s", p) for im, p in zip(images, prompts)]
+    inputs = judge.processor.apply_chat_template(messages, tokenize=True, add_generation_prompt=True,
+                                                 return_dict=True, return_tensors="pt")
+    visual = judge.model.model.visual
+    slow = visual.forward
+
+    def slowed(*args, **kwargs):  # the encoder takes at least 0.2 s
+        time.sleep(0.2)
+        return slow(*args, **kwargs)
+
+    monkeypatch.setattr(visual, "forward", slowed)
+    for call in (lambda: judge.model(**inputs),
+                 lambda: judge.model.generate(**inputs, max_new_tokens=2, min_new_tokens=2, do_sample=False)):
+        stats = ScoringStats()
+        started = time.perf_counter()
+        with ForwardClock(judge.model, stats), torch.inference_mode():
+            call()
+        wall = time.perf_counter() - started
+        assert 0.2 <= stats.vision_seconds <= stats.prefill_seconds
+        assert stats.prefill_seconds + stats.decode_seconds <= wall
+        assert stats.vision_seconds < 0.4  # counted once, not once per hook
 
 
 def test_batch_evaluate_reports_where_the_time_went(judge, monkeypatch):

@@ -63,6 +63,11 @@ def _free_memory_bytes(device: torch.device) -> int:
         return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
 
 
+# Submodules that encode images. transformers 5's ``generate`` runs them before the model's own
+# first forward call (``get_image_features``), so a clock on the top module alone misses them.
+ENCODER_NAMES = ("visual", "vision_tower", "vision_model")
+
+
 class ForwardClock:
     """Adds the time and the tokens of a model's forward calls to ``stats`` while entered.
 
@@ -70,39 +75,80 @@ class ForwardClock:
             model.generate(**inputs)
 
     A call over several positions per row is a prefill (its padding is counted apart); a call
-    over one position per row is a generation step. On CUDA each call is synchronized, so the
-    times are the device's.
+    over one position per row is a generation step. The image encoder's calls count as prefill
+    time (and as ``vision_seconds``), whether ``generate`` makes them before the first forward
+    call or the forward call makes them itself; nested calls are timed once. On CUDA each call
+    is synchronized, so the times are the device's.
     """
 
     def __init__(self, model: torch.nn.Module, stats: ScoringStats) -> None:
         self.model = model
         self.stats = stats
         self._handles: list = []
+        self._depth = 0
         self._started = 0.0
-        self._prefill = True
+        self._kind = "prefill"
         self._cuda = False
+        self._encoder_starts: list[float] = []
 
     def __enter__(self) -> "ForwardClock":
         self._cuda = any(p.is_cuda for p in self.model.parameters())
+        encoders = [m for name, m in self.model.named_modules() if name.rsplit(".", 1)[-1] in ENCODER_NAMES]
         self._handles = [self.model.register_forward_pre_hook(self._before, with_kwargs=True),
                          self.model.register_forward_hook(self._after, with_kwargs=True)]
+        for encoder in encoders:
+            self._handles += [encoder.register_forward_pre_hook(self._before_encoder),
+                              encoder.register_forward_hook(self._after_encoder)]
         return self
 
     def __exit__(self, *exc) -> None:
         for handle in self._handles:
             handle.remove()
         self._handles = []
+        self._depth = 0
+        self._encoder_starts = []
+
+    def _start(self, kind: str) -> None:
+        self._depth += 1
+        if self._depth == 1:
+            if self._cuda:
+                torch.cuda.synchronize()
+            self._kind = kind
+            self._started = time.perf_counter()
+
+    def _stop(self) -> float | None:
+        """Seconds since the outermost call began, once that call ends; None for a nested call."""
+        self._depth = max(0, self._depth - 1)
+        if self._depth:
+            return None
+        if self._cuda:
+            torch.cuda.synchronize()
+        return time.perf_counter() - self._started
+
+    def _before_encoder(self, module, args) -> None:
+        self._encoder_starts.append(time.perf_counter())
+        self._start("prefill")
+
+    def _after_encoder(self, module, args, output) -> None:
+        started = self._encoder_starts.pop() if self._encoder_starts else self._started
+        elapsed = self._stop()
+        if elapsed is None:  # inside another timed call, which counts the time
+            if self._cuda:
+                torch.cuda.synchronize()
+            elapsed = time.perf_counter() - started
+        else:
+            self.stats.prefill_seconds += elapsed
+        if not self._encoder_starts:  # an encoder inside an encoder is part of the outer one's time
+            self.stats.vision_seconds += elapsed
 
     def _before(self, module, args, kwargs) -> None:
         ids = kwargs.get("input_ids", args[0] if args else None)
         if ids is None:
             ids = kwargs.get("inputs_embeds")
-        if self._cuda:
-            torch.cuda.synchronize()
-        self._prefill = ids is None or ids.shape[1] > 1
+        prefill = ids is None or ids.shape[1] > 1
         if ids is not None:
             rows, columns = ids.shape[:2]
-            if self._prefill:
+            if prefill:
                 mask = kwargs.get("attention_mask")
                 padded = isinstance(mask, torch.Tensor) and mask.shape == (rows, columns)
                 real = int(mask.sum()) if padded else rows * columns
@@ -110,13 +156,13 @@ class ForwardClock:
                 self.stats.padding_tokens += rows * columns - real
             else:
                 self.stats.decode_tokens += rows
-        self._started = time.perf_counter()
+        self._start("prefill" if prefill else "decode")
 
     def _after(self, module, args, kwargs, output) -> None:
-        if self._cuda:
-            torch.cuda.synchronize()
-        elapsed = time.perf_counter() - self._started
-        if self._prefill:
+        elapsed = self._stop()
+        if elapsed is None:
+            return
+        if self._kind == "prefill":
             self.stats.prefill_seconds += elapsed
         else:
             self.stats.decode_seconds += elapsed

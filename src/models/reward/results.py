@@ -34,7 +34,8 @@ class ScoringStats:
 
     Where the time goes: ``seconds`` is wall time inside ``batch_evaluate``; of it,
     ``prefill_seconds`` and ``decode_seconds`` were spent in the model's forward calls (the first
-    pass over the prompts, then one pass per generated token). ``prepare_seconds`` is opening
+    pass over the prompts, image encoding included, then one pass per generated token);
+    ``vision_seconds`` is the image encoder's part of ``prefill_seconds``. ``prepare_seconds`` is opening
     images and building model inputs, on the prefetch thread when prefetch is on (then it
     overlaps the forward calls instead of adding to them). ``batch_timings`` holds
     ``(items, seconds)`` for recent batches: every item of a batch waits that batch's seconds.
@@ -52,6 +53,7 @@ class ScoringStats:
     decode_tokens: int = 0  # generated positions, one per sequence per generation step
     prefill_seconds: float = 0.0
     decode_seconds: float = 0.0
+    vision_seconds: float = 0.0
     prepare_seconds: float = 0.0
     batch_timings: deque = field(default_factory=lambda: deque(maxlen=MAX_BATCH_TIMINGS))
     auto_batch_size: int | None = None  # what ``batch_size: auto`` settled on, once it has run
