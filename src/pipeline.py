@@ -24,26 +24,22 @@ settings (``scoring_settings_hash``); leftover parts of a killed run are merged 
 from __future__ import annotations
 
 import dataclasses
-import errno
 import hashlib
 import io
 import json
 import logging
 import os
-import shutil
 import signal
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
 from PIL import Image
 
 from src.benchmark import BenchmarkItem, load_benchmark
 from src.config import Config, config_from_dict, config_to_dict
 from src.jsonl import append_jsonl, read_jsonl, write_jsonl_atomic
+from src.layout import Layout, PipelineError, output_folder_error, prepare_output  # noqa: F401 (part of this interface)
 from src.parallel import Launch, resolve_devices, run_workers, shard
-from src.paths import is_inside, safe_name
 
 logger = logging.getLogger(__name__)
 
@@ -54,46 +50,20 @@ THROUGHPUT_PARAMS = {"batch_size", "use_batch_inference", "device", "show_progre
                      "prefetch", "stop_early"}
 
 
-class PipelineError(RuntimeError):
-    """The run cannot go on (nothing to do, unwritable output folder, a worker died)."""
-
-
-@dataclass(frozen=True)
-class Layout:
-    out: Path
-
-    @property
-    def edits(self) -> Path:
-        return self.out / "edits"
-
-    @property
-    def manifest(self) -> Path:
-        return self.edits / "manifest.jsonl"
-
-    @property
-    def scores(self) -> Path:
-        return self.out / "scores.jsonl"
-
-    @property
-    def previous_scores(self) -> Path:
-        return self.out / "scores.previous.jsonl"
-
-    @property
-    def parts(self) -> Path:
-        return self.out / ".parts"
-
-    def part(self, stage: str, rank: int) -> Path:
-        return self.parts / f"{stage}-rank{rank}.jsonl"
-
-    def edited_image(self, editor: str, item_id: str) -> Path:
-        return self.edits / editor / f"{safe_name(item_id)}.png"
-
-
-def load_items(config: Config) -> list[BenchmarkItem]:
+def load_items(config: Config, quiet: bool = False) -> list[BenchmarkItem]:
+    """The benchmark's items. ``quiet``: without the loaders' warnings (skipped records), which
+    ``run`` logs when it loads the benchmark first; the workers load it again, quietly."""
     b = config.benchmark
-    return load_benchmark(b.path, b.format, b.categories, b.limit, language=b.language,
-                          image_cache=Path(b.image_cache) if b.image_cache else None,
-                          max_instruction_chars=b.max_instruction_chars)
+    loader_logger = logging.getLogger("src.benchmark")
+    level = loader_logger.level
+    if quiet:
+        loader_logger.setLevel(logging.ERROR)
+    try:
+        return load_benchmark(b.path, b.format, b.categories, b.limit, language=b.language,
+                              image_cache=Path(b.image_cache) if b.image_cache else None,
+                              max_instruction_chars=b.max_instruction_chars)
+    finally:
+        loader_logger.setLevel(level)
 
 
 def scoring_settings(config: Config) -> dict:
@@ -192,7 +162,7 @@ def edit_shard(*, rank: int, world_size: int, device: str, config_data: dict, ov
 
     config = config_from_dict(config_data)
     layout = Layout(Path(config.output_dir))
-    items = load_items(config)
+    items = load_items(config, quiet=True)
     recorded = {} if overwrite else {(r.get("editor"), r.get("item_id")): r for r in read_jsonl(layout.manifest)}
     part = layout.part("edit", rank)
     written = 0
@@ -289,7 +259,7 @@ def score_shard(*, rank: int, world_size: int, device: str, config_data: dict, o
     config = config_from_dict(config_data)
     layout = Layout(Path(config.output_dir))
     settings = scoring_settings_hash(config)
-    mine = shard(load_items(config), rank, world_size)
+    mine = shard(load_items(config, quiet=True), rank, world_size)
     edits = {(r.get("editor"), r.get("item_id")): r for r in read_jsonl(layout.manifest)}
     scored = {} if overwrite else {(r.get("editor"), r.get("item_id")): r for r in read_jsonl(layout.scores)
                                    if r.get("settings") == settings}
@@ -321,6 +291,7 @@ def score_shard(*, rank: int, world_size: int, device: str, config_data: dict, o
     rubric = get_rubric(config.reward_model.params.get("rubric", "simple"))
     model = get_reward_model_class(config.reward_model.type).from_config(_reward_params(config, device))
     batch_size = model.batch_size if isinstance(model.batch_size, int) else 16
+    started = time.perf_counter()
     # A few model batches per write: the judge groups by length within a chunk, and a kill loses at most one chunk.
     for written, chunk in enumerate(_chunks(todo, batch_size * 4)):
         _fault_point("score", written)
@@ -328,9 +299,16 @@ def score_shard(*, rank: int, world_size: int, device: str, config_data: dict, o
                    for (key, edit), fields in zip(chunk, _judge_chunk(model, rubric, chunk, layout.out))]
         _fault_point("score-unrecorded", written)
         append_jsonl(part, records)
-    stats = model.stats
-    logger.info("scoring on %s: %d items, %d failed, %d batch fallbacks, %.2f images/s", device, stats.items,
-                stats.failures, stats.batch_fallbacks, stats.images_per_second)
+    stats, seconds = model.stats, time.perf_counter() - started
+    # Where the stage's time went: the model's forward calls, building inputs (opening the edited
+    # images included), and the rest (parsing, writing lines) outside the judge.
+    logger.info("scoring on %s: %d items in %.2fs (%.2f images/s): %.0f%% in the model's forward calls, %.0f%% "
+                "opening images and building inputs, %.0f%% outside the judge; %d failed, %d batch fallbacks",
+                device, stats.items, seconds, stats.items / seconds if seconds > 0 else 0.0,
+                100 * stats.forward_seconds / seconds if seconds > 0 else 0,
+                100 * stats.prepare_seconds / seconds if seconds > 0 else 0,
+                100 * max(0.0, seconds - stats.seconds) / seconds if seconds > 0 else 0,
+                stats.failures, stats.batch_fallbacks)
 
 
 # ---------------------------------------------------------------------------------------- merging
@@ -405,62 +383,6 @@ def report(config: Config, items: list[BenchmarkItem], export: list[str] | None 
 # ---------------------------------------------------------------------------------------- the run
 
 
-MIN_FREE_BYTES = 64 * 2**20
-# Errors of the output folder itself, not of one item: the run stops with a clear message (finished work is kept).
-OUTPUT_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG}
-
-
-def _output_folder_error(exc: OSError, out: Path) -> bool:
-    """A full disk, a quota or a permission problem in the output folder (not in a model or image read)."""
-    if exc.errno not in OUTPUT_ERRNOS:
-        return False
-    if exc.filename:
-        return is_inside(out, Path(exc.filename))
-    return exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)  # a write on an open file names none
-
-
-def _estimated_edit_bytes(config: Config, items: list[BenchmarkItem], stages: list[str]) -> int:
-    """About what stage 1 writes: edited PNGs at the sources' size, raw RGB bytes (a PNG is rarely larger)."""
-    if "edit" not in stages or not items:
-        return 0
-    from src.images import ImageLoadError, image_size
-
-    step = max(1, len(items) // 16)
-    sizes = []
-    for item in items[::step][:16]:
-        try:
-            width, height = image_size(item.image)
-            sizes.append(width * height * 3)
-        except ImageLoadError:
-            continue
-    if not sizes:
-        return 0
-    return int(sum(sizes) / len(sizes) * len(items) * len(config.editing.editors))
-
-
-def _prepare_output(config: Config, items: list[BenchmarkItem], stages: list[str]) -> None:
-    """Fail before any model loads when the output folder cannot take the run's files."""
-    out = Path(config.output_dir)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / ".parts").mkdir(exist_ok=True)
-        probe = out / ".write-probe"
-        probe.write_text("ok")
-        probe.unlink()
-    except OSError as exc:
-        raise PipelineError(f"output folder {out} is not writable: {exc}") from None
-    free = shutil.disk_usage(out).free
-    if free < MIN_FREE_BYTES:
-        raise PipelineError(f"output folder {out} has only {free / 2**20:.1f} MiB free "
-                            f"(at least {MIN_FREE_BYTES // 2**20} MiB needed to start)")
-    needed = _estimated_edit_bytes(config, items, stages)
-    if free < needed:
-        logger.warning("output folder %s has %.2f GiB free; the edited images may take up to %.2f GiB "
-                       "(a full disk stops the run, and a rerun resumes it)", out, free / 2**30, needed / 2**30)
-    text = yaml.safe_dump(config_to_dict(config), sort_keys=False, allow_unicode=True)
-    (out / "config.resolved.yaml").write_text(text, encoding="utf-8")
-
-
 def _devices_for(config: Config, stage: str) -> list[str]:
     if stage == "edit":
         return resolve_devices(config.editing.devices)
@@ -501,7 +423,7 @@ def run(config: Config, stage: str = "all", overwrite: bool = False, export: lis
     try:
         return _run(config, items, stages, overwrite, export)
     except OSError as exc:
-        if not _output_folder_error(exc, Path(config.output_dir)):
+        if not output_folder_error(exc, Path(config.output_dir)):
             raise
         raise PipelineError(f"cannot write {exc.filename or config.output_dir}: {exc.strerror}. The work finished "
                             "so far is kept: free space (or fix the folder's permissions) and rerun the same "
@@ -515,7 +437,7 @@ def _run(config: Config, items: list[BenchmarkItem], stages: list[str], overwrit
         launch.init()
     leader = launch is None or launch.rank == 0
     if leader:
-        _prepare_output(config, items, stages)
+        prepare_output(config, items, stages)
         for name in ("edit", "score"):  # what a killed run left behind
             merge_stage(config, name, items)
     if launch:

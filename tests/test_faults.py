@@ -18,6 +18,7 @@ import pytest
 import torch
 from transformers import Qwen3VLForConditionalGeneration
 
+import src.layout as layout
 import src.pipeline as pipeline
 from src.benchmark import load_benchmark
 from src.config import load_config
@@ -98,7 +99,7 @@ def test_a_full_disk_is_refused_before_any_model_loads(tmp_path, judge_path, pre
 def test_low_free_space_is_refused_without_mounting(tmp_path, judge_path, precomputed_dir, monkeypatch):
     """The same check where tmpfs cannot be mounted: the free space as the OS reports it."""
     real = shutil.disk_usage
-    monkeypatch.setattr(pipeline.shutil, "disk_usage", lambda p: real(p)._replace(free=10 * 2**20))
+    monkeypatch.setattr(layout.shutil, "disk_usage", lambda p: real(p)._replace(free=10 * 2**20))
     with pytest.raises(PipelineError, match="has only 10.0 MiB free"):
         run(config_for(tmp_path, judge_path, precomputed_dir), "all")
     assert not (tmp_path / "out" / "edits").exists()

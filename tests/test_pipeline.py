@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import signal
@@ -277,3 +278,26 @@ def test_viescore_rubric_end_to_end(reference, tmp_path, judge_path, precomputed
     # The sample's categories are not GEdit-Bench's task types: the export says so instead of writing empty files.
     with pytest.raises(ValueError, match="GEdit-Bench task type"):
         run(config, "report", export=["gedit"])
+
+
+def test_loader_warnings_are_logged_once_per_run(tmp_path, judge_path, caplog):
+    """run() loads the benchmark, then each stage's worker loads it again: only the first says what it skipped."""
+    bench = tmp_path / "KRIS_Bench"
+    for category, records in {"color_change": {"1": {"ori_img": "1.png", "ins_en": "Make it red."}},
+                              "multi-element_composition": {"1": {"ori_img": ["a.png", "b.png"], "ins_en": "Merge."}}
+                              }.items():
+        (bench / category).mkdir(parents=True)
+        (bench / category / "annotation.json").write_text(json.dumps(records))
+    Image.new("RGB", (32, 32), "blue").save(bench / "color_change" / "1.png")
+    outputs = tmp_path / "outputs"
+    (outputs / "color_change").mkdir(parents=True)
+    Image.new("RGB", (32, 32), "red").save(outputs / "color_change" / "1.png")
+    data = {"benchmark": {"path": str(bench), "format": "kris"},
+            "editing": {"devices": ["cpu"], "editors": [{"name": "pre", "type": "precomputed", "image_dir": str(outputs)}]},
+            "reward_model": {"type": "qwen3_vl", "params": {"model_path": judge_path, "device": "cpu",
+                                                             "max_new_tokens": 4, "show_progress": False}},
+            "output_dir": str(tmp_path / "out")}
+    with caplog.at_level(logging.WARNING):
+        run(load_config(write(tmp_path, data)))
+    assert caplog.text.count("skipped 1 multi-image record(s)") == 1
+    assert [r["item_id"] for r in lines(Layout(tmp_path / "out").manifest)] == ["color_change/1"]
