@@ -20,7 +20,10 @@ Per configuration: images/s, per-item latency p50/p95 (the time of the batch an 
 prefill and decode tokens/s (padding excluded), padding fraction, the share of wall time inside
 the model's forward calls, peak memory (RSS high-water mark on CPU, max allocated on GPU),
 fallbacks, and the speed-up over sequential scoring. Writes OUT/bench.json, OUT/bench.csv and
-OUT/bench.png, prints the table and checks the figures the throughput issue asks for.
+OUT/bench.png, prints the table and checks the figures the throughput issue asks for. It also
+estimates the compute-bound ceiling: the FLOPs of scoring one image in logits mode (counted op by
+op by torch's FlopCounterMode) against the best FLOP/s of a large matmul on the device (and against
+--peak-tflops, a datasheet figure, when given), and how close logits mode gets to it.
 Then, unless --no-accuracy, measures int8 weight-only quantization (torchao) on the tiny
 trained judge: its scores against float32 in both score modes.
 """
@@ -266,6 +269,56 @@ def measure_int8_accuracy() -> dict:
     return report
 
 
+def flops_per_image(judge, image) -> float:
+    """FLOPs of scoring one image in logits mode (batch 1, so no padding): image encoder and one
+    forward pass over the prompt, counted op by op by torch's FlopCounterMode on the real model."""
+    from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
+
+    def cpu_attention(query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:
+        return sdpa_flop_count(query_shape, key_shape, value_shape)
+
+    # torch counts its CUDA attention kernels; the CPU kernel is the same attention.
+    mapping = {torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: cpu_attention}
+    fallbacks = judge.stats.batch_fallbacks
+    with FlopCounterMode(display=False, custom_mapping=mapping) as counter:
+        result = judge.batch_evaluate([image], batch_size=1)[0]
+    if not result.ok or judge.stats.batch_fallbacks != fallbacks:
+        raise RuntimeError(f"counting FLOPs: the scoring call failed ({result.error})")
+    return float(counter.get_total_flops())
+
+
+def matmul_peak(device: str, dtype: torch.dtype, repeats: int = 5) -> tuple[float, str]:
+    """The best FLOP/s of a large square matmul on ``device``: what the model's matmuls could reach at most."""
+    n = 2048 if device == "cpu" else 8192
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
+    times = []
+    for _ in range(repeats + 1):
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        started = time.perf_counter()
+        a @ b
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - started)
+    best = min(times[1:])  # the first is a warm-up
+    return 2 * n**3 / best, f"{n}x{n} {str(dtype).removeprefix('torch.')} matmul"
+
+
+def ceiling(judge, image, device: str, dtype: torch.dtype, logits_images_per_s: float,
+            datasheet_tflops: float | None) -> dict:
+    """The compute-bound ceiling of scoring: a peak FLOP/s over one image's FLOPs, and how close logits mode gets."""
+    flops = flops_per_image(judge, image)
+    peak, how = matmul_peak(device, dtype)
+    result = {"flops_per_image": flops, "matmul_peak_flops": peak, "matmul": how,
+              "ceiling_images_per_s": peak / flops, "logits_share_of_ceiling": logits_images_per_s * flops / peak}
+    if datasheet_tflops:
+        result["datasheet_peak_flops"] = datasheet_tflops * 1e12
+        result["datasheet_ceiling_images_per_s"] = datasheet_tflops * 1e12 / flops
+        result["logits_share_of_datasheet_ceiling"] = logits_images_per_s * flops / (datasheet_tflops * 1e12)
+    return result
+
+
 def plot(rows: list[dict], path: Path, title: str) -> None:
     import matplotlib
 
@@ -334,6 +387,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default="bench_results", help="folder for bench.json, bench.csv, bench.png")
     parser.add_argument("--json", help="also write the table as JSON here")
     parser.add_argument("--no-accuracy", action="store_true", help="skip the int8 accuracy check on the tiny judge")
+    parser.add_argument("--peak-tflops", type=float, help="the device's datasheet peak for --dtype (H100 SXM bf16 "
+                        "dense: 989), for a second compute-bound ceiling beside the measured matmul peak")
     parser.add_argument("--no-openmp-level", action="store_true", help="do not hold the OpenMP levelling thread "
                                                                       "(see level_openmp_spin)")
     args = parser.parse_args(argv)
@@ -413,6 +468,9 @@ def main(argv: list[str] | None = None) -> int:
             ours(judge_, uniform[:4], batch_size=2)(ScoringStats())
         bare(uniform[:4], batch_size=2)(ScoringStats())
         rows = run_configs(configs, args.repeats, args.device, args.images)
+        logits_speed = next(r["images_per_s"] for r in rows if r["config"] == "logits, batch 8")
+        bound = ceiling(logits_judge, uniform[0], args.device, getattr(torch, dtype_name), logits_speed,
+                        args.peak_tflops)
 
     base = rows[0]["images_per_s"]
     for row in rows:
@@ -454,6 +512,14 @@ def main(argv: list[str] | None = None) -> int:
     for label, value in checks.items():
         print(f"  {'ok  ' if value >= TARGETS[label] else 'MISS'} {label}: {value:.2f} (best repeats {best_of[label]:.2f})")
     print(f"  (sorting the mixed set by size saves the bare recipe {sorting:.1%}; the issue measured about 11% on its set)")
+    print(f"\ncompute-bound ceiling: scoring one {args.image_size}x{args.image_size} image in logits mode is "
+          f"{bound['flops_per_image'] / 1e9:.2f} GFLOP (torch's FlopCounterMode); at the measured peak of "
+          f"{bound['matmul_peak_flops'] / 1e12:.3f} TFLOP/s ({bound['matmul']}) that is "
+          f"{bound['ceiling_images_per_s']:.1f} images/s, and logits mode at batch 8 reaches "
+          f"{bound['logits_share_of_ceiling']:.0%} of it")
+    if args.peak_tflops:
+        print(f"  at the datasheet peak of {args.peak_tflops:g} TFLOP/s: {bound['datasheet_ceiling_images_per_s']:.1f} "
+              f"images/s, of which logits mode reaches {bound['logits_share_of_datasheet_ceiling']:.0%}")
 
     accuracy = None
     if not args.no_accuracy:
@@ -470,7 +536,7 @@ def main(argv: list[str] | None = None) -> int:
 
     report = {"args": vars(args), "title": title, "torch": torch.__version__, "threads": torch.get_num_threads(),
               "load_average_before": load_before, "load_average_after": load_after, "rows": rows,
-              "sorting_saves_bare_recipe": sorting,
+              "sorting_saves_bare_recipe": sorting, "ceiling": bound,
               "figures": {k: {"value": v, "best_repeats_ratio": best_of[k], "target": TARGETS[k], "met": v >= TARGETS[k]}
                           for k, v in checks.items()},
               "int8_accuracy": accuracy}

@@ -7,6 +7,10 @@ import importlib.util
 import json
 from pathlib import Path
 
+import pytest
+
+from src.tools.make_tiny_models import build_tokenizer
+
 BENCH = Path(__file__).resolve().parents[1] / "bench" / "reward_throughput.py"
 
 
@@ -41,11 +45,21 @@ def test_bench_writes_every_configuration(tmp_path, capsys):
     assert rows["batch 8, mixed"]["padding_fraction"] == rows["bare recipe, batch 8, mixed, sorted"]["padding_fraction"]
     assert rows["batch 8, mixed"]["padding_fraction"] < mixed / 2
     assert len(report["figures"]) == 4 and all(isinstance(f["met"], bool) for f in report["figures"].values())
+    # The ceiling's FLOPs are counted on the real model: at least two per text-model weight per prompt token.
+    bound = report["ceiling"]
+    text = bench.model_config("small", build_tokenizer()).text_config
+    layer = (text.hidden_size * (text.num_attention_heads + 2 * text.num_key_value_heads) * text.head_dim
+             + text.num_attention_heads * text.head_dim * text.hidden_size + 3 * text.hidden_size * text.intermediate_size)
+    prompt_tokens = 80  # the default prompts alone, before the image's tokens
+    assert bound["flops_per_image"] > 2 * layer * text.num_hidden_layers * prompt_tokens
+    assert bound["ceiling_images_per_s"] == pytest.approx(bound["matmul_peak_flops"] / bound["flops_per_image"])
+    assert 0 < bound["logits_share_of_ceiling"] < 1.5
     with open(out / "bench.csv", newline="") as handle:
         assert [r["config"] for r in csv.DictReader(handle)] == list(rows)
     assert (out / "bench.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     printed = capsys.readouterr().out
     assert "figures (measured in this run" in printed and "sorting the mixed set by size saves" in printed
+    assert "compute-bound ceiling: scoring one 64x64 image in logits mode is" in printed
 
 
 def test_the_8b_preset_has_qwen3_vl_8b_shape():
@@ -53,8 +67,6 @@ def test_the_8b_preset_has_qwen3_vl_8b_shape():
     embedding and output head (2 x 0.62B), which the bench swaps for the tiny tokenizer's vocabulary."""
     import torch
     from transformers import Qwen3VLForConditionalGeneration
-
-    from src.tools.make_tiny_models import build_tokenizer
 
     config = load_bench().model_config("qwen3-vl-8b", build_tokenizer())
     with torch.device("meta"):
