@@ -110,8 +110,15 @@ def build_random_model(out: Path, preset: str, device: str, dtype: torch.dtype) 
     ids = tokenizer.convert_tokens_to_ids
     config = model_config(preset, tokenizer)
     torch.manual_seed(0)
-    with torch.device(device):
-        model = Qwen3VLForConditionalGeneration(config).to(dtype)
+    # Built in ``dtype`` directly, as from_pretrained does: an 8B model built in float32 first would
+    # need 30 GiB, then 15 more for the bfloat16 copy.
+    default = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        with torch.device(device):
+            model = Qwen3VLForConditionalGeneration(config)
+    finally:
+        torch.set_default_dtype(default)
     # No end-of-sequence token: every configuration generates exactly --new-tokens tokens.
     model.generation_config = GenerationConfig(eos_token_id=None, pad_token_id=ids("<|endoftext|>"), do_sample=False)
     model.save_pretrained(out, safe_serialization=True)

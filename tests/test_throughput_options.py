@@ -270,6 +270,31 @@ def test_forward_clock_times_nested_and_outside_encoder_calls_once(judge, monkey
         assert stats.vision_seconds < 0.4  # counted once, not once per hook
 
 
+def test_forward_clock_keeps_counting_after_a_call_that_raises(judge, monkeypatch):
+    images, prompts = varied(1)
+    messages = [judge._build_messages(im, "s", p) for im, p in zip(images, prompts)]
+    inputs = judge.processor.apply_chat_template(messages, tokenize=True, add_generation_prompt=True,
+                                                 return_dict=True, return_tensors="pt")
+    visual = judge.model.model.visual
+    real = visual.forward
+    calls = []
+
+    def out_of_memory_once(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise torch.OutOfMemoryError("injected")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(visual, "forward", out_of_memory_once)
+    stats = ScoringStats()
+    with ForwardClock(judge.model, stats), torch.inference_mode():
+        with pytest.raises(torch.OutOfMemoryError):
+            judge.model(**inputs)
+        failed = stats.prefill_seconds
+        judge.model(**inputs)
+    assert len(calls) == 2 and stats.prefill_seconds > failed and stats.vision_seconds > 0
+
+
 def test_batch_evaluate_reports_where_the_time_went(judge, monkeypatch):
     images, prompts = varied()
     _, stats = run(judge, monkeypatch, {}, images, prompts, batch_size=4)

@@ -94,11 +94,12 @@ class ForwardClock:
     def __enter__(self) -> "ForwardClock":
         self._cuda = any(p.is_cuda for p in self.model.parameters())
         encoders = [m for name, m in self.model.named_modules() if name.rsplit(".", 1)[-1] in ENCODER_NAMES]
+        # always_call: a call that raises (out of memory) still ends, or every later call would look nested.
         self._handles = [self.model.register_forward_pre_hook(self._before, with_kwargs=True),
-                         self.model.register_forward_hook(self._after, with_kwargs=True)]
+                         self.model.register_forward_hook(self._after, with_kwargs=True, always_call=True)]
         for encoder in encoders:
             self._handles += [encoder.register_forward_pre_hook(self._before_encoder),
-                              encoder.register_forward_hook(self._after_encoder)]
+                              encoder.register_forward_hook(self._after_encoder, always_call=True)]
         return self
 
     def __exit__(self, *exc) -> None:
