@@ -243,13 +243,17 @@ def test_forward_clock_splits_prefill_from_decode(judge):
     assert stats.prefill_tokens == int(mask.sum())
 
 
+def one_item_inputs(judge) -> dict:
+    images, prompts = varied(1)
+    messages = [judge._build_messages(im, "s", p) for im, p in zip(images, prompts)]
+    return judge.processor.apply_chat_template(messages, tokenize=True, add_generation_prompt=True,
+                                               return_dict=True, return_tensors="pt")
+
+
 def test_forward_clock_times_nested_and_outside_encoder_calls_once(judge, monkeypatch):
     """The image encoder called by generate (outside the forward call) and by a plain forward
     call (inside it) is counted once either way, and the clock's total never exceeds wall time."""
-    images, prompts = varied(1)
-    messages = [judge._build_messages(im, "s", p) for im, p in zip(images, prompts)]
-    inputs = judge.processor.apply_chat_template(messages, tokenize=True, add_generation_prompt=True,
-                                                 return_dict=True, return_tensors="pt")
+    inputs = one_item_inputs(judge)
     visual = judge.model.model.visual
     slow = visual.forward
 
@@ -271,10 +275,7 @@ def test_forward_clock_times_nested_and_outside_encoder_calls_once(judge, monkey
 
 
 def test_forward_clock_keeps_counting_after_a_call_that_raises(judge, monkeypatch):
-    images, prompts = varied(1)
-    messages = [judge._build_messages(im, "s", p) for im, p in zip(images, prompts)]
-    inputs = judge.processor.apply_chat_template(messages, tokenize=True, add_generation_prompt=True,
-                                                 return_dict=True, return_tensors="pt")
+    inputs = one_item_inputs(judge)
     visual = judge.model.model.visual
     real = visual.forward
     calls = []
