@@ -25,7 +25,7 @@ from src.benchmark import BenchmarkItem
 from src.config import Config, config_to_dict
 from src.paths import is_inside, safe_name
 
-logger = logging.getLogger("src.pipeline")
+logger = logging.getLogger(__name__)
 
 
 class PipelineError(RuntimeError):
