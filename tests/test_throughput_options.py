@@ -269,9 +269,9 @@ def test_forward_clock_times_nested_and_outside_encoder_calls_once(judge, monkey
         with ForwardClock(judge.model, stats), torch.inference_mode():
             call()
         wall = time.perf_counter() - started
+        # The sleep is in there; counted twice, vision time would pass the prefill's, or the total the wall time.
         assert 0.2 <= stats.vision_seconds <= stats.prefill_seconds
         assert stats.prefill_seconds + stats.decode_seconds <= wall
-        assert stats.vision_seconds < 0.4  # counted once, not once per hook
 
 
 def test_forward_clock_keeps_counting_after_a_call_that_raises(judge, monkeypatch):
