@@ -53,7 +53,7 @@ def test_bench_writes_every_configuration(tmp_path, capsys):
     prompt_tokens = 80  # the default prompts alone, before the image's tokens
     assert bound["flops_per_image"] > 2 * layer * text.num_hidden_layers * prompt_tokens
     assert bound["ceiling_images_per_s"] == pytest.approx(bound["matmul_peak_flops"] / bound["flops_per_image"])
-    assert 0 < bound["logits_share_of_ceiling"] < 1.5
+    assert bound["logits_share_of_ceiling"] > 0
     with open(out / "bench.csv", newline="") as handle:
         assert [r["config"] for r in csv.DictReader(handle)] == list(rows)
     assert (out / "bench.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
