@@ -62,8 +62,8 @@ PRESETS = {
 }
 # Mixed set: width and height drawn independently from these sides, so an image is 16 to 256 visual
 # tokens beside an ~88-token prompt, and batches in input order are ~30% padding. With it, sorting
-# by size saves the bare recipe 12-14%, close to the throughput issue's "about 11%"; a set of 32 to
-# 256 pixels (1 to 64 tokens, ~18% padding) saved only ~6%. Real benchmark images (GEdit-Bench,
+# by size saved the bare recipe 10-17% over four runs, close to the throughput issue's "about 11%";
+# a set of 32 to 256 pixels (1 to 64 tokens, ~18% padding) saved only ~7%. Real benchmark images (GEdit-Bench,
 # ImgEdit: 512-1024 pixels, several aspect ratios) reach the judge's max_pixels and vary more.
 MIXED_SIDES = (128, 192, 256, 384, 512)
 TARGETS = {  # the throughput issue's figures
