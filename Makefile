@@ -8,14 +8,14 @@ CACHE ?= .cache/tiny-models
 
 .PHONY: demo test models bench clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev]'
 	touch $(STAMP)
 
 models: $(STAMP)
-	$(PY) -m src.tools.make_tiny_models --out $(CACHE)
-	$(PY) -m src.tools.make_tiny_editors --out $(CACHE)
+	$(PY) -m editjudge.tools.make_tiny_models --out $(CACHE)
+	$(PY) -m editjudge.tools.make_tiny_editors --out $(CACHE)
 
 # One thread per process: the tiny models are too small to gain from more, and on a busy machine
 # two OpenMP threads mostly wait for each other (measured: edit stage 12 s with one, 66 s with two).

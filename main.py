@@ -1,115 +1,32 @@
-"""editjudge: run image editors over a benchmark, then score every edit with a Qwen3-VL judge.
+"""Run editjudge from a checkout: ``python main.py --config config.yaml`` (``python main.py --help``).
 
-    python main.py --config config.yaml                      # edit, score, report
-    python main.py --config config_multi_gpu.yaml            # one worker per GPU in each stage
-    python main.py --config configs/demo.yaml --stage score --limit 8 --batch-size 2
-    python main.py --config config.yaml --devices cuda:0,cuda:1 --set reward_model.params.score_mode=logits
-    torchrun --nnodes 2 --nproc-per-node 8 ... main.py --config config_multi_gpu.yaml   # several machines
-
-Stages: edit (OUT/edits/<editor>/<item>.png and OUT/edits/manifest.jsonl), score
-(OUT/scores.jsonl), report (summary.json/.csv, report.md, scores_by_category.png, report.html),
-all (the three in order).
-A rerun resumes: finished edits and scores are skipped unless --overwrite.
-
-Exit status: 0 done; 1 a worker failed (finished work is kept; rerun to resume); 2 invalid
-configuration, benchmark or output folder.
+The package's source lives in ``src/`` and installs as ``editjudge``; this file makes that folder
+the ``editjudge`` package without installing it, so the checkout's own code always runs. Spawned
+workers import this file again and get the same package.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-import logging
-import os
+import importlib.util
 import sys
-
-from src.benchmark import BenchmarkError
-from src.config import ConfigError, load_config
+from pathlib import Path
 
 
-def _batch_size(text: str) -> int | str:
-    if text == "auto":
-        return text
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer or auto, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer or auto, got {text!r}")
-    return value
+def use_checkout() -> None:
+    """Import this checkout's ``src/`` as ``editjudge`` (once per process)."""
+    if "editjudge" in sys.modules:
+        return
+    source = Path(__file__).resolve().parent / "src"
+    spec = importlib.util.spec_from_file_location("editjudge", source / "__init__.py",
+                                                  submodule_search_locations=[str(source)])
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["editjudge"] = module
+    spec.loader.exec_module(module)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description="Benchmark image editors with a Qwen3-VL judge.",
-                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
-    parser.add_argument("--config", required=True, help="YAML configuration file")
-    parser.add_argument("--stage", default="all", choices=["edit", "score", "report", "all"],
-                        help="which stage to run (default: all)")
-    parser.add_argument("--output-dir", help="where results go (overrides output_dir)")
-    parser.add_argument("--limit", type=int, help="use only the first N benchmark items (overrides benchmark.limit)")
-    parser.add_argument("--batch-size", type=_batch_size,
-                        help="reward-model batch size, a number or auto (overrides reward_model.params.batch_size)")
-    parser.add_argument("--devices",
-                        help="comma-separated devices for both stages, e.g. cuda:0,cuda:1 or cpu,cpu or auto "
-                             "(overrides editing.devices and reward_model.devices); one worker process per entry")
-    parser.add_argument("--no-batch", action="store_true",
-                        help="score one image at a time (reward_model.params.use_batch_inference: false)")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE",
-                        help="override any config key, e.g. --set reward_model.params.max_new_tokens=32 (repeatable)")
-    parser.add_argument("--export", action="append", default=[], choices=["gedit"],
-                        help="also write results in another tool's layout: gedit = the per-category CSVs that "
-                             "GEdit-Bench's calculate_statistics.py reads (needs the viescore rubric)")
-    parser.add_argument("--overwrite", action="store_true",
-                        help="redo the chosen stages' work instead of resuming from what is on disk")
-    parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
-    return parser
-
-
-def overrides_from_args(args: argparse.Namespace) -> list[str]:
-    overrides = list(args.set)
-    if args.output_dir:
-        overrides.append(f"output_dir={json.dumps(args.output_dir)}")
-    if args.limit is not None:
-        overrides.append(f"benchmark.limit={args.limit}")
-    if args.batch_size is not None:
-        overrides.append(f"reward_model.params.batch_size={json.dumps(args.batch_size)}")
-    if args.no_batch:
-        overrides.append("reward_model.params.use_batch_inference=false")
-    if args.devices:
-        devices = "auto" if args.devices == "auto" else [d.strip() for d in args.devices.split(",") if d.strip()]
-        overrides.append(f"editing.devices={json.dumps(devices)}")
-        overrides.append(f"reward_model.devices={json.dumps(devices)}")
-    return overrides
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    rank = f" [rank {os.environ['RANK']}]" if int(os.environ.get("WORLD_SIZE", "1")) > 1 else ""
-    logging.basicConfig(level=args.log_level, format=f"%(asctime)s %(levelname)s{rank} %(name)s: %(message)s")
-    try:
-        config = load_config(args.config, overrides_from_args(args))
-    except ConfigError as exc:
-        print(exc, file=sys.stderr)
-        return 2
-
-    from src.parallel import WorkerError
-    from src.pipeline import PipelineError, run
-    from src.report import format_table
-
-    try:
-        result = run(config, stage=args.stage, overwrite=args.overwrite, export=args.export)
-    except (BenchmarkError, PipelineError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except WorkerError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    if result:
-        print(format_table(result["records"]))
-        for name, path in result["files"].items():
-            print(f"{name}: {path}")
-    return 0
-
+use_checkout()
 
 if __name__ == "__main__":
+    from editjudge.cli import main
+
     raise SystemExit(main())

@@ -51,7 +51,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from src.aggregate import spearman  # noqa: E402
+from editjudge.aggregate import spearman  # noqa: E402
 
 PRESETS = {
     # hidden, layers, heads, kv heads, intermediate; vision hidden, depth, heads, intermediate
@@ -103,7 +103,7 @@ def model_config(preset: str, tokenizer):
 def build_random_model(out: Path, preset: str, device: str, dtype: torch.dtype) -> Path:
     from transformers import GenerationConfig, Qwen3VLForConditionalGeneration
 
-    from src.tools.make_tiny_models import build_processor, build_tokenizer
+    from editjudge.tools.make_tiny_models import build_processor, build_tokenizer
 
     tokenizer = build_tokenizer()
     processor = build_processor(tokenizer)
@@ -209,7 +209,7 @@ def percentile(values: list[float], q: float) -> float:
 
 def run_configs(configs: list[tuple[str, str, callable]], repeats: int, device: str, n_images: int) -> list[dict]:
     """Every configuration once per repeat, interleaved; for each, the figures of its fastest repeat."""
-    from src.models.reward.results import ScoringStats
+    from editjudge.models.reward.results import ScoringStats
 
     best: dict[str, dict] = {}
     for repeat in range(repeats):
@@ -250,8 +250,8 @@ def run_configs(configs: list[tuple[str, str, callable]], repeats: int, device: 
 
 def measure_int8_accuracy() -> dict:
     """int8 weight-only against float32 on the tiny trained judge, in both score modes."""
-    from src.models.reward import Qwen3VLRewardModel
-    from src.tools.make_tiny_models import brightness_score, ensure_tiny_models, synthetic_image
+    from editjudge.models.reward import Qwen3VLRewardModel
+    from editjudge.tools.make_tiny_models import brightness_score, ensure_tiny_models, synthetic_image
 
     root = Path(os.environ.get("EDITJUDGE_CACHE", Path(__file__).resolve().parents[1] / ".cache" / "tiny-models"))
     path = ensure_tiny_models(root)["judge"]
@@ -400,10 +400,10 @@ def main(argv: list[str] | None = None) -> int:
                                                                       "(see level_openmp_spin)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    logging.getLogger("src.models.reward.qwen3_vl").setLevel(logging.WARNING)
+    logging.getLogger("editjudge.models.reward.qwen3_vl").setLevel(logging.WARNING)
 
-    from src.models.reward import Qwen3VLRewardModel
-    from src.models.reward.prompts import DEFAULT_SYSTEM_PROMPT, DEFAULT_USER_PROMPT
+    from editjudge.models.reward import Qwen3VLRewardModel
+    from editjudge.models.reward.prompts import DEFAULT_SYSTEM_PROMPT, DEFAULT_USER_PROMPT
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -434,7 +434,7 @@ def main(argv: list[str] | None = None) -> int:
 
         def bare(images, batch_size=8, sort=False):
             def run(stats):
-                from src.models.reward.qwen3_vl import ForwardClock
+                from editjudge.models.reward.qwen3_vl import ForwardClock
 
                 chosen = sorted(images, key=lambda im: im.width * im.height) if sort else images
                 with ForwardClock(model, stats):
@@ -469,7 +469,7 @@ def main(argv: list[str] | None = None) -> int:
              ours_with(judge, mixed, {"prefetch": not judge.prefetch}, batch_size=8)),
         ]
         # Warm-up: first calls pay for lazy initialisation.
-        from src.models.reward.results import ScoringStats
+        from editjudge.models.reward.results import ScoringStats
 
         for judge_ in (judge, logits_judge, *extra.values()):
             ours(judge_, uniform[:4], batch_size=2)(ScoringStats())

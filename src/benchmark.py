@@ -51,7 +51,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from src.paths import safe_name
+from .paths import safe_name
 
 logger = logging.getLogger(__name__)
 
@@ -400,7 +400,7 @@ def load_gedit(path: str | Path, image_cache: Path | None = None, select: Select
     """GEdit-Bench from parquet or a ``save_to_disk`` folder; item id ``f"{key}_{language}"``.
 
     Each selected item's embedded ``input_image`` is written to ``image_cache`` (default: see
-    :func:`_default_cache`) as ````src.paths.safe_name(id)`` + suffix``; a file already holding the same
+    :func:`_default_cache`) as ````editjudge.paths.safe_name(id)`` + suffix``; a file already holding the same
     bytes is reused. A row whose image has no bytes but a path uses that path (relative to the
     data folder). ``select`` picks the items before any image is written.
     """

@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from src.benchmark import MAX_INSTRUCTION_CHARS
+from .benchmark import MAX_INSTRUCTION_CHARS
 
 
 class ConfigError(ValueError):
@@ -136,8 +136,8 @@ def _build(cls, data: Any, where: str, problems: list[str]):
 
 
 def _check_editing(editing: EditingConfig, problems: list[str]) -> None:
-    from src.models.editing import editor_problems
-    from src.parallel import device_problems
+    from .models.editing import editor_problems
+    from .parallel import device_problems
 
     problems.extend(device_problems(editing.devices, "editing.devices"))
     seen = set()
@@ -154,9 +154,9 @@ def _check_editing(editing: EditingConfig, problems: list[str]) -> None:
 
 
 def _check_values(config: Config, problems: list[str]) -> None:
-    from src.benchmark import BENCHMARK_FORMATS
-    from src.models.reward import REWARD_MODELS
-    from src.parallel import device_problems
+    from .benchmark import BENCHMARK_FORMATS
+    from .models.reward import REWARD_MODELS
+    from .parallel import device_problems
 
     if config.editing is not None:
         _check_editing(config.editing, problems)
@@ -172,9 +172,9 @@ def _check_values(config: Config, problems: list[str]) -> None:
     if config.reward_model.type not in REWARD_MODELS:
         problems.append(f"reward_model.type: {config.reward_model.type!r} is not one of {sorted(REWARD_MODELS)}")
     else:
-        from src.models.reward import get_reward_model_class
+        from .models.reward import get_reward_model_class
 
-        from src.models.reward.rubrics import rubric_problems
+        from .models.reward.rubrics import rubric_problems
 
         params = dict(config.reward_model.params)
         rubric = params.pop("rubric", "simple")

@@ -9,10 +9,10 @@ import math
 from collections.abc import Mapping
 from pathlib import Path
 
-from src.aggregate import category_stats
-from src.benchmark import BenchmarkItem
-from src.paths import safe_name
-from src.report import _edited_path, _write_text
+from .aggregate import category_stats
+from .benchmark import BenchmarkItem
+from .paths import safe_name
+from .report import _edited_path, _write_text
 
 logger = logging.getLogger(__name__)
 
@@ -36,7 +36,7 @@ def export_gedit(out: Path, records: list[dict], items: list[BenchmarkItem], *, 
     and reads, for each of its 11 ``GROUPS`` (``GEDIT_GROUPS``), the CSV
     ``<save_path>/<model_name>/<backbone>/eval_results_new/<model_name>_<group>_gpt_score.csv`` with the
     columns ``GEDIT_COLUMNS`` (as test_gedit_score.py writes them, typo ``sementics_score`` included).
-    So this writes, per editor (``model_name`` = ``src.paths.safe_name(editor)``)::
+    So this writes, per editor (``model_name`` = ``editjudge.paths.safe_name(editor)``)::
 
         OUT/export/gedit/<editor>/<backbone>/eval_results_new/<editor>_<group>_gpt_score.csv
 

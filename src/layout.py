@@ -1,7 +1,7 @@
 """The output folder: where a run's files go (``Layout``), and whether the folder can take them.
 
     OUT/config.resolved.yaml
-    OUT/edits/<editor>/<item>.png       edited images (<item> is ``src.paths.safe_name(item_id)``)
+    OUT/edits/<editor>/<item>.png       edited images (<item> is ``editjudge.paths.safe_name(item_id)``)
     OUT/edits/manifest.jsonl            one line per editor and item
     OUT/scores.jsonl, OUT/scores.previous.jsonl
     OUT/.parts/<stage>-rank<r>.jsonl    each worker's lines, merged by the parent
@@ -21,9 +21,9 @@ from pathlib import Path
 
 import yaml
 
-from src.benchmark import BenchmarkItem
-from src.config import Config, config_to_dict
-from src.paths import is_inside, safe_name
+from .benchmark import BenchmarkItem
+from .config import Config, config_to_dict
+from .paths import is_inside, safe_name
 
 logger = logging.getLogger(__name__)
 
@@ -81,7 +81,7 @@ def estimated_edit_bytes(config: Config, items: list[BenchmarkItem], stages: lis
     """About what stage 1 writes: edited PNGs at the sources' size, raw RGB bytes (a PNG is rarely larger)."""
     if "edit" not in stages or not items:
         return 0
-    from src.images import ImageLoadError, image_size
+    from .images import ImageLoadError, image_size
 
     step = max(1, len(items) // 16)
     sizes = []

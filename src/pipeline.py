@@ -1,19 +1,19 @@
 """The editjudge job: edit (stage 1), score (stage 2), report.
 
-    from src.pipeline import run
+    from editjudge.pipeline import run
     run(load_config("config.yaml"), stage="all")
 
 The stage boundary is on disk, and other tools rely on this layout:
 
     OUT/config.resolved.yaml
-    OUT/edits/<editor>/<item>.png       edited images (<item> is ``src.paths.safe_name(item_id)``)
+    OUT/edits/<editor>/<item>.png       edited images (<item> is ``editjudge.paths.safe_name(item_id)``)
     OUT/edits/manifest.jsonl            one line per editor and item: image, sha1, seed, seconds, error
     OUT/scores.jsonl                    one line per editor and item: score, raw_output, error, fallback, ...
     OUT/scores.previous.jsonl           lines scored under other settings, moved aside (never deleted)
-    OUT/summary.json, summary.csv, report.md, scores_by_category.png, report.html   (src.report)
+    OUT/summary.json, summary.csv, report.md, scores_by_category.png, report.html   (editjudge.report)
     OUT/export/gedit/...                GEdit-Bench's statistics layout (``--export gedit``)
 
-Each stage runs one worker per device (``src.parallel``). Workers take rank-strided shards of
+Each stage runs one worker per device (``editjudge.parallel``). Workers take rank-strided shards of
 the benchmark, append their lines to ``OUT/.parts/<stage>-rank<r>.jsonl`` (flushed and fsynced
 per batch) and the parent (rank 0 under torchrun) merges the parts into the files above in
 editor-then-benchmark order. Resume is the same code: a rerun skips edits whose image exists
@@ -35,11 +35,11 @@ from pathlib import Path
 
 from PIL import Image
 
-from src.benchmark import BenchmarkItem, load_benchmark
-from src.config import Config, config_from_dict, config_to_dict
-from src.jsonl import append_jsonl, read_jsonl, write_jsonl_atomic
-from src.layout import Layout, PipelineError, output_folder_error, prepare_output  # noqa: F401 (part of this interface)
-from src.parallel import Launch, resolve_devices, run_workers, shard
+from .benchmark import BenchmarkItem, load_benchmark
+from .config import Config, config_from_dict, config_to_dict
+from .jsonl import append_jsonl, read_jsonl, write_jsonl_atomic
+from .layout import Layout, PipelineError, output_folder_error, prepare_output  # noqa: F401 (part of this interface)
+from .parallel import Launch, resolve_devices, run_workers, shard
 
 logger = logging.getLogger(__name__)
 
@@ -54,7 +54,7 @@ def load_items(config: Config, quiet: bool = False) -> list[BenchmarkItem]:
     """The benchmark's items. ``quiet``: without the loaders' warnings (skipped records), which
     ``run`` logs when it loads the benchmark first; the workers load it again, quietly."""
     b = config.benchmark
-    loader_logger = logging.getLogger("src.benchmark")
+    loader_logger = logging.getLogger("editjudge.benchmark")
     level = loader_logger.level
     if quiet:
         loader_logger.setLevel(logging.ERROR)
@@ -68,9 +68,9 @@ def load_items(config: Config, quiet: bool = False) -> list[BenchmarkItem]:
 
 def scoring_settings(config: Config) -> dict:
     """What decides a score: the judge, its output-affecting params and its prompts."""
-    from src.models.reward.prompts import DEFAULT_SYSTEM_PROMPT, DEFAULT_USER_PROMPT
+    from .models.reward.prompts import DEFAULT_SYSTEM_PROMPT, DEFAULT_USER_PROMPT
 
-    from src.models.reward.rubrics import get_rubric
+    from .models.reward.rubrics import get_rubric
 
     params = {k: v for k, v in config.reward_model.params.items() if k not in THROUGHPUT_PARAMS}
     params.setdefault("system_prompt", DEFAULT_SYSTEM_PROMPT)
@@ -158,7 +158,7 @@ def edit_shard(*, rank: int, world_size: int, device: str, config_data: dict, ov
     bit-identical results for different batch contents, so this is what makes an edit independent of
     the number of workers and of where an earlier run was killed.
     """
-    from src.models.editing import EditRequest, build_editor, item_seed
+    from .models.editing import EditRequest, build_editor, item_seed
 
     config = config_from_dict(config_data)
     layout = Layout(Path(config.output_dir))
@@ -235,7 +235,7 @@ def _reward_params(config: Config, device: str) -> dict:
 
 def _judge_chunk(model, rubric, chunk: list, out: Path) -> list[dict]:
     """Score one chunk of (key, edit) pairs; one result dict per pair (score fields of the record)."""
-    from src.models.reward.rubrics import score_with_rubric
+    from .models.reward.rubrics import score_with_rubric
 
     images = [out / edit["image"] for _, edit in chunk]
     instructions = [item.instruction for (_, item), _ in chunk]
@@ -253,8 +253,8 @@ def _judge_chunk(model, rubric, chunk: list, out: Path) -> list[dict]:
 
 def score_shard(*, rank: int, world_size: int, device: str, config_data: dict, overwrite: bool) -> None:
     """Stage 2 for one worker: one judge load, this rank's (editor, item) pairs scored in batches."""
-    from src.models.reward import get_reward_model_class
-    from src.models.reward.rubrics import get_rubric
+    from .models.reward import get_reward_model_class
+    from .models.reward.rubrics import get_rubric
 
     config = config_from_dict(config_data)
     layout = Layout(Path(config.output_dir))
@@ -367,8 +367,8 @@ def read_scores(config: Config) -> list[dict]:
 
 def report(config: Config, items: list[BenchmarkItem], export: list[str] | None = None) -> dict:
     """Write the report files for the current scoring settings; returns the records and the files."""
-    from src.export_gedit import export_gedit
-    from src.report import write_reports
+    from .export_gedit import export_gedit
+    from .report import write_reports
 
     records = read_scores(config)
     out = Path(config.output_dir)

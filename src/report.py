@@ -1,12 +1,12 @@
 """Reports over ``OUT/scores.jsonl``: summary files, a bar chart and one self-contained HTML page.
 
-    from src.report import write_reports, format_table
+    from editjudge.report import write_reports, format_table
     paths = write_reports(out, records, items)   # summary.json/.csv, report.md, scores_by_category.png, report.html
     print(format_table(records))                  # the editors x categories table printed at the end of a run
 
-The HTML page is built in :mod:`src.report_html`; the GEdit-Bench export is :mod:`src.export_gedit`.
+The HTML page is built in :mod:`editjudge.report_html`; the GEdit-Bench export is :mod:`editjudge.export_gedit`.
 
-Every number comes from :mod:`src.aggregate`: failed items (edit or judge failure) are counted and
+Every number comes from :mod:`editjudge.aggregate`: failed items (edit or judge failure) are counted and
 shown, never averaged; ``macro`` is the mean of category means, ``micro`` the mean over items.
 All benchmark and model text in the HTML is escaped, and the page carries a Content-Security-Policy
 that lets only its own script (by hash) run, so an escaping slip still cannot execute anything.
@@ -24,9 +24,9 @@ from collections.abc import Mapping
 from html import escape
 from pathlib import Path
 
-from src.aggregate import category_stats, editor_overall
-from src.benchmark import BenchmarkItem
-from src.paths import is_inside
+from .aggregate import category_stats, editor_overall
+from .benchmark import BenchmarkItem
+from .paths import is_inside
 
 logger = logging.getLogger(__name__)
 
@@ -266,7 +266,7 @@ def write_reports(out: Path, records: list[dict], items: list[BenchmarkItem], *,
                   thumbnail_size: int = 256, thumbnail_cache: bool = True) -> dict[str, Path]:
     """Writes summary.json, summary.csv, report.md, scores_by_category.png, report.html into `out`; returns name->path.
 
-    Records are validated as :mod:`src.aggregate` does (a malformed one is a ValueError). With
+    Records are validated as :mod:`editjudge.aggregate` does (a malformed one is a ValueError). With
     ``thumbnail_cache``, thumbnails are kept in ``out/.thumbnails/`` so a re-run only decodes new images.
     """
     if not isinstance(thumbnail_size, int) or not 16 <= thumbnail_size <= 2048:
@@ -280,7 +280,7 @@ def write_reports(out: Path, records: list[dict], items: list[BenchmarkItem], *,
         "report.md": _write_text(out / "report.md", _markdown(summary, records, by_id)),
         "scores_by_category.png": _chart(out / "scores_by_category.png", summary),
     }
-    from src.report_html import _html
+    from .report_html import _html
 
     paths["report.html"] = _write_text(out / "report.html", _html(out, summary, records, by_id,
                                                                   paths["scores_by_category.png"], thumbnail_size,

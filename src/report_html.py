@@ -1,5 +1,5 @@
 """report.html: one self-contained page with the table, the chart, filters, the lowest scores, the
-failures and a gallery of thumbnails (written by :func:`src.report.write_reports`).
+failures and a gallery of thumbnails (written by :func:`editjudge.report.write_reports`).
 
 Everything from benchmark data and model output is escaped, and the page carries a
 Content-Security-Policy that lets only its own script (by hash) run, so an escaping slip still
@@ -20,9 +20,9 @@ from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
 
-from src.benchmark import BenchmarkItem
-from src.images import ImageLoadError, open_image, to_rgb
-from src.report import WEIGHTING_NOTE, _edited_path, _failures, _fmt, _worst
+from .benchmark import BenchmarkItem
+from .images import ImageLoadError, open_image, to_rgb
+from .report import WEIGHTING_NOTE, _edited_path, _failures, _fmt, _worst
 
 logger = logging.getLogger(__name__)
 

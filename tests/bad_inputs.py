@@ -157,7 +157,7 @@ def build_corpus(folder: Path, cases: list[Case] = CASES) -> Path:
     outputs = folder / "precomputed"
     sources.mkdir(parents=True, exist_ok=True)
     outputs.mkdir(parents=True, exist_ok=True)
-    from src.paths import safe_name
+    from editjudge.paths import safe_name
 
     lines = []
     for case in cases:

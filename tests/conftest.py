@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+import main  # noqa: F401  (the checkout's src/ becomes the editjudge package, whatever is installed)
+
 ROOT = Path(__file__).resolve().parents[1]
 CACHE = Path(os.environ.get("EDITJUDGE_CACHE", ROOT / ".cache" / "tiny-models"))
 
@@ -20,7 +22,7 @@ MISSING = "remove_object_001"  # the precomputed_dir editor has no output for th
 @functools.cache
 def tiny_editor(name: str) -> str:
     """The folder of one tiny diffusers pipeline (instruct-pix2pix, flux-kontext, ...), built on first use."""
-    from src.tools.make_tiny_editors import ensure_tiny_editors
+    from editjudge.tools.make_tiny_editors import ensure_tiny_editors
 
     return str(ensure_tiny_editors(CACHE)[name])
 
@@ -30,7 +32,7 @@ def precomputed_dir(tmp_path_factory) -> Path:
     """Outputs of a pretend editor: each sample source with a different brightness; one item missing, one resized."""
     from PIL import Image, ImageEnhance
 
-    from src.benchmark import load_benchmark
+    from editjudge.benchmark import load_benchmark
 
     folder = tmp_path_factory.mktemp("precomputed")
     for i, item in enumerate(load_benchmark(SAMPLE)):
@@ -45,7 +47,7 @@ def precomputed_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_models() -> dict[str, Path]:
-    from src.tools.make_tiny_models import ensure_tiny_models
+    from editjudge.tools.make_tiny_models import ensure_tiny_models
 
     return ensure_tiny_models(CACHE)
 
@@ -53,7 +55,7 @@ def tiny_models() -> dict[str, Path]:
 @pytest.fixture(scope="session")
 def tiny_editors() -> dict[str, Path]:
     """The tiny random-weight diffusers edit pipelines, by name (instruct-pix2pix, flux-kontext, ...)."""
-    from src.tools.make_tiny_editors import ensure_tiny_editors
+    from editjudge.tools.make_tiny_editors import ensure_tiny_editors
 
     return ensure_tiny_editors(CACHE)
 
@@ -65,14 +67,14 @@ def judge_path(tiny_models) -> str:
 
 @pytest.fixture(scope="session")
 def judge(judge_path):
-    from src.models.reward import Qwen3VLRewardModel
+    from editjudge.models.reward import Qwen3VLRewardModel
 
     return Qwen3VLRewardModel(judge_path, batch_size=4, max_new_tokens=12, show_progress=False)
 
 
 @pytest.fixture(scope="session")
 def logits_judge(judge_path):
-    from src.models.reward import Qwen3VLRewardModel
+    from editjudge.models.reward import Qwen3VLRewardModel
 
     return Qwen3VLRewardModel(judge_path, batch_size=4, score_mode="logits", show_progress=False)
 
@@ -80,7 +82,7 @@ def logits_judge(judge_path):
 @pytest.fixture
 def graded_images():
     """Two synthetic images per brightness level 0-10, with the level the judge should track."""
-    from src.tools.make_tiny_models import brightness_score, synthetic_image
+    from editjudge.tools.make_tiny_models import brightness_score, synthetic_image
 
     rng = random.Random(1234)
     images = [synthetic_image(rng, level=level) for level in range(11) for _ in range(2)]

@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from src.aggregate import Stats, category_stats, editor_overall, t_quantile
+from editjudge.aggregate import Stats, category_stats, editor_overall, t_quantile
 
 
 def rec(editor, category, item_id, score, **extra):
@@ -121,7 +121,7 @@ def test_the_same_editor_and_item_twice_is_an_error():
 
 
 def test_spearman_by_hand():
-    from src.aggregate import spearman
+    from editjudge.aggregate import spearman
 
     # ranks [1,2,3,4] vs [1,3,2,4]: d^2 = 0+1+1+0 = 2, rho = 1 - 6*2/(4*15) = 0.8
     assert spearman([1, 2, 3, 4], [1, 3, 2, 4]) == pytest.approx(0.8)

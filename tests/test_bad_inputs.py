@@ -17,9 +17,9 @@ import pytest
 import yaml
 from PIL import Image
 
-from src.benchmark import MAX_INSTRUCTION_CHARS, BenchmarkError, load_benchmark
-from src.images import MAX_PIXELS, ImageLoadError, image_size, load_image
-from src.paths import safe_name
+from editjudge.benchmark import MAX_INSTRUCTION_CHARS, BenchmarkError, load_benchmark
+from editjudge.images import MAX_PIXELS, ImageLoadError, image_size, load_image
+from editjudge.paths import safe_name
 from tests.bad_inputs import CASES, LONG_INSTRUCTION_CHARS, RTL_INSTRUCTION, build_corpus, huge_header_png
 from tests.test_pipeline import lines, main_py
 

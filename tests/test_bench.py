@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from src.tools.make_tiny_models import build_tokenizer
+from editjudge.tools.make_tiny_models import build_tokenizer
 
 BENCH = Path(__file__).resolve().parents[1] / "bench" / "reward_throughput.py"
 

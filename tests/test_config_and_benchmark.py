@@ -5,8 +5,8 @@ import sys
 import pytest
 import yaml
 
-from src.benchmark import BenchmarkError, load_benchmark
-from src.config import ConfigError, load_config
+from editjudge.benchmark import BenchmarkError, load_benchmark
+from editjudge.config import ConfigError, load_config
 from tests.conftest import ROOT
 
 SAMPLE = ROOT / "benchmark_data" / "sample" / "annotations.jsonl"
@@ -110,7 +110,7 @@ def test_main_rejects_a_bad_config_with_status_2(tmp_path):
 
 
 def test_batch_size_flag_takes_a_number_or_auto(judge_path, tmp_path):
-    import main
+    from editjudge import cli as main
 
     path = write_config(tmp_path, base_config(judge_path))
     for flag, expected in (("auto", "auto"), ("3", 3)):

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from src.models.editing import EditRequest
+from editjudge.models.editing import EditRequest
 
 ROOT = Path(__file__).resolve().parents[1]
 CACHE = Path(os.environ.get("EDITJUDGE_CACHE", ROOT / ".cache" / "tiny-models"))
@@ -35,7 +35,7 @@ def _one_torch_thread():
 @pytest.fixture(scope="module")
 def editor_factory(tiny_editors):
     """DiffusersEditor instances shared by the tests of this module, one per (name, params, batch size)."""
-    from src.models.editing.diffusers_editor import DiffusersEditor
+    from editjudge.models.editing.diffusers_editor import DiffusersEditor
 
     made = {}
 
@@ -80,7 +80,7 @@ def _pixels(image: Image.Image) -> np.ndarray:
 
 
 def test_builder_reuses_built_folders(tiny_editors):
-    from src.tools.make_tiny_editors import EDITOR_BUILDERS_VERSION, ensure_tiny_editors
+    from editjudge.tools.make_tiny_editors import EDITOR_BUILDERS_VERSION, ensure_tiny_editors
 
     assert set(tiny_editors) == set(ALL)
     for name, path in tiny_editors.items():
@@ -94,7 +94,7 @@ def test_builder_reuses_built_folders(tiny_editors):
 
 def test_builds_are_reproducible(tiny_editors, tmp_path):
     """A fresh build has the cached build's bytes (weights and the locally learned tokenizers)."""
-    from src.tools.make_tiny_editors import ensure_tiny_editors
+    from editjudge.tools.make_tiny_editors import ensure_tiny_editors
 
     fresh = ensure_tiny_editors(tmp_path, ["flux-kontext"])["flux-kontext"]
     for rel in ["transformer/diffusion_pytorch_model.safetensors", "text_encoder/model.safetensors",
@@ -106,7 +106,7 @@ def test_qwen_tokenizer_matches_the_edit_prompt_template(tiny_editors):
     """The pipelines cut 64 tokens of system prompt off the encoded prompt, as counted by Qwen's tokenizer."""
     from transformers import Qwen2Tokenizer
 
-    from src.tools.make_tiny_editors import QWEN_EDIT_PREFIX
+    from editjudge.tools.make_tiny_editors import QWEN_EDIT_PREFIX
 
     tokenizer = Qwen2Tokenizer.from_pretrained(tiny_editors["qwen-image-edit"] / "tokenizer")
     assert len(tokenizer(QWEN_EDIT_PREFIX)["input_ids"]) == 64
@@ -197,7 +197,7 @@ def test_single_item_batches_ignore_their_neighbours(editor_factory, sources):
 
 
 def test_a_missing_source_fails_alone(editor_factory, sources, tmp_path):
-    from src.images import ImageLoadError
+    from editjudge.images import ImageLoadError
 
     editor = editor_factory("instruct-pix2pix")
     requests = [EditRequest("gone", tmp_path / "missing.png", "make it night", 1),
@@ -249,7 +249,7 @@ def index_only(tiny_editors, tmp_path):
 
 
 def test_config_problems_accept_a_good_config_without_weights(index_only):
-    from src.models.editing.diffusers_editor import DiffusersEditor
+    from editjudge.models.editing.diffusers_editor import DiffusersEditor
 
     folder = index_only("instruct-pix2pix")
     params = {"num_inference_steps": 4, "image_guidance_scale": 1.5, "guidance_scale": 7.0}
@@ -258,7 +258,7 @@ def test_config_problems_accept_a_good_config_without_weights(index_only):
 
 
 def test_config_problems_name_a_misspelt_param(index_only):
-    from src.models.editing.diffusers_editor import DiffusersEditor
+    from editjudge.models.editing.diffusers_editor import DiffusersEditor
 
     [problem] = DiffusersEditor.config_problems(str(index_only("instruct-pix2pix")), {"image_guidance_scal": 1.5})
     assert problem.startswith("params.image_guidance_scal: ") and "did you mean image_guidance_scale or" in problem
@@ -266,7 +266,7 @@ def test_config_problems_name_a_misspelt_param(index_only):
 
 
 def test_config_problems_reject_params_the_editor_sets(index_only):
-    from src.models.editing.diffusers_editor import DiffusersEditor
+    from editjudge.models.editing.diffusers_editor import DiffusersEditor
 
     problems = DiffusersEditor.config_problems(str(index_only("flux-kontext")), {"generator": 1, "max_area": 64})
     assert len(problems) == 2
@@ -277,7 +277,7 @@ def test_config_problems_reject_params_the_editor_sets(index_only):
 def test_config_problems_name_a_missing_model(tmp_path, monkeypatch):
     from huggingface_hub import constants
 
-    from src.models.editing.diffusers_editor import DiffusersEditor
+    from editjudge.models.editing.diffusers_editor import DiffusersEditor
 
     [problem] = DiffusersEditor.config_problems(str(tmp_path / "no-such-model"), {})
     assert problem.startswith("model_path: ") and "no-such-model does not exist" in problem
@@ -296,7 +296,7 @@ def test_config_problems_name_a_missing_model(tmp_path, monkeypatch):
 
 
 def test_config_problems_reject_an_unknown_pipeline_class(index_only):
-    from src.models.editing.diffusers_editor import DiffusersEditor
+    from editjudge.models.editing.diffusers_editor import DiffusersEditor
 
     [problem] = DiffusersEditor.config_problems(str(index_only("instruct-pix2pix", "NoSuchEditPipeline")), {})
     assert "'NoSuchEditPipeline'" in problem and "not a diffusers pipeline class" in problem
@@ -305,7 +305,7 @@ def test_config_problems_reject_an_unknown_pipeline_class(index_only):
 
 
 def test_config_problems_check_batch_size_and_size_params(index_only):
-    from src.models.editing.diffusers_editor import DiffusersEditor
+    from editjudge.models.editing.diffusers_editor import DiffusersEditor
 
     [problem] = DiffusersEditor.config_problems(str(index_only("qwen-image-edit-plus")), {}, batch_size=2)
     assert "batch_size: 1" in problem
@@ -317,8 +317,8 @@ def test_config_problems_check_batch_size_and_size_params(index_only):
 
 def test_editor_config_entries_are_checked_and_built(index_only, tiny_editors):
     """The registry path: editor_problems(EditorConfig) and build_editor(EditorConfig, device)."""
-    from src.config import EditorConfig
-    from src.models.editing import build_editor, editor_problems
+    from editjudge.config import EditorConfig
+    from editjudge.models.editing import build_editor, editor_problems
 
     bad = EditorConfig(name="ip2p", type="diffusers", model_path=str(index_only("instruct-pix2pix")),
                        params={"image_guidance_scal": 1.5, "prompt": "x"})
@@ -337,14 +337,14 @@ def test_editor_config_entries_are_checked_and_built(index_only, tiny_editors):
 
 
 def test_constructor_refuses_a_bad_config(index_only):
-    from src.models.editing.diffusers_editor import DiffusersEditor
+    from editjudge.models.editing.diffusers_editor import DiffusersEditor
 
     with pytest.raises(ValueError, match="image_guidance_scal"):
         DiffusersEditor("ip2p", str(index_only("instruct-pix2pix")), params={"image_guidance_scal": 1.0})
 
 
 def test_close_drops_the_pipeline(tiny_editors):
-    from src.models.editing.diffusers_editor import DiffusersEditor
+    from editjudge.models.editing.diffusers_editor import DiffusersEditor
 
     editor = DiffusersEditor("ip2p", str(tiny_editors["instruct-pix2pix"]), params=FAST)
     editor.close()

@@ -18,13 +18,13 @@ import pytest
 import torch
 from transformers import Qwen3VLForConditionalGeneration
 
-import src.layout as layout
-import src.pipeline as pipeline
-from src.benchmark import load_benchmark
-from src.config import load_config
-from src.models.editing.diffusers_editor import DiffusersEditor
-from src.models.reward.qwen3_vl import Qwen3VLRewardModel
-from src.pipeline import PipelineError, run
+import editjudge.layout as layout
+import editjudge.pipeline as pipeline
+from editjudge.benchmark import load_benchmark
+from editjudge.config import load_config
+from editjudge.models.editing.diffusers_editor import DiffusersEditor
+from editjudge.models.reward.qwen3_vl import Qwen3VLRewardModel
+from editjudge.pipeline import PipelineError, run
 from tests.conftest import SAMPLE
 from tests.test_pipeline import lines, main_py, make_config, snapshot, write
 

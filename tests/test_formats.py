@@ -9,9 +9,9 @@ import re
 import pytest
 from PIL import Image
 
-from src import benchmark
-from src.benchmark import BENCHMARK_FORMATS, LOADERS, BenchmarkError, load_benchmark
-from src.paths import safe_name
+from editjudge import benchmark
+from editjudge.benchmark import BENCHMARK_FORMATS, LOADERS, BenchmarkError, load_benchmark
+from editjudge.paths import safe_name
 from tests.conftest import ROOT
 
 try:  # only the gedit format needs pyarrow
@@ -298,7 +298,7 @@ def write_kris(repo):
 
 def test_kris_layout(tmp_path, caplog):
     bench = write_kris(tmp_path / "repo")
-    with caplog.at_level(logging.WARNING, logger="src.benchmark"):
+    with caplog.at_level(logging.WARNING, logger="editjudge.benchmark"):
         for path in (tmp_path / "repo", bench):
             items = load_benchmark(path, "kris")
             assert [i.id for i in items] == ["color_change/1", "color_change/2", "multi-element_composition/2",
@@ -345,7 +345,7 @@ def write_rise(repo, extra=()):
 
 def test_rise_layout(tmp_path, caplog):
     data = write_rise(tmp_path / "RISEBench")
-    with caplog.at_level(logging.WARNING, logger="src.benchmark"):
+    with caplog.at_level(logging.WARNING, logger="editjudge.benchmark"):
         for path in (tmp_path / "RISEBench", data, data / "data_total.json"):
             items = load_benchmark(path, "rise")
             assert [i.id for i in items] == ["temporal_reasoning_1", "spatial_reasoning_1", "7"]
@@ -385,7 +385,7 @@ def test_formats_registry_and_native_language_filter():
 
 
 def test_image_suffix_from_magic_bytes_then_a_safe_path_suffix():
-    from src.benchmark import _image_suffix
+    from editjudge.benchmark import _image_suffix
 
     assert _image_suffix(b"\x89PNG\r\n", None) == ".png" and _image_suffix(b"RIFF0000WEBPVP8", "x.png") == ".webp"
     assert _image_suffix(b"????", "photo.TIFF") == ".tiff"  # unknown bytes: the path's suffix, if it is plain

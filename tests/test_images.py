@@ -3,7 +3,7 @@ import io
 import pytest
 from PIL import Image
 
-from src.images import ImageLoadError, load_image
+from editjudge.images import ImageLoadError, load_image
 
 
 def test_modes_become_rgb(tmp_path):

@@ -1,6 +1,6 @@
 import pytest
 
-from src.models.reward.parsing import ScoreParseError, parse_score
+from editjudge.models.reward.parsing import ScoreParseError, parse_score
 
 
 @pytest.mark.parametrize(

@@ -15,9 +15,9 @@ import pytest
 import yaml
 from PIL import Image
 
-from src.benchmark import load_benchmark
-from src.config import load_config
-from src.pipeline import Layout, run
+from editjudge.benchmark import load_benchmark
+from editjudge.config import load_config
+from editjudge.pipeline import Layout, run
 from tests.conftest import MISSING, ROOT, SAMPLE, tiny_editor
 
 EDITORS = ("bright", "same", "ip2p")

@@ -17,11 +17,11 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from src.aggregate import category_stats, editor_overall
-from src.benchmark import BenchmarkItem
-from src.paths import safe_name
-from src.export_gedit import GEDIT_COLUMNS, GEDIT_GROUPS, export_gedit
-from src.report import format_table, write_reports
+from editjudge.aggregate import category_stats, editor_overall
+from editjudge.benchmark import BenchmarkItem
+from editjudge.paths import safe_name
+from editjudge.export_gedit import GEDIT_COLUMNS, GEDIT_GROUPS, export_gedit
+from editjudge.report import format_table, write_reports
 
 HOSTILE_INSTRUCTION = "<script>alert(1)</script><script>document.title='pwned'</script> make it red"
 HOSTILE_ANSWER = '"><img src=x onerror=alert(2)>'

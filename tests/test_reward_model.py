@@ -9,9 +9,9 @@ import pytest
 import torch
 from PIL import Image
 
-from src.aggregate import spearman
-from src.models.reward import Qwen3VLRewardModel
-from src.tools.make_tiny_models import synthetic_image
+from editjudge.aggregate import spearman
+from editjudge.models.reward import Qwen3VLRewardModel
+from editjudge.tools.make_tiny_models import synthetic_image
 
 PROMPTS = [
     'Rate the edit "make it red". Reply as {"score": N}.',

@@ -6,9 +6,9 @@ import math
 
 import pytest
 
-from src.models.reward.parsing import ScoreParseError, parse_fields
-from src.models.reward.results import ScoreResult
-from src.models.reward.rubrics import BUILTIN, evaluate, get_rubric, rubric_problems, score_with_rubric
+from editjudge.models.reward.parsing import ScoreParseError, parse_fields
+from editjudge.models.reward.results import ScoreResult
+from editjudge.models.reward.rubrics import BUILTIN, evaluate, get_rubric, rubric_problems, score_with_rubric
 
 
 def test_parse_fields_accepts_json_viescore_lists_and_labels():

@@ -50,7 +50,7 @@ def test_no_unsafe_loading_calls_in_the_code():
 
 
 def test_the_judge_refuses_pickled_weights(tmp_path, judge_path):
-    from src.models.reward import Qwen3VLRewardModel
+    from editjudge.models.reward import Qwen3VLRewardModel
 
     folder = tmp_path / "judge"
     shutil.copytree(judge_path, folder)
@@ -63,8 +63,8 @@ def test_the_judge_refuses_pickled_weights(tmp_path, judge_path):
 
 
 def test_an_editor_refuses_pickled_weights(tmp_path, tiny_editors):
-    from src.config import EditorConfig
-    from src.models.editing import build_editor
+    from editjudge.config import EditorConfig
+    from editjudge.models.editing import build_editor
 
     folder = tmp_path / "ip2p"
     shutil.copytree(tiny_editors["instruct-pix2pix"], folder)
@@ -80,7 +80,7 @@ def test_an_editor_refuses_pickled_weights(tmp_path, tiny_editors):
 def test_remote_code_in_a_model_folder_never_runs_unless_asked(tmp_path, judge_path):
     """A config.json whose auto_map points at a Python file beside it: without trust_remote_code
     the file is never imported (transformers uses its own Qwen3-VL class or refuses)."""
-    from src.models.reward import Qwen3VLRewardModel
+    from editjudge.models.reward import Qwen3VLRewardModel
 
     folder = tmp_path / "judge"
     shutil.copytree(judge_path, folder)

@@ -12,9 +12,9 @@ import time
 import pytest
 import torch
 
-from src.models.reward import Qwen3VLRewardModel, ScoringStats
-from src.models.reward.qwen3_vl import ForwardClock
-from src.tools.make_tiny_models import synthetic_image
+from editjudge.models.reward import Qwen3VLRewardModel, ScoringStats
+from editjudge.models.reward.qwen3_vl import ForwardClock
+from editjudge.tools.make_tiny_models import synthetic_image
 
 PROMPTS = [
     'Rate the edit "make it red". Reply as {"score": N}.',
@@ -182,7 +182,7 @@ def test_stop_early_cuts_generation_without_end_token(judge, monkeypatch):
 
 
 def test_auto_batch_size_estimates_then_halves_on_out_of_memory_and_remembers(judge_path, monkeypatch, caplog):
-    import src.models.reward.qwen3_vl as module
+    import editjudge.models.reward.qwen3_vl as module
 
     judge = Qwen3VLRewardModel(judge_path, batch_size="auto", max_new_tokens=12, show_progress=False)
     images, prompts = varied(16)
@@ -209,7 +209,7 @@ def test_auto_batch_size_estimates_then_halves_on_out_of_memory_and_remembers(ju
 
 
 def test_auto_batch_size_follows_free_memory(judge, monkeypatch):
-    import src.models.reward.qwen3_vl as module
+    import editjudge.models.reward.qwen3_vl as module
 
     estimates = []
     for free in (1 << 20, 64 << 20, 1 << 40):

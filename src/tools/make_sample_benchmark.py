@@ -1,6 +1,6 @@
 """Regenerate benchmark_data/sample/ from photographs that scikit-image and matplotlib ship.
 
-    python -m src.tools.make_sample_benchmark --out benchmark_data/sample
+    python -m editjudge.tools.make_sample_benchmark --out benchmark_data/sample
 
 Maintainers run this once; the result is committed, so users never need it. Every photograph
 is public domain or CC0 (see the README it writes).
@@ -95,7 +95,7 @@ def build(out: Path) -> None:
         f"{len(ITEMS)} editing requests over {len({c for _, c, _ in ITEMS})} categories on {len(PHOTOS)} photographs,",
         "in editjudge's native layout (`annotations.jsonl`, one JSON object per line: `id`, `category`,",
         "`instruction`, `image` relative to this folder, `language`). Written by",
-        "`python -m src.tools.make_sample_benchmark --out benchmark_data/sample`.",
+        "`python -m editjudge.tools.make_sample_benchmark --out benchmark_data/sample`.",
         "",
         f"The photographs are copies, shrunk to at most {MAX_SIDE} pixels a side, of sample data that",
         "scikit-image and matplotlib ship:",

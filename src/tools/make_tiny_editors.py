@@ -1,6 +1,6 @@
 """Build tiny random-weight diffusers edit pipelines for the tests and the demo, offline and deterministically.
 
-    python -m src.tools.make_tiny_editors --out .cache/tiny-models
+    python -m editjudge.tools.make_tiny_editors --out .cache/tiny-models
 
 Writes ``OUT/v<EDITOR_BUILDERS_VERSION>/<name>``, one ``DiffusionPipeline.save_pretrained`` folder
 per editor (loadable with ``DiffusionPipeline.from_pretrained(folder)``):
@@ -38,7 +38,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from src.tools.make_tiny_models import SPECIAL_TOKENS
+from .make_tiny_models import SPECIAL_TOKENS
 
 logger = logging.getLogger(__name__)
 

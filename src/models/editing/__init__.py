@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Protocol
 from PIL import Image
 
 if TYPE_CHECKING:
-    from src.config import EditorConfig
+    from ...config import EditorConfig
 
 
 @dataclass(frozen=True)
@@ -43,8 +43,8 @@ class Editor(Protocol):
 
 
 EDITORS = {
-    "diffusers": "src.models.editing.diffusers_editor:DiffusersEditor",
-    "precomputed": "src.models.editing.precomputed:PrecomputedEditor",
+    "diffusers": "editjudge.models.editing.diffusers_editor:DiffusersEditor",
+    "precomputed": "editjudge.models.editing.precomputed:PrecomputedEditor",
 }
 
 # Keys an editor entry may set beside ``name`` and ``type``, per backend.

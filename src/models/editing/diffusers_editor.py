@@ -28,7 +28,7 @@ as the timestep-embedding MLPs, versus several), so an item edited in a batch of
 same item edited alone by ~1e-6 in float, i.e. +-1 on a few 8-bit pixels with the tiny pipelines.
 The same batch always gives the same images (at a fixed CPU thread count), so the pipeline deals
 out fixed batches of the benchmark, not single items, and redoes a partly finished batch whole:
-edits are then bit-identical whatever the number of workers (see ``src.pipeline.edit_shard``).
+edits are then bit-identical whatever the number of workers (see ``editjudge.pipeline.edit_shard``).
 """
 
 from __future__ import annotations
@@ -46,8 +46,8 @@ from typing import Any
 
 from PIL import Image
 
-from src.images import load_image
-from src.models.editing import EditRequest
+from ...images import load_image
+from . import EditRequest
 
 logger = logging.getLogger(__name__)
 
@@ -143,7 +143,7 @@ def config_problems(config_or_model_path, params: dict | None = None, batch_size
     """Everything wrong with an editor's settings, found without loading any weights.
 
     Takes an editor config (``model_path``, ``params``, ``batch_size`` attributes, as
-    ``src.models.editing.editor_problems`` passes) or those three values. Each problem starts with
+    ``editjudge.models.editing.editor_problems`` passes) or those three values. Each problem starts with
     the setting it is about (``model_path: ...``, ``params.KEY: ...``).
     """
     if isinstance(config_or_model_path, (str, os.PathLike)) or config_or_model_path is None:
@@ -263,7 +263,7 @@ class DiffusersEditor:
 
     @classmethod
     def from_config(cls, config, device: str) -> "DiffusersEditor":
-        """From an editor config entry (src.config.EditorConfig) on ``device``."""
+        """From an editor config entry (editjudge.config.EditorConfig) on ``device``."""
         return cls(config.name, config.model_path, device=device, dtype=config.dtype, params=config.params,
                    batch_size=config.batch_size, trust_remote_code=config.trust_remote_code,
                    max_area=config.max_area)

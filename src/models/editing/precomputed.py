@@ -2,7 +2,7 @@
 
 For item ``ID`` (category ``CAT``) it takes the first file that exists among
 ``image_dir/ID.{png,jpg,jpeg,webp}``, then the same under ``image_dir/CAT/`` (GEdit-style
-per-category folders), also trying the id's file-safe form (``src.paths.safe_name``). A missing
+per-category folders), also trying the id's file-safe form (``editjudge.paths.safe_name``). A missing
 file is that item's error. An output whose size differs from its source (as shown, EXIF rotation
 applied) is resized to the source size (as GEdit-Bench's scorer does before comparing) unless
 ``params.resize_to_source`` is false; the original size is kept in ``image.info["resized_from"]``
@@ -16,9 +16,9 @@ from pathlib import Path
 
 from PIL import Image
 
-from src.images import ImageLoadError, image_size, load_image
-from src.models.editing import EditRequest
-from src.paths import is_inside, safe_name
+from ...images import ImageLoadError, image_size, load_image
+from . import EditRequest
+from ...paths import is_inside, safe_name
 
 EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp")
 PARAMS = {"resize_to_source": bool}

@@ -1,7 +1,7 @@
 """Helpers of the Qwen3-VL reward model's batching loop: timing, stopping, sizing, threading.
 
 Kept apart from ``qwen3_vl.py`` so that the model class reads as the scoring recipe; everything
-here is re-exported there (``from src.models.reward.qwen3_vl import ForwardClock`` keeps working).
+here is re-exported there (``from editjudge.models.reward.qwen3_vl import ForwardClock`` keeps working).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 import torch
 from PIL import Image
 
-from src.images import ImageLoadError, image_size
+from ...images import ImageLoadError, image_size
 
 from .parsing import ScoreParseError, _json_scores
 from .results import ScoringStats

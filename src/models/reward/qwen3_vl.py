@@ -1,6 +1,6 @@
 """Qwen3-VL as a reward model: real batched scoring of edited images.
 
-    from src.models.reward import Qwen3VLRewardModel
+    from editjudge import Qwen3VLRewardModel
     judge = Qwen3VLRewardModel("Qwen/Qwen3-VL-8B-Instruct", batch_size=8)
     scores = judge.batch_score(["a.png", "b.png"], user_prompts=[...])   # list[float], nan = failed
 
@@ -39,7 +39,7 @@ from dataclasses import dataclass
 import torch
 from tqdm.auto import tqdm
 
-from src.images import ImageLoadError, load_image
+from ...images import ImageLoadError, load_image
 
 from .batching import (  # noqa: F401  (ForwardClock is part of this module's interface)
     ForwardClock,
