@@ -51,6 +51,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from .files import write_atomic
 from .paths import safe_name
 
 logger = logging.getLogger(__name__)
@@ -390,9 +391,7 @@ def _write_once(target: Path, data: bytes) -> bool:
             return False
     except FileNotFoundError:
         pass
-    with tempfile.NamedTemporaryFile(dir=target.parent, prefix=".tmp-", delete=False) as f:
-        f.write(data)
-    os.replace(f.name, target)
+    write_atomic(target, data)
     return True
 
 

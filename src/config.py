@@ -206,8 +206,53 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
     return data
 
 
+# Keys that name files or folders. A relative value in a config file is relative to that file's folder
+# (so a config works from any directory); values given with --set are relative to where the command runs.
+# Model keys may also hold a hub id: their relative value is taken as a path only where that path exists.
+PATH_KEYS = (("benchmark", "path"), ("benchmark", "image_cache"), ("output_dir",))
+EDITOR_PATH_KEYS = ("image_dir",)
+MODEL_PATH_KEYS = {"editor": ("model_path",), "reward_model.params": ("model_path", "adapter_path")}
+
+
+def resolve_relative_paths(data: dict, folder: Path) -> dict:
+    """Make the relative paths in a config file's ``data`` relative to its ``folder`` (see PATH_KEYS)."""
+    def resolved(value, must_exist: bool = False):
+        if not isinstance(value, str) or not value or Path(value).is_absolute() or value.startswith("~"):
+            return value
+        candidate = folder / value
+        if must_exist and not candidate.exists():
+            return value  # a hub id such as Qwen/Qwen3-VL-8B-Instruct
+        return str(candidate)
+
+    if not isinstance(data, dict):
+        return data
+    for keys in PATH_KEYS:
+        node = data
+        for key in keys[:-1]:
+            node = node.get(key) if isinstance(node, dict) else None
+        if isinstance(node, dict) and keys[-1] in node:
+            node[keys[-1]] = resolved(node[keys[-1]])
+    editing = data.get("editing")
+    editors = editing.get("editors") if isinstance(editing, dict) else None
+    for editor in editors if isinstance(editors, list) else []:
+        if isinstance(editor, dict):
+            for key in EDITOR_PATH_KEYS:
+                if key in editor:
+                    editor[key] = resolved(editor[key])
+            for key in MODEL_PATH_KEYS["editor"]:
+                if key in editor:
+                    editor[key] = resolved(editor[key], must_exist=True)
+    reward = data.get("reward_model")
+    params = reward.get("params") if isinstance(reward, dict) else None
+    if isinstance(params, dict):
+        for key in MODEL_PATH_KEYS["reward_model.params"]:
+            if key in params:
+                params[key] = resolved(params[key], must_exist=True)
+    return data
+
+
 def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
-    """Read, override and validate; raise ConfigError listing every problem."""
+    """Read, resolve relative paths, override and validate; raise ConfigError listing every problem."""
     path = Path(path)
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
@@ -215,6 +260,7 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
         raise ConfigError(str(path), ["file not found"]) from None
     except yaml.YAMLError as exc:
         raise ConfigError(str(path), [f"not valid YAML: {exc}"]) from None
+    data = resolve_relative_paths(data, path.resolve().parent)
     data = apply_overrides(data, overrides or [])
     problems: list[str] = []
     config = _build(Config, data, "", problems)

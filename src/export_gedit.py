@@ -12,7 +12,8 @@ from pathlib import Path
 from .aggregate import category_stats
 from .benchmark import BenchmarkItem
 from .paths import safe_name
-from .report import _edited_path, _write_text
+from .files import write_atomic
+from .report_common import edited_path
 
 logger = logging.getLogger(__name__)
 
@@ -102,7 +103,7 @@ def export_gedit(out: Path, records: list[dict], items: list[BenchmarkItem], *, 
                 omitted.append([r["item_id"], r["category"], language, r.get("failed_stage") or "",
                                 r.get("error") or "SC or PQ missing"])
                 continue
-            edited = _edited_path(out, r)
+            edited = edited_path(out, r)
             rows[r["category"]].append([str(item.image), str(edited.resolve()) if edited else "", item.instruction,
                                         sc, pq, bool(item.intersection_exist), language])
         missing = [g for g in GEDIT_GROUPS if not rows[g]]
@@ -113,12 +114,12 @@ def export_gedit(out: Path, records: list[dict], items: list[BenchmarkItem], *, 
             writer = csv.writer(buffer, lineterminator="\n")
             writer.writerow(GEDIT_COLUMNS)
             writer.writerows(category_rows)
-            written.append(_write_text(folder / f"{model}_{safe_name(category)}_gpt_score.csv", buffer.getvalue()))
+            written.append(write_atomic(folder / f"{model}_{safe_name(category)}_gpt_score.csv", buffer.getvalue()))
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")
         writer.writerow(["item_id", "category", "instruction_language", "failed_stage", "reason"])
         writer.writerows(omitted)
-        written.append(_write_text(folder.parent / "omitted_items.csv", buffer.getvalue()))
+        written.append(write_atomic(folder.parent / "omitted_items.csv", buffer.getvalue()))
         if omitted:
             logger.warning("GEdit export for %s: %d item(s) without SC/PQ left out (listed in %s)", editor,
                            len(omitted), folder.parent / "omitted_items.csv")

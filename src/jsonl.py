@@ -12,6 +12,8 @@ import os
 from pathlib import Path
 from typing import Iterable
 
+from .files import write_atomic
+
 logger = logging.getLogger(__name__)
 
 
@@ -60,9 +62,4 @@ def append_jsonl(path: Path, records: Iterable[dict]) -> None:
 
 def write_jsonl_atomic(path: Path, records: Iterable[dict]) -> None:
     """Replace ``path`` with ``records`` in one step (write a temporary file, fsync, rename)."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        for r in records:
-            f.write(json.dumps(r, ensure_ascii=False) + "\n")
-        _durable(f)
-    os.replace(tmp, path)
+    write_atomic(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), durable=True)

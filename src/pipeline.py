@@ -37,6 +37,7 @@ from PIL import Image
 
 from .benchmark import BenchmarkItem, load_benchmark
 from .config import Config, config_from_dict, config_to_dict
+from .files import write_atomic
 from .jsonl import append_jsonl, read_jsonl, write_jsonl_atomic
 from .layout import Layout, PipelineError, output_folder_error, prepare_output  # noqa: F401 (part of this interface)
 from .parallel import Launch, resolve_devices, run_workers, shard
@@ -140,9 +141,7 @@ def _save_edit(layout: Layout, editor: str, item: BenchmarkItem, seed: int, outp
     buffer = io.BytesIO()
     output.save(buffer, format="PNG")
     data = buffer.getvalue()
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)  # an image file is either absent or complete
+    write_atomic(path, data)  # an image file is either absent or complete
     record["image"] = path.relative_to(layout.out).as_posix()
     record["sha1"] = hashlib.sha1(data).hexdigest()
     if "resized_from" in output.info:

@@ -19,36 +19,21 @@ import io
 import json
 import logging
 import math
-import os
 from collections.abc import Mapping
 from html import escape
 from pathlib import Path
 
 from .aggregate import category_stats, editor_overall
 from .benchmark import BenchmarkItem
-from .paths import is_inside
+from .files import write_atomic
+from .report_common import WEIGHTING_NOTE, WEIGHTS, failed_records, fmt, lowest_scored
+from .report_html import render_html
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["write_reports", "format_table", "summary_dict"]
 
-WEIGHTS = ("macro = mean of the category means (every category weighs the same, GEdit-Bench's convention); "
-           "micro = mean over all scored items.")
-WEIGHTING_NOTE = (WEIGHTS + " Failed items (edit or judge failure) are excluded from every "
-                  "mean and counted in n_failed and the failure rate.")
 STATS_FIELDS = ("n", "n_failed", "n_scored", "mean", "std", "ci95", "min", "max")
-WORST_N = 20
-
-
-def _write_text(path: Path, text: str) -> Path:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)  # a report file is either the old one or the new one, never half written
-    return path
-
-
-def _fmt(value: float | None, digits: int = 2) -> str:
-    return "-" if value is None else f"{value:.{digits}f}"
 
 
 def _categories(stats: Mapping[str, Mapping]) -> list[str]:
@@ -59,7 +44,7 @@ def _cell(stats) -> str:
     """``6.20``, ``6.20 (1 failed)``, ``- (2 failed)``; empty where the editor has no item in the category."""
     if stats is None:
         return ""
-    text = _fmt(stats.mean)
+    text = fmt(stats.mean)
     return f"{text} ({stats.n_failed} failed)" if stats.n_failed else text
 
 
@@ -110,7 +95,7 @@ def format_table(records: list[dict]) -> str:
     overall = editor_overall(records)
     categories = _categories(stats)
     header = ["editor", *categories, "macro", "micro", "failed"]
-    rows = [[editor, *(_cell(stats[editor].get(c)) for c in categories), _fmt(o["macro"]), _fmt(o["micro"]),
+    rows = [[editor, *(_cell(stats[editor].get(c)) for c in categories), fmt(o["macro"]), fmt(o["micro"]),
              f"{o['n_failed']}/{o['n']}"] for editor, o in overall.items()]
     widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
     lines = ["  ".join(str(v).ljust(w) if i == 0 else str(v).rjust(w) for i, (v, w) in enumerate(zip(row, widths)))
@@ -140,7 +125,7 @@ def _write_csv(path: Path, summary: dict) -> Path:
         writer.writerow([editor, "overall (macro)", o["n"], o["n_failed"], o["n_scored"], blank(o["macro"]),
                          "", "", "", ""])
         writer.writerow([editor, "overall (micro)", *(blank(m[f]) for f in STATS_FIELDS)])
-    return _write_text(path, buffer.getvalue())
+    return write_atomic(path, buffer.getvalue())
 
 
 def _md(text: object, limit: int | None = None) -> str:
@@ -151,15 +136,6 @@ def _md(text: object, limit: int | None = None) -> str:
     for ch in "\\`*_[]|#":
         text = text.replace(ch, "\\" + ch)
     return escape(text, quote=True)  # after the backslashes: the entities it writes contain '#'
-
-
-def _worst(records: list[dict], n: int = WORST_N) -> list[dict]:
-    scored = [r for r in records if r.get("score") is not None]
-    return sorted(scored, key=lambda r: r["score"])[:n]
-
-
-def _failures(records: list[dict]) -> list[dict]:
-    return [r for r in records if r.get("score") is None]
 
 
 def _markdown(summary: dict, records: list[dict], items: Mapping[str, BenchmarkItem]) -> str:
@@ -173,10 +149,10 @@ def _markdown(summary: dict, records: list[dict], items: Mapping[str, BenchmarkI
     for editor, entry in summary["editors"].items():
         o = entry["overall"]
         cells = [_cell(stats[editor].get(c)) for c in categories]
-        lines.append(f"| {_md(editor)} | " + " | ".join(cells) + f" | {_fmt(o['macro'])} | {_fmt(o['micro'])} | "
+        lines.append(f"| {_md(editor)} | " + " | ".join(cells) + f" | {fmt(o['macro'])} | {fmt(o['micro'])} | "
                      f"{o['failure_rate']:.1%} ({o['n_failed']}/{o['n']}) |")
     lines += ["", f"Weighting: {_md(WEIGHTING_NOTE)}", ""]
-    worst = _worst(records)
+    worst = lowest_scored(records)
     if worst:
         lines += [f"## Lowest scores ({len(worst)})", "", "| score | editor | category | item | instruction |",
                   "|---|---|---|---|---|"]
@@ -185,7 +161,7 @@ def _markdown(summary: dict, records: list[dict], items: Mapping[str, BenchmarkI
             lines.append(f"| {r['score']:.2f} | {_md(r['editor'])} | {_md(r['category'])} | {_md(r['item_id'])} | "
                          f"{_md(item.instruction if item else '', 100)} |")
         lines.append("")
-    failures = _failures(records)
+    failures = failed_records(records)
     if failures:
         lines += [f"## Failures ({len(failures)})", "", "| editor | category | item | stage | error |",
                   "|---|---|---|---|---|"]
@@ -201,10 +177,17 @@ def _markdown(summary: dict, records: list[dict], items: Mapping[str, BenchmarkI
 # ---------------------------------------------------------------------------------------- chart
 
 
-def _chart(path: Path, summary: dict) -> Path:
-    """Grouped bars per category (and the macro average), one colour per editor, ci95 error bars."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure  # no pyplot: no global state, safe off the main thread
+def _chart(path: Path, summary: dict) -> Path | None:
+    """Grouped bars per category (and the macro average), one colour per editor, ci95 error bars.
+
+    None, with a warning, where matplotlib (the ``report`` extra) is not installed.
+    """
+    try:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure  # no pyplot: no global state, safe off the main thread
+    except ImportError:
+        logger.warning("matplotlib is not installed (pip install 'editjudge[report]'): no chart is drawn")
+        return None
 
     editors = list(summary["editors"])
     groups = summary["categories"] + ["overall (macro)"]
@@ -254,14 +237,6 @@ def _chart(path: Path, summary: dict) -> Path:
     return path
 
 
-def _edited_path(out: Path, record: dict) -> Path | None:
-    image = record.get("image")
-    if not isinstance(image, str) or not image:
-        return None
-    path = out / image
-    return path if is_inside(out, path) else None
-
-
 def write_reports(out: Path, records: list[dict], items: list[BenchmarkItem], *, title: str = "editjudge report",
                   thumbnail_size: int = 256, thumbnail_cache: bool = True) -> dict[str, Path]:
     """Writes summary.json, summary.csv, report.md, scores_by_category.png, report.html into `out`; returns name->path.
@@ -275,15 +250,15 @@ def write_reports(out: Path, records: list[dict], items: list[BenchmarkItem], *,
     by_id = {item.id: item for item in items}
     summary = summary_dict(records, title)  # validates the records (aggregate raises ValueError on bad ones)
     paths = {
-        "summary.json": _write_text(out / "summary.json", json.dumps(summary, indent=2, ensure_ascii=False) + "\n"),
+        "summary.json": write_atomic(out / "summary.json", json.dumps(summary, indent=2, ensure_ascii=False) + "\n"),
         "summary.csv": _write_csv(out / "summary.csv", summary),
-        "report.md": _write_text(out / "report.md", _markdown(summary, records, by_id)),
-        "scores_by_category.png": _chart(out / "scores_by_category.png", summary),
+        "report.md": write_atomic(out / "report.md", _markdown(summary, records, by_id)),
     }
-    from .report_html import _html
-
-    paths["report.html"] = _write_text(out / "report.html", _html(out, summary, records, by_id,
-                                                                  paths["scores_by_category.png"], thumbnail_size,
+    chart = _chart(out / "scores_by_category.png", summary)
+    if chart is not None:
+        paths["scores_by_category.png"] = chart
+    paths["report.html"] = write_atomic(out / "report.html", render_html(out, summary, records, by_id,
+                                                                  chart, thumbnail_size,
                                                                   out / ".thumbnails" if thumbnail_cache else None))
     logger.info("reports written to %s: %s", out, ", ".join(paths))
     return paths

@@ -22,7 +22,8 @@ from PIL import Image, UnidentifiedImageError
 
 from .benchmark import BenchmarkItem
 from .images import ImageLoadError, open_image, to_rgb
-from .report import WEIGHTING_NOTE, _edited_path, _failures, _fmt, _worst
+from .files import write_atomic
+from .report_common import WEIGHTING_NOTE, edited_path, failed_records, fmt, lowest_scored
 
 logger = logging.getLogger(__name__)
 
@@ -116,9 +117,7 @@ def _thumbnails(paths: list[Path | None], size: int, cache: Path | None) -> dict
             return "data:image/jpeg;base64," + base64.b64encode(stored.read_bytes()).decode("ascii"), ""
         uri, reason = _thumbnail(path, size)
         if uri is not None:
-            tmp = cache / f".{key}.{os.getpid()}.tmp"
-            tmp.write_bytes(base64.b64decode(uri.split(",", 1)[1]))
-            os.replace(tmp, stored)
+            write_atomic(stored, base64.b64decode(uri.split(",", 1)[1]))
         return uri, reason
 
     if cache is not None:
@@ -149,10 +148,10 @@ def _summary_table(summary: dict) -> str:
                 continue
             tip = f"n={st['n']}, scored={st['n_scored']}" + (f", 95% CI ±{st['ci95']:.2f}" if st["ci95"] else "")
             failed = f' <span class="fail">({st["n_failed"]} failed)</span>' if st["n_failed"] else ""
-            cells.append(f'<td title="{_e(tip)}">{_fmt(st["mean"])}{failed}</td>')
+            cells.append(f'<td title="{_e(tip)}">{fmt(st["mean"])}{failed}</td>')
         o = entry["overall"]
-        rows.append(f'<tr class="editor-row"><td>{_e(editor)}</td>{"".join(cells)}<td>{_fmt(o["macro"])}</td>'
-                    f'<td>{_fmt(o["micro"])}</td><td>{o["failure_rate"]:.1%} ({o["n_failed"]}/{o["n"]})</td></tr>')
+        rows.append(f'<tr class="editor-row"><td>{_e(editor)}</td>{"".join(cells)}<td>{fmt(o["macro"])}</td>'
+                    f'<td>{fmt(o["micro"])}</td><td>{o["failure_rate"]:.1%} ({o["n_failed"]}/{o["n"]})</td></tr>')
     return (f'<table id="summary"><thead><tr><th>editor</th>{head}<th>overall (macro)</th><th>overall (micro)</th>'
             f'<th>failure rate</th></tr></thead><tbody>{"".join(rows)}</tbody></table>')
 
@@ -170,7 +169,7 @@ def _record_cell(record: dict, anchor: str, thumb: tuple[str | None, str]) -> st
     subs = record.get("sub_scores")
     if isinstance(subs, Mapping) and subs:
         parts.append('<div class="subs">' + " · ".join(
-            f"{_e(k)} {_e(_fmt(v) if isinstance(v, (int, float)) else '-')}" for k, v in subs.items()) + "</div>")
+            f"{_e(k)} {_e(fmt(v) if isinstance(v, (int, float)) else '-')}" for k, v in subs.items()) + "</div>")
     if record.get("error"):
         parts.append(f'<pre class="fail">{_e(record["error"])}</pre>')
     answers = record.get("raw_outputs") if isinstance(record.get("raw_outputs"), Mapping) else {}
@@ -199,7 +198,7 @@ def _index_rows(rows: list[tuple[str, dict]], items: Mapping[str, BenchmarkItem]
     for anchor, r in rows:
         item = items.get(r["item_id"])
         instruction = item.instruction if item else ""
-        value = _fmt(r["score"]) if r.get("score") is not None else _e(r.get("failed_stage") or "?")
+        value = fmt(r["score"]) if r.get("score") is not None else _e(r.get("failed_stage") or "?")
         detail = _e((instruction if extra == "instruction" else (r.get("error") or ""))[:400])
         out.append(f'<tr class="f" data-editor="{_e(r["editor"])}" data-category="{_e(r["category"])}">'
                    f'<td>{value}</td><td class="t">{_e(r["editor"])}</td><td class="t">{_e(r["category"])}</td>'
@@ -207,7 +206,7 @@ def _index_rows(rows: list[tuple[str, dict]], items: Mapping[str, BenchmarkItem]
     return "".join(out)
 
 
-def _html(out: Path, summary: dict, records: list[dict], items: Mapping[str, BenchmarkItem], chart: Path,
+def render_html(out: Path, summary: dict, records: list[dict], items: Mapping[str, BenchmarkItem], chart: Path | None,
           size: int, cache: Path | None) -> str:
     # cards: one per item (source once), one cell per editor; benchmark order, then items unknown to it
     order = {item_id: i for i, item_id in enumerate(items)}
@@ -215,7 +214,7 @@ def _html(out: Path, summary: dict, records: list[dict], items: Mapping[str, Ben
     for r in sorted(records, key=lambda r: order.get(r["item_id"], len(order))):
         by_item.setdefault(r["item_id"], []).append(r)
     sources = {i: items[i].image if i in items else None for i in by_item}
-    thumbs = _thumbnails([*sources.values(), *(_edited_path(out, r) for r in records)], size, cache)
+    thumbs = _thumbnails([*sources.values(), *(edited_path(out, r) for r in records)], size, cache)
     anchors = {(r["editor"], r["item_id"]): f"r{n}" for n, r in enumerate(records)}
 
     sections = []
@@ -228,7 +227,7 @@ def _html(out: Path, summary: dict, records: list[dict], items: Mapping[str, Ben
             item = items.get(item_id)
             source = (_img(thumbs[sources[item_id]], "source") if item
                       else '<div class="ph">item not in the benchmark</div>')
-            cells = "".join(_record_cell(r, anchors[(r["editor"], r["item_id"])], thumbs[_edited_path(out, r)])
+            cells = "".join(_record_cell(r, anchors[(r["editor"], r["item_id"])], thumbs[edited_path(out, r)])
                             for r in mine)
             cards.append(f'<div class="card" data-pos="{pos}"><div class="id" dir="auto">{_e(item_id)}</div>'
                          f'<div class="instr" dir="auto">{_instruction(item)}</div>'
@@ -238,9 +237,11 @@ def _html(out: Path, summary: dict, records: list[dict], items: Mapping[str, Ben
                         f'<div class="gallery">{"".join(cards)}</div></section>')
 
     options = lambda values: "".join(f'<option value="{_e(v)}">{_e(v)}</option>' for v in values)  # noqa: E731
-    worst = [(anchors[(r["editor"], r["item_id"])], r) for r in _worst(records)]
-    failures = [(anchors[(r["editor"], r["item_id"])], r) for r in _failures(records)]
-    chart_uri = "data:image/png;base64," + base64.b64encode(chart.read_bytes()).decode("ascii")
+    worst = [(anchors[(r["editor"], r["item_id"])], r) for r in lowest_scored(records)]
+    failures = [(anchors[(r["editor"], r["item_id"])], r) for r in failed_records(records)]
+    chart_uri = None if chart is None else "data:image/png;base64," + base64.b64encode(chart.read_bytes()).decode("ascii")
+    chart_img = ('<p>(no chart: matplotlib is not installed)</p>' if chart_uri is None else
+                 f'<img src="{chart_uri}" alt="mean score per category and editor" style="max-width:100%">')
     script_hash = base64.b64encode(hashlib.sha256(_JS.encode()).digest()).decode()
     csp = (f"default-src 'none'; img-src data:; style-src 'unsafe-inline'; script-src 'sha256-{script_hash}'; "
            "base-uri 'none'; form-action 'none'")
@@ -256,7 +257,7 @@ def _html(out: Path, summary: dict, records: list[dict], items: Mapping[str, Ben
 {len(failures)} failed. Cells are mean scores; hover for n and the 95% CI.</p>
 <div class="scroll">{_summary_table(summary)}</div>
 <p><small>{_e(WEIGHTING_NOTE)}</small></p>
-<img src="{chart_uri}" alt="mean score per category and editor" style="max-width:100%">
+{chart_img}
 <div class="controls">editor <select id="f-editor"><option value="">all</option>{options(summary['editors'])}</select>
 category <select id="f-category"><option value="">all</option>{options(summary['categories'])}</select>
 order <select id="f-sort"><option value="bench">benchmark order</option><option value="low">lowest score first</option>

@@ -47,11 +47,6 @@ EDITORS = {
     "precomputed": "editjudge.models.editing.precomputed:PrecomputedEditor",
 }
 
-# Keys an editor entry may set beside ``name`` and ``type``, per backend.
-EDITOR_KEYS = {
-    "diffusers": {"model_path", "params", "batch_size", "dtype", "trust_remote_code", "max_area"},
-    "precomputed": {"image_dir", "params", "batch_size"},
-}
 
 
 def item_seed(run_seed: int, item_id: str) -> int:
@@ -68,22 +63,24 @@ def get_editor_class(kind: str):
 
 
 def editor_problems(config: "EditorConfig", where: str) -> list[str]:
-    """Everything wrong with one editor entry, found without loading a model."""
+    """Everything wrong with one editor entry, found without loading a model.
+
+    The backend owns its checks: ``CONFIG_KEYS`` (what an entry of its type may set beside ``name`` and
+    ``type``) and ``config_problems(config)``; this adds what holds for every backend.
+    """
     if config.type not in EDITORS:
         return [f"{where}.type: {config.type!r} is not one of {sorted(EDITORS)}"]
+    cls = get_editor_class(config.type)
     problems = []
     for field in dataclasses.fields(config):  # a key the backend ignores must be left at its default
-        if field.name in ("name", "type") or field.name in EDITOR_KEYS[config.type]:
+        if field.name in ("name", "type") or field.name in cls.CONFIG_KEYS:
             continue
         default = field.default if field.default is not dataclasses.MISSING else field.default_factory()
         if getattr(config, field.name) != default:
             problems.append(f"{where}.{field.name}: not used by type {config.type!r} "
-                            f"(it takes {', '.join(sorted(EDITOR_KEYS[config.type]))})")
+                            f"(it takes {', '.join(sorted(cls.CONFIG_KEYS))})")
     if config.batch_size < 1:
         problems.append(f"{where}.batch_size: must be at least 1, got {config.batch_size}")
-    if config.max_area is not None and config.max_area < 64:
-        problems.append(f"{where}.max_area: must be at least 64 pixels, got {config.max_area}")
-    cls = get_editor_class(config.type)
     problems.extend(f"{where}.{p}" for p in cls.config_problems(config))
     return problems
 

@@ -47,6 +47,7 @@ from typing import Any
 from PIL import Image
 
 from ...images import load_image
+from ...torch_utils import DTYPE_NAMES, is_out_of_memory, resolve_dtype
 from . import EditRequest
 
 logger = logging.getLogger(__name__)
@@ -84,7 +85,6 @@ RESERVED_PARAMS = ("prompt", "image", "generator", "num_images_per_prompt", "out
 # Per-prompt string arguments that are expanded to one entry per prompt of a batch.
 PER_PROMPT_PARAMS = ("negative_prompt", "prompt_2", "negative_prompt_2")
 
-DTYPES = ("auto", "float32", "float16", "bfloat16")
 
 
 def _read_model_index(model_path: str) -> tuple[Path | None, str | None]:
@@ -155,6 +155,10 @@ def config_problems(config_or_model_path, params: dict | None = None, batch_size
         config = config_or_model_path
         model_path, params, batch_size = config.model_path, config.params, config.batch_size
         problems = []
+        if config.dtype not in DTYPE_NAMES:
+            problems.append(f"dtype: must be one of {', '.join(DTYPE_NAMES)}, got {config.dtype!r}")
+        if config.max_area is not None and config.max_area < 64:
+            problems.append(f"max_area: must be at least 64 pixels, got {config.max_area}")
     params = params or {}
     if not model_path:
         return problems + ["model_path: required for type 'diffusers'"]
@@ -190,24 +194,6 @@ def config_problems(config_or_model_path, params: dict | None = None, batch_size
     return problems
 
 
-def _resolve_dtype(dtype: str, device: str):
-    import torch
-
-    if dtype not in DTYPES:
-        raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
-    if dtype == "auto":
-        if device.startswith("cuda"):
-            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        return torch.float32
-    return getattr(torch, dtype)
-
-
-def _is_oom(exc: BaseException) -> bool:
-    import torch
-
-    return isinstance(exc, torch.cuda.OutOfMemoryError) or "out of memory" in str(exc).lower()
-
-
 def _round_to(value: int, multiple: int) -> int:
     return max(multiple, int(math.floor(value / multiple + 0.5)) * multiple)
 
@@ -239,7 +225,7 @@ class DiffusersEditor:
         problems = config_problems(self.model_path, self.params, batch_size)
         if problems:
             raise ValueError(f"editor {name}: " + "; ".join(problems))
-        self.torch_dtype = _resolve_dtype(dtype, device)
+        self.torch_dtype = resolve_dtype(dtype, device)
         # `dtype`, not `torch_dtype` (deprecated in diffusers 0.42). A hub id not yet in the HF cache
         # is downloaded here unless HF_HUB_OFFLINE is set (then config_problems has refused it).
         self.pipe = DiffusionPipeline.from_pretrained(
@@ -255,6 +241,9 @@ class DiffusersEditor:
         self._torch = torch
         logger.info("editor %s: %s from %s on %s (%s), sizes in multiples of %d",
                     name, type(self.pipe).__name__, self.model_path, device, self.torch_dtype, self.multiple)
+
+    # What an editor entry of type diffusers may set beside name and type.
+    CONFIG_KEYS = frozenset({"model_path", "params", "batch_size", "dtype", "trust_remote_code", "max_area"})
 
     @classmethod
     def config_problems(cls, config_or_model_path, params: dict | None = None, batch_size: int = 1) -> list[str]:
@@ -337,7 +326,7 @@ class DiffusersEditor:
             self.batch_fallbacks += 1
             logger.warning("editor %s: batch of %d failed (%s: %s); retrying one item at a time",
                            self.name, len(chunk), type(exc).__name__, exc)
-            if _is_oom(exc):
+            if is_out_of_memory(exc):
                 self._free_cuda()
         return [self._run_chunk([item])[0] for item in chunk]
 

@@ -32,6 +32,9 @@ class PrecomputedEditor:
         if not self.image_dir.is_dir():
             raise FileNotFoundError(f"precomputed editor {name}: image_dir {self.image_dir} is not a folder")
 
+    # What an editor entry of type precomputed may set beside name and type.
+    CONFIG_KEYS = frozenset({"image_dir", "params", "batch_size"})
+
     @classmethod
     def config_problems(cls, config) -> list[str]:
         problems = []

@@ -54,7 +54,8 @@ from .parsing import ScoreParseError, parse_score
 from .logits import append_digit, expected_scores, single_token_ids
 from .prompts import DEFAULT_SYSTEM_PROMPT, DEFAULT_USER_PROMPT, fill_prompt
 from .results import ScoreResult, ScoringStats
-from .settings import DTYPES, is_out_of_memory, setting_problems
+from ...torch_utils import is_out_of_memory, resolve_dtype
+from .settings import setting_problems
 
 logger = logging.getLogger(__name__)
 
@@ -128,10 +129,7 @@ class Qwen3VLRewardModel:
 
         self.model_path = str(model_path)
         self.device = torch.device(device)
-        if dtype == "auto":
-            self.dtype = torch.bfloat16 if self.device.type == "cuda" else torch.float32
-        else:
-            self.dtype = DTYPES[dtype]
+        self.dtype = resolve_dtype(dtype, self.device)
         self.batch_size = batch_size
         self.use_batch_inference = use_batch_inference
         self.max_new_tokens = max_new_tokens

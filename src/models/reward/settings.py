@@ -4,18 +4,11 @@ from __future__ import annotations
 
 import importlib.util
 
-import torch
+from ...torch_utils import DTYPE_NAMES
 
-DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
 SCORE_MODES = ("generate", "logits")
 ATTN_IMPLEMENTATIONS = ("sdpa", "eager", "flash_attention_2")
 QUANTIZATIONS = ("int8",)
-
-
-def is_out_of_memory(exc: BaseException) -> bool:
-    if isinstance(exc, torch.OutOfMemoryError):
-        return True
-    return isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
 
 
 def setting_problems(values: dict) -> list[str]:
@@ -28,7 +21,7 @@ def setting_problems(values: dict) -> list[str]:
 
     is_int = lambda v: isinstance(v, int) and not isinstance(v, bool)  # noqa: E731
     check("batch_size", lambda v: v == "auto" or (is_int(v) and v >= 1), "'auto' or a positive integer")
-    check("dtype", lambda v: v == "auto" or v in DTYPES, f"'auto' or one of {sorted(DTYPES)}")
+    check("dtype", lambda v: v in DTYPE_NAMES, f"one of {list(DTYPE_NAMES)}")
     check("score_mode", lambda v: v in SCORE_MODES, f"one of {list(SCORE_MODES)}")
     check("max_new_tokens", lambda v: is_int(v) and v >= 1, "a positive integer")
     check("attn_implementation", lambda v: v in ATTN_IMPLEMENTATIONS, f"one of {list(ATTN_IMPLEMENTATIONS)}")
