@@ -49,7 +49,8 @@ def test_padding_side_restored_when_an_interrupt_escapes(request, monkeypatch, m
     tokenizer = judge.processor.tokenizer
     images, prompts = varied(4)
     expected = judge.batch_evaluate(images, user_prompts=prompts)
-    assert tokenizer.padding_side == "right"
+    before = tokenizer.padding_side
+    assert before == "right"
     sides_seen = []
     handle = None
     if where == "processor":
@@ -77,10 +78,12 @@ def test_padding_side_restored_when_an_interrupt_escapes(request, monkeypatch, m
         if handle is not None:
             handle.remove()
         monkeypatch.undo()
+        after = tokenizer.padding_side
+        tokenizer.padding_side = before  # the judge is shared: a failure here must not leak into other tests
     assert sides_seen, "the interrupt was never raised"
     if where == "processor":
         assert sides_seen == ["left"]  # the interrupt came while the judge had switched the side
-    assert tokenizer.padding_side == "right"
+    assert after == before
     # The judge is still usable and scores as before.
     again = judge.batch_evaluate(images, user_prompts=prompts)
     assert [(r.score, r.raw_output) for r in again] == [(r.score, r.raw_output) for r in expected]
