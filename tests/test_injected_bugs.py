@@ -105,12 +105,12 @@ def test_raw_output_is_decoded_from_exactly_the_prompt_length(judge, monkeypatch
         return generated
 
     monkeypatch.setattr(judge.model, "generate", spy)
+    monkeypatch.setattr(judge, "group_by_length", False)  # batches in input order, so rows map to items
     results = judge.batch_evaluate(images, user_prompts=prompts, batch_size=4, use_batch_inference=batched)
     assert [len(g) for _, g in calls] == ([4, 2] if batched else [1] * 6)
     assert all(r.ok for r in results), [r.error for r in results]
 
     def decoded(offset: int) -> list[str]:
-        # Results keep input order and a batch keeps its items in input order: row order is input order.
         return [text for prompt_length, generated in calls
                 for text in tokenizer.batch_decode(generated[:, prompt_length + offset:], skip_special_tokens=True,
                                                    clean_up_tokenization_spaces=False)]
@@ -124,7 +124,7 @@ def test_raw_output_is_decoded_from_exactly_the_prompt_length(judge, monkeypatch
 # ---------------------------------------------------------------------------------------- the pipeline
 
 
-def pipeline_config(root: Path, judge_path: str, images: Path, **params) -> Path:
+def pipeline_config(root: Path, judge_path: str, images: Path) -> Path:
     """A run of one precomputed editor over the first sample items, scored by the tiny judge."""
     data = {
         "benchmark": {"path": str(SAMPLE), "limit": LIMIT},
@@ -132,7 +132,7 @@ def pipeline_config(root: Path, judge_path: str, images: Path, **params) -> Path
             {"name": "bright", "type": "precomputed", "image_dir": str(images)}]},
         "reward_model": {"type": "qwen3_vl", "params": {
             "model_path": judge_path, "device": "cpu", "batch_size": 4, "max_new_tokens": 12,
-            "show_progress": False, **params}},
+            "show_progress": False}},
         "output_dir": str(root / "out"),
         "seed": 0,
     }
