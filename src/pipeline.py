@@ -36,8 +36,8 @@ from pathlib import Path
 from PIL import Image
 
 from .benchmark import BenchmarkItem, load_benchmark
-from .config import Config, config_from_dict, config_to_dict
-from .files import write_atomic
+from .config import Config, EditorConfig, config_from_dict, config_to_dict
+from .files import file_sha1, write_atomic
 from .jsonl import append_jsonl, read_jsonl, write_jsonl_atomic
 from .layout import Layout, PipelineError, output_folder_error, prepare_output  # noqa: F401 (part of this interface)
 from .parallel import Launch, resolve_devices, run_workers, shard
@@ -112,11 +112,74 @@ def _error_text(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
+# ---------------------------------------------------------------------------------------- resume keys
+
+# Editor entry fields that change how fast (or in how much memory) an edit is made, never its pixels:
+# left out of the edit key. A new option that can change pixels needs nothing here.
+EDITOR_SPEED_KEYS = frozenset({"batch_size"})
+
+
+def editor_settings(editor: EditorConfig, device: str) -> dict:
+    """What of an editor's entry can change its images (the editor part of the edit key).
+
+    The fields its backend takes (``CONFIG_KEYS``) but ``EDITOR_SPEED_KEYS``, with ``dtype: auto``
+    resolved for ``device`` (auto is float32 on a CPU, so the two make the same edits there). Fields
+    left at their default are omitted, so adding an option does not invalidate the edits made before.
+    """
+    from .models.editing import get_editor_class
+    from .torch_utils import resolve_dtype
+
+    backend = get_editor_class(editor.type)
+    settings: dict = {"type": editor.type}
+    for field in dataclasses.fields(editor):
+        if field.name not in backend.CONFIG_KEYS or field.name in EDITOR_SPEED_KEYS:
+            continue
+        value = getattr(editor, field.name)
+        if field.name == "dtype":
+            value = str(resolve_dtype(value, device)).removeprefix("torch.")
+        default = field.default if field.default is not dataclasses.MISSING else field.default_factory()
+        if value != default:
+            settings[field.name] = value
+    return settings
+
+
+def _digest(data) -> str:
+    text = json.dumps(data, sort_keys=True, ensure_ascii=False)
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+
+
+def edit_key(config: Config, editor: EditorConfig, item: BenchmarkItem, device: str, source_sha1: str | None) -> str:
+    """The hash a manifest row must carry for its edit to be reused: the editor's settings, the item's
+    seed, instruction and source image (SHA-1), and what the backend adds (``resume_inputs``: for a
+    precomputed editor, the output file's SHA-1)."""
+    from .models.editing import get_editor_class, item_seed
+
+    inputs = {"editor": editor_settings(editor, device), "seed": item_seed(config.seed, item.id),
+              "instruction": item.instruction, "source_sha1": source_sha1}
+    extra = getattr(get_editor_class(editor.type), "resume_inputs", None)
+    if extra is not None:
+        inputs["backend"] = extra(editor, item.id, item.category)
+    return _digest(inputs)
+
+
+def item_key(item: BenchmarkItem, source_sha1: str | None) -> str:
+    """What of an item the judge sees besides the edit: its instruction and source image (SHA-1). A score
+    is reused only under the same scoring settings, edited image (SHA-1) and item key."""
+    return _digest({"instruction": item.instruction, "source_sha1": source_sha1})
+
+
+def _source_hasher():
+    """``file_sha1`` remembered per path: many items share a source image."""
+    import functools
+
+    return functools.cache(file_sha1)
+
+
 # ---------------------------------------------------------------------------------------- stage 1
 
 
-def _finished_edit(layout: Layout, record: dict | None) -> bool:
-    if record is None or record.get("error") or not record.get("image"):
+def _finished_edit(layout: Layout, record: dict | None, key: str) -> bool:
+    if record is None or record.get("error") or not record.get("image") or record.get("edit_key") != key:
         return False
     try:
         with Image.open(layout.out / record["image"]) as image:
@@ -126,9 +189,10 @@ def _finished_edit(layout: Layout, record: dict | None) -> bool:
     return True
 
 
-def _save_edit(layout: Layout, editor: str, item: BenchmarkItem, seed: int, output, seconds: float) -> dict:
+def _save_edit(layout: Layout, editor: str, item: BenchmarkItem, seed: int, output, seconds: float,
+               key: str | None = None, source_sha1: str | None = None) -> dict:
     record = {"editor": editor, "item_id": item.id, "category": item.category, "image": None, "sha1": None,
-              "seed": seed, "seconds": round(seconds, 4), "error": None}
+              "seed": seed, "seconds": round(seconds, 4), "error": None, "edit_key": key, "source_sha1": source_sha1}
     if item.instruction_truncated_from is not None:
         record["instruction_truncated_from"] = item.instruction_truncated_from
     if isinstance(output, BaseException):
@@ -164,17 +228,21 @@ def edit_shard(*, rank: int, world_size: int, device: str, config_data: dict, ov
     items = load_items(config, quiet=True)
     recorded = {} if overwrite else {(r.get("editor"), r.get("item_id")): r for r in read_jsonl(layout.manifest)}
     part = layout.part("edit", rank)
+    source_sha1 = _source_hasher()
     written = 0
     for editor_config in config.editing.editors:
         name = editor_config.name
         mine = shard(list(_chunks(items, editor_config.batch_size)), rank, world_size)
+        keys = {item.id: edit_key(config, editor_config, item, device, source_sha1(item.image))
+                for batch in mine for item in batch if not item.problem}
         # Invalid items (an empty instruction) are recorded, never edited, and never make a batch unfinished.
         invalid = [item for batch in mine for item in batch if item.problem
                    and (recorded.get((name, item.id)) or {}).get("error") != _error_text(InvalidItem(item.problem))]
         append_jsonl(part, [_save_edit(layout, name, item, item_seed(config.seed, item.id),
                                        InvalidItem(item.problem), 0.0) for item in invalid])
         batches = [[item for item in batch if not item.problem] for batch in mine
-                   if not all(item.problem or _finished_edit(layout, recorded.get((name, item.id))) for item in batch)]
+                   if not all(item.problem or _finished_edit(layout, recorded.get((name, item.id)), keys[item.id])
+                              for item in batch)]
         todo = [item for batch in batches for item in batch]
         logger.info("editor %s on %s: %d of %d items to edit", name, device, len(todo), sum(map(len, mine)))
         if not todo:
@@ -187,7 +255,8 @@ def edit_shard(*, rank: int, world_size: int, device: str, config_data: dict, ov
         except Exception as exc:  # an editor that cannot load fails its items; the others go on
             logger.exception("editor %s failed to load; its %d items are recorded as failed", name, len(todo))
             failure = RuntimeError(f"editor failed to load: {_error_text(exc)}")
-            append_jsonl(part, [_save_edit(layout, name, item, requests[item.id].seed, failure, 0.0) for item in todo])
+            append_jsonl(part, [_save_edit(layout, name, item, requests[item.id].seed, failure, 0.0, keys[item.id],
+                                           source_sha1(item.image)) for item in todo])
             continue
         try:
             for batch in ([(item, requests[item.id]) for item in batch] for batch in batches):
@@ -201,8 +270,8 @@ def edit_shard(*, rank: int, world_size: int, device: str, config_data: dict, ov
                     logger.exception("editor %s raised on a batch of %d", name, len(batch))
                     outputs = [exc] * len(batch)
                 seconds = (time.perf_counter() - started) / len(batch)
-                records = [_save_edit(layout, name, item, request.seed, output, seconds)
-                           for (item, request), output in zip(batch, outputs)]
+                records = [_save_edit(layout, name, item, request.seed, output, seconds, keys[item.id],
+                                      source_sha1(item.image)) for (item, request), output in zip(batch, outputs)]
                 _fault_point("edit-unrecorded", written)  # images saved, lines not yet written
                 append_jsonl(part, records)
                 written += 1
@@ -215,12 +284,13 @@ def edit_shard(*, rank: int, world_size: int, device: str, config_data: dict, ov
 # ---------------------------------------------------------------------------------------- stage 2
 
 
-def _score_record(edit_key: tuple[str, BenchmarkItem], edit: dict | None, settings: str, **fields) -> dict:
-    editor, item = edit_key
+def _score_record(pair: tuple[str, BenchmarkItem], edit: dict | None, settings: str, inputs: str | None,
+                  **fields) -> dict:
+    editor, item = pair
     record = {"item_id": item.id, "category": item.category, "editor": editor, "score": None, "raw_output": None,
               "error": None, "fallback": False, "failed_stage": None,
               "image": edit.get("image") if edit else None, "image_sha1": edit.get("sha1") if edit else None,
-              "settings": settings}
+              "settings": settings, "item_key": inputs}
     if item.instruction_truncated_from is not None:
         record["instruction_truncated_from"] = item.instruction_truncated_from
     record.update(fields)
@@ -263,23 +333,26 @@ def score_shard(*, rank: int, world_size: int, device: str, config_data: dict, o
     scored = {} if overwrite else {(r.get("editor"), r.get("item_id")): r for r in read_jsonl(layout.scores)
                                    if r.get("settings") == settings}
     part = layout.part("score", rank)
+    source_sha1 = _source_hasher()
+    inputs = {item.id: None if item.problem else item_key(item, source_sha1(item.image)) for item in mine}
     failures, todo = [], []
     for editor_config in config.editing.editors:
         for item in mine:
             key = (editor_config.name, item)
             edit = edits.get((editor_config.name, item.id))
             if item.problem:
-                failures.append(_score_record(key, None, settings, failed_stage="input",
+                failures.append(_score_record(key, None, settings, None, failed_stage="input",
                                               error=_error_text(InvalidItem(item.problem))))
             elif edit is None:
-                failures.append(_score_record(key, None, settings, failed_stage="edit",
+                failures.append(_score_record(key, None, settings, inputs[item.id], failed_stage="edit",
                                               error="no edit recorded (run the edit stage first)"))
             elif edit.get("error"):
-                failures.append(_score_record(key, edit, settings, failed_stage="edit",
+                failures.append(_score_record(key, edit, settings, inputs[item.id], failed_stage="edit",
                                               error=f"edit failed: {edit['error']}"))
             else:
                 previous = scored.get((editor_config.name, item.id))
-                if previous and previous.get("failed_stage") is None and previous.get("image_sha1") == edit.get("sha1"):
+                if (previous and previous.get("failed_stage") is None and previous.get("image_sha1") == edit.get("sha1")
+                        and previous.get("item_key") == inputs[item.id]):
                     continue
                 todo.append((key, edit))
     append_jsonl(part, failures)
@@ -294,7 +367,7 @@ def score_shard(*, rank: int, world_size: int, device: str, config_data: dict, o
     # A few model batches per write: the judge groups by length within a chunk, and a kill loses at most one chunk.
     for written, chunk in enumerate(_chunks(todo, batch_size * 4)):
         _fault_point("score", written)
-        records = [_score_record(key, edit, settings, **fields)
+        records = [_score_record(key, edit, settings, inputs[key[1].id], **fields)
                    for (key, edit), fields in zip(chunk, _judge_chunk(model, rubric, chunk, layout.out))]
         _fault_point("score-unrecorded", written)
         append_jsonl(part, records)
