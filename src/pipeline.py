@@ -114,15 +114,17 @@ def _error_text(exc: BaseException) -> str:
 
 # ---------------------------------------------------------------------------------------- resume keys
 
-# Editor entry fields that change how fast (or in how much memory) an edit is made, never its pixels:
-# left out of the edit key. A new option that can change pixels needs nothing here.
-EDITOR_SPEED_KEYS = frozenset({"batch_size"})
+# Editor entry fields left out of the edit key: those that change how fast (or in how much memory) an
+# edit is made, never its pixels (batch_size), and image_dir, whose files are keyed by their bytes
+# (the precomputed backend's ``resume_inputs``), so a moved folder is not read again. A new option that
+# can change pixels needs nothing here.
+EDITOR_UNHASHED_KEYS = frozenset({"batch_size", "image_dir"})
 
 
 def editor_settings(editor: EditorConfig, device: str) -> dict:
     """What of an editor's entry can change its images (the editor part of the edit key).
 
-    The fields its backend takes (``CONFIG_KEYS``) but ``EDITOR_SPEED_KEYS``, with ``dtype: auto``
+    The fields its backend takes (``CONFIG_KEYS``) but ``EDITOR_UNHASHED_KEYS``, with ``dtype: auto``
     resolved for ``device`` (auto is float32 on a CPU, so the two make the same edits there). Fields
     left at their default are omitted, so adding an option does not invalidate the edits made before.
     """
@@ -132,7 +134,7 @@ def editor_settings(editor: EditorConfig, device: str) -> dict:
     backend = get_editor_class(editor.type)
     settings: dict = {"type": editor.type}
     for field in dataclasses.fields(editor):
-        if field.name not in backend.CONFIG_KEYS or field.name in EDITOR_SPEED_KEYS:
+        if field.name not in backend.CONFIG_KEYS or field.name in EDITOR_UNHASHED_KEYS:
             continue
         value = getattr(editor, field.name)
         if field.name == "dtype":
