@@ -434,24 +434,56 @@ def merge_stage(config: Config, stage: str, items: list[BenchmarkItem]) -> int:
 # ---------------------------------------------------------------------------------------- report
 
 
-def read_scores(config: Config) -> list[dict]:
+def read_scores(config: Config, items: list[BenchmarkItem] | None = None) -> tuple[list[dict], dict]:
+    """The score lines a report of this run covers, and that scope (``scope`` in summary.json).
+
+    Exactly the (editor, item) pairs of the configuration's editors and the benchmark's ``items``
+    (after ``categories`` and ``limit``; loaded when not given), scored under the current scoring
+    settings. Other lines (a removed editor, items outside ``--limit``) stay in scores.jsonl and are
+    not counted. A configuration without editors (``--stage report`` on what is on disk) covers every
+    editor recorded for these items.
+    """
+    if items is None:
+        items = load_items(config, quiet=True)
     settings = scoring_settings_hash(config)
-    return [r for r in read_jsonl(Layout(Path(config.output_dir)).scores) if r.get("settings") == settings]
+    lines = [r for r in read_jsonl(Layout(Path(config.output_dir)).scores) if r.get("settings") == settings]
+    ids = {item.id for item in items}
+    editors = ([e.name for e in config.editing.editors] if config.editing.editors else
+               list(dict.fromkeys(r.get("editor") for r in lines if r.get("item_id") in ids)))
+    wanted = {(editor, item.id) for editor in editors for item in items}
+    records = [r for r in lines if (r.get("editor"), r.get("item_id")) in wanted]
+    scope = {"editors": editors, "items": len(items), "pairs": len(wanted),
+             "pairs_without_record": len(wanted - {(r.get("editor"), r.get("item_id")) for r in records}),
+             "lines_not_counted": len(lines) - len(records)}
+    if scope["lines_not_counted"]:
+        logger.info("report: %d score line(s) are for other editors or items than this run's; kept in %s, not "
+                    "counted", scope["lines_not_counted"], Layout(Path(config.output_dir)).scores.name)
+    if scope["pairs_without_record"]:
+        logger.warning("report: %d of the %d (editor, item) pairs have no score yet (run the score stage)",
+                       scope["pairs_without_record"], scope["pairs"])
+    return records, scope
+
+
+def score_floor(config: Config) -> float:
+    """The scale's minimum: the low end of the judge's ``score_range`` (0 by default)."""
+    score_range = config.reward_model.params.get("score_range") or (0, 10)
+    return float(score_range[0])
 
 
 def report(config: Config, items: list[BenchmarkItem], export: list[str] | None = None) -> dict:
-    """Write the report files for the current scoring settings; returns the records and the files."""
+    """Write the report files for this run's pairs and scoring settings; returns the records and the files."""
     from .export_gedit import export_gedit
     from .report import write_reports
 
-    records = read_scores(config)
+    records, scope = read_scores(config, items)
     out = Path(config.output_dir)
-    files = write_reports(out, records, items, title=f"editjudge: {out.name}") if records else {}
+    files = write_reports(out, records, items, title=f"editjudge: {out.name}", floor=score_floor(config),
+                          scope=scope) if records else {}
     for name in export or []:
         if name == "gedit":
             paths = export_gedit(out, records, items)
             logger.info("GEdit-Bench export: %d files under %s", len(paths), out / "export" / "gedit")
-    return {"records": records, "files": files}
+    return {"records": records, "files": files, "floor": score_floor(config)}
 
 
 # ---------------------------------------------------------------------------------------- the run
@@ -473,7 +505,8 @@ EXPORTS = ("gedit",)
 def run(config: Config, stage: str = "all", overwrite: bool = False, export: list[str] | None = None) -> dict:
     """Run ``stage`` ("edit", "score", "report" or "all").
 
-    Returns, on rank 0 once the report stage ran, ``{"records": [...], "files": {name: path}}``; else {}.
+    Returns, on rank 0 once the report stage ran, ``{"records": [...], "files": {name: path}, "floor": the
+    scale's minimum}`` (the records are the report's, see ``read_scores``); else {}.
     """
     if stage not in STAGES:
         raise ValueError(f"stage must be one of {STAGES}, got {stage!r}")
