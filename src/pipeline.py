@@ -7,8 +7,8 @@ The stage boundary is on disk, and other tools rely on this layout:
 
     OUT/config.resolved.yaml
     OUT/edits/<editor>/<item>.png       edited images (<item> is ``editjudge.paths.safe_name(item_id)``)
-    OUT/edits/manifest.jsonl            one line per editor and item: image, sha1, seed, seconds, error
-    OUT/scores.jsonl                    one line per editor and item: score, raw_output, error, fallback, ...
+    OUT/edits/manifest.jsonl            one line per editor and item: image, sha1, seed, seconds, error, edit_key, ...
+    OUT/scores.jsonl                    one line per editor and item: score, raw_output, error, item_key, ...
     OUT/scores.previous.jsonl           lines scored under other settings, moved aside (never deleted)
     OUT/summary.json, summary.csv, report.md, scores_by_category.png, report.html   (editjudge.report)
     OUT/export/gedit/...                GEdit-Bench's statistics layout (``--export gedit``)
@@ -17,8 +17,11 @@ Each stage runs one worker per device (``editjudge.parallel``). Workers take ran
 the benchmark, append their lines to ``OUT/.parts/<stage>-rank<r>.jsonl`` (flushed and fsynced
 per batch) and the parent (rank 0 under torchrun) merges the parts into the files above in
 editor-then-benchmark order. Resume is the same code: a rerun skips edits whose image exists
-and opens, and scores recorded for the same editor, item, edited image (sha1) and scoring
-settings (``scoring_settings_hash``); leftover parts of a killed run are merged first.
+and opens and whose ``edit_key`` matches (``edit_key``: the editor's settings, seed, instruction,
+source image and, for precomputed outputs, the output file), and scores recorded for the same
+editor, item, edited image (sha1), scoring settings (``scoring_settings_hash``) and ``item_key``
+(instruction and source image); leftover parts of a killed run are merged first. The report
+covers exactly this configuration's (editor, item) pairs (``read_scores``).
 """
 
 from __future__ import annotations
