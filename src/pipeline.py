@@ -39,11 +39,12 @@ from pathlib import Path
 from PIL import Image
 
 from .benchmark import BenchmarkItem, load_benchmark
-from .config import Config, EditorConfig, config_from_dict, config_to_dict
-from .files import file_sha1, write_atomic
+from .config import Config, config_from_dict, config_to_dict
+from .files import write_atomic
 from .jsonl import append_jsonl, read_jsonl, write_jsonl_atomic
 from .layout import Layout, PipelineError, output_folder_error, prepare_output  # noqa: F401 (part of this interface)
 from .parallel import Launch, resolve_devices, run_workers, shard
+from .resume import edit_key, item_key, source_hasher
 
 logger = logging.getLogger(__name__)
 
@@ -115,71 +116,6 @@ def _error_text(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-# ---------------------------------------------------------------------------------------- resume keys
-
-# Editor entry fields left out of the edit key: those that change how fast (or in how much memory) an
-# edit is made, never its pixels (batch_size), and image_dir, whose files are keyed by their bytes
-# (the precomputed backend's ``resume_inputs``), so a moved folder is not read again. A new option that
-# can change pixels needs nothing here.
-EDITOR_UNHASHED_KEYS = frozenset({"batch_size", "image_dir"})
-
-
-def editor_settings(editor: EditorConfig, device: str) -> dict:
-    """What of an editor's entry can change its images (the editor part of the edit key).
-
-    The fields its backend takes (``CONFIG_KEYS``) but ``EDITOR_UNHASHED_KEYS``, with ``dtype: auto``
-    resolved for ``device`` (auto is float32 on a CPU, so the two make the same edits there). Fields
-    left at their default are omitted, so adding an option does not invalidate the edits made before.
-    """
-    from .models.editing import get_editor_class
-    from .torch_utils import resolve_dtype
-
-    backend = get_editor_class(editor.type)
-    settings: dict = {"type": editor.type}
-    for field in dataclasses.fields(editor):
-        if field.name not in backend.CONFIG_KEYS or field.name in EDITOR_UNHASHED_KEYS:
-            continue
-        value = getattr(editor, field.name)
-        if field.name == "dtype":
-            value = str(resolve_dtype(value, device)).removeprefix("torch.")
-        default = field.default if field.default is not dataclasses.MISSING else field.default_factory()
-        if value != default:
-            settings[field.name] = value
-    return settings
-
-
-def _digest(data) -> str:
-    text = json.dumps(data, sort_keys=True, ensure_ascii=False)
-    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:16]
-
-
-def edit_key(config: Config, editor: EditorConfig, item: BenchmarkItem, device: str, source_sha1: str | None) -> str:
-    """The hash a manifest row must carry for its edit to be reused: the editor's settings, the item's
-    seed, instruction and source image (SHA-1), and what the backend adds (``resume_inputs``: for a
-    precomputed editor, the output file's SHA-1)."""
-    from .models.editing import get_editor_class, item_seed
-
-    inputs = {"editor": editor_settings(editor, device), "seed": item_seed(config.seed, item.id),
-              "instruction": item.instruction, "source_sha1": source_sha1}
-    extra = getattr(get_editor_class(editor.type), "resume_inputs", None)
-    if extra is not None:
-        inputs["backend"] = extra(editor, item.id, item.category)
-    return _digest(inputs)
-
-
-def item_key(item: BenchmarkItem, source_sha1: str | None) -> str:
-    """What of an item the judge sees besides the edit: its instruction and source image (SHA-1). A score
-    is reused only under the same scoring settings, edited image (SHA-1) and item key."""
-    return _digest({"instruction": item.instruction, "source_sha1": source_sha1})
-
-
-def _source_hasher():
-    """``file_sha1`` remembered per path: many items share a source image."""
-    import functools
-
-    return functools.cache(file_sha1)
-
-
 # ---------------------------------------------------------------------------------------- stage 1
 
 
@@ -233,7 +169,7 @@ def edit_shard(*, rank: int, world_size: int, device: str, config_data: dict, ov
     items = load_items(config, quiet=True)
     recorded = {} if overwrite else {(r.get("editor"), r.get("item_id")): r for r in read_jsonl(layout.manifest)}
     part = layout.part("edit", rank)
-    source_sha1 = _source_hasher()
+    source_sha1 = source_hasher()
     written = 0
     for editor_config in config.editing.editors:
         name = editor_config.name
@@ -338,7 +274,7 @@ def score_shard(*, rank: int, world_size: int, device: str, config_data: dict, o
     scored = {} if overwrite else {(r.get("editor"), r.get("item_id")): r for r in read_jsonl(layout.scores)
                                    if r.get("settings") == settings}
     part = layout.part("score", rank)
-    source_sha1 = _source_hasher()
+    source_sha1 = source_hasher()
     inputs = {item.id: None if item.problem else item_key(item, source_sha1(item.image)) for item in mine}
     failures, todo = [], []
     for editor_config in config.editing.editors:

@@ -15,7 +15,7 @@ from PIL import Image
 from editjudge.aggregate import FAILURE_RATE_FLAG, common_items, editor_overall
 from editjudge.benchmark import BenchmarkItem
 from editjudge.config import load_config
-from editjudge.pipeline import Layout, run
+from editjudge.pipeline import run
 from editjudge.report import format_table, write_reports
 
 # ---------------------------------------------------------------------------------------- scope (pipeline)
