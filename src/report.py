@@ -136,16 +136,16 @@ def _write_csv(path: Path, summary: dict) -> Path:
     blank = lambda v: "" if v is None else v  # noqa: E731
     for editor, entry in summary["editors"].items():
         for category, st in entry["categories"].items():
-            writer.writerow([editor, _spreadsheet_safe(category), *(blank(st[f]) for f in STATS_FIELDS)])
+            writer.writerow([editor, _spreadsheet_safe(category), *(blank(st[f]) for f in STATS_FIELDS), ""])
         o, m = entry["overall"], entry["micro_stats"]
         writer.writerow([editor, MEAN_LABELS["macro"], o["n"], o["n_failed"], o["n_scored"], blank(o["macro"]),
                          "", "", "", "", FLAG if o["high_failure_rate"] else ""])
         # Failed items counted at the floor: all n items count as scored.
         writer.writerow([editor, MEAN_LABELS["macro_failed_as_min"], o["n"], o["n_failed"], o["n"],
-                         blank(o["macro_failed_as_min"]), "", "", "", ""])
+                         blank(o["macro_failed_as_min"]), "", "", "", "", ""])
         writer.writerow([editor, MEAN_LABELS["macro_common"], o["n_common"], 0, o["n_common"],
-                         blank(o["macro_common"]), "", "", "", ""])
-        writer.writerow([editor, MEAN_LABELS["micro"], *(blank(m[f]) for f in STATS_FIELDS)])
+                         blank(o["macro_common"]), "", "", "", "", ""])
+        writer.writerow([editor, MEAN_LABELS["micro"], *(blank(m[f]) for f in STATS_FIELDS), ""])
     return write_atomic(path, buffer.getvalue())
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 import shutil
@@ -176,7 +177,9 @@ def test_every_report_shows_the_three_means_named_and_the_flag(tmp_path):
     assert "3 items that every editor scored" in summary["means"]["macro_common"]
 
     with open(paths["summary.csv"], newline="") as f:
-        rows = {(r["editor"], r["category"]): r for r in csv.DictReader(f)}
+        table = list(csv.reader(f))
+    assert {len(row) for row in table} == {len(table[0])}  # every row has every column
+    rows = {(r["editor"], r["category"]): r for r in csv.DictReader(io.StringIO(paths["summary.csv"].read_text()))}
     assert float(rows["fails", "macro, failed = min"]["mean"]) == pytest.approx(overall["fails"]["macro_failed_as_min"])
     assert float(rows["fails", "macro, common items"]["mean"]) == pytest.approx(overall["fails"]["macro_common"])
     assert rows["fails", "macro, common items"]["n"] == "3"
