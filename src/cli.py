@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     if result:
-        print(format_table(result["records"]))
+        print(format_table(result["records"], result["floor"]))
         for name, path in result["files"].items():
             print(f"{name}: {path}")
     return 0
