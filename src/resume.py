@@ -23,17 +23,19 @@ from .benchmark import BenchmarkItem
 from .config import Config, EditorConfig
 from .files import file_sha1
 
-# Editor entry fields left out of the edit key: those that change how fast (or in how much memory) an
-# edit is made, never its pixels (batch_size), and image_dir, whose files are keyed by their bytes
-# (the precomputed backend's ``resume_inputs``), so a moved folder is not read again. A new option that
-# can change pixels needs nothing here.
-EDITOR_UNHASHED_KEYS = frozenset({"batch_size", "image_dir"})
+# Editor entry fields left out of the edit key for every backend: image_dir, whose files are keyed by
+# their bytes (the precomputed backend's ``resume_inputs``), so a moved folder is not read again. A
+# backend adds the fields that change only how fast (or in how much memory) it edits, never its pixels,
+# as ``PIXEL_NEUTRAL_KEYS`` (precomputed: batch_size). The diffusers editor's batch_size is hashed:
+# batched kernels give other floats for other batch contents (measured: +-1 on a few pixels). A new
+# option that can change pixels needs nothing here.
+EDITOR_UNHASHED_KEYS = frozenset({"image_dir"})
 
 
 def editor_settings(editor: EditorConfig, device: str) -> dict:
     """What of an editor's entry can change its images (the editor part of the edit key).
 
-    The fields its backend takes (``CONFIG_KEYS``) but ``EDITOR_UNHASHED_KEYS``, with ``dtype: auto``
+    The fields its backend takes (``CONFIG_KEYS``) but ``EDITOR_UNHASHED_KEYS`` and its ``PIXEL_NEUTRAL_KEYS``, with ``dtype: auto``
     resolved for ``device`` (auto is float32 on a CPU, so the two make the same edits there). Fields
     left at their default are omitted, so adding an option does not invalidate the edits made before.
     """
@@ -43,7 +45,8 @@ def editor_settings(editor: EditorConfig, device: str) -> dict:
     backend = get_editor_class(editor.type)
     settings: dict = {"type": editor.type}
     for field in dataclasses.fields(editor):
-        if field.name not in backend.CONFIG_KEYS or field.name in EDITOR_UNHASHED_KEYS:
+        unhashed = EDITOR_UNHASHED_KEYS | getattr(backend, "PIXEL_NEUTRAL_KEYS", frozenset())
+        if field.name not in backend.CONFIG_KEYS or field.name in unhashed:
             continue
         value = getattr(editor, field.name)
         if field.name == "dtype":

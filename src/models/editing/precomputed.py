@@ -54,6 +54,8 @@ class PrecomputedEditor:
 
     # What an editor entry of type precomputed may set beside name and type.
     CONFIG_KEYS = frozenset({"image_dir", "params", "batch_size"})
+    # Fields that never change the images it gives (left out of the edit key, editjudge.resume).
+    PIXEL_NEUTRAL_KEYS = frozenset({"batch_size"})
 
     @classmethod
     def config_problems(cls, config) -> list[str]:
