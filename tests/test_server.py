@@ -428,7 +428,7 @@ def test_metrics_are_prometheus_text(server):
 def small_server(tmp_path_factory, judge_path):
     tmp = tmp_path_factory.mktemp("small-server")
     srv = Server(tmp, {"model_path": judge_path, "max_new_tokens": 12},
-                 ["--batch-size", "1", "--max-queue", "32", "--max-items", "32"])
+                 ["--batch-size", "1", "--max-queue", "32", "--max-items", "32", "--devices", "cpu,cpu"])
     yield srv
     srv.stop()
 
@@ -451,7 +451,12 @@ def test_queue_full_gets_429_with_retry_after_and_the_client_retries(small_serve
     worker.join(timeout=60)
     status, body = answers["first"]
     assert status == 200 and len(body["results"]) == 32 and all(r["error"] is None for r in body["results"])
-    assert small_server.metrics()['editjudge_requests_total{code="429"}'] >= 1
+    metrics = small_server.metrics()
+    assert metrics['editjudge_requests_total{code="429"}'] >= 1
+    # Two replicas (--devices cpu,cpu) took batches from the one queue.
+    assert http("GET", url + "/health")[1]["replicas"] == 2
+    assert metrics['editjudge_replica_batches_total{replica="0"}'] > 0
+    assert metrics['editjudge_replica_batches_total{replica="1"}'] > 0
 
 
 def test_server_killed_mid_load_makes_clients_fail_clearly(small_server):

@@ -96,8 +96,9 @@ class JudgeWorker(threading.Thread):
     """One judge replica's loop: take a batch, score it, deliver the results."""
 
     def __init__(self, model, rubric, queue: BatchQueue, batch_size: int, max_wait: float, metrics: Metrics,
-                 name: str) -> None:
+                 name: str, replica: str = "0") -> None:
         super().__init__(name=name, daemon=True)
+        self.replica = replica
         self.model, self.rubric, self.queue = model, rubric, queue
         self.batch_size, self.max_wait, self.metrics = batch_size, max_wait, metrics
 
@@ -106,7 +107,7 @@ class JudgeWorker(threading.Thread):
             started = time.perf_counter()
             results = self.score(jobs)
             seconds = time.perf_counter() - started
-            self.metrics.batch(len(jobs), sum(1 for r in results if r.get("error")), seconds)
+            self.metrics.batch(len(jobs), sum(1 for r in results if r.get("error")), seconds, self.replica)
             logger.debug("%s: batch of %d in %.3f s", self.name, len(jobs), seconds)
             for job, result in zip(jobs, results):
                 job.done(result)
@@ -164,7 +165,7 @@ class Judges:
             return
         for i, model in enumerate(self.models):
             worker = JudgeWorker(model, self.rubric, self.queue, self.batch_size, self.max_wait, self.metrics,
-                                 name=f"judge-{i}-{self.devices[i]}")
+                                 name=f"judge-{i}-{self.devices[i]}", replica=str(i))
             worker.start()
             self.workers.append(worker)
         self.state = "ready"

@@ -56,6 +56,7 @@ class Metrics:
         self.batch_seconds = _Histogram(LATENCY_BUCKETS)
         self.request_seconds = _Histogram(LATENCY_BUCKETS)
         self.largest_batch = 0
+        self.replica_batches: dict[str, int] = defaultdict(int)
         self._throughput: float | None = None  # items/s over recent batches, for Retry-After
 
     def request(self, status: int, seconds: float) -> None:
@@ -63,8 +64,9 @@ class Metrics:
             self.requests[str(status)] += 1
             self.request_seconds.observe(seconds)
 
-    def batch(self, size: int, failures: int, seconds: float) -> None:
+    def batch(self, size: int, failures: int, seconds: float, replica: str = "0") -> None:
         with self._lock:
+            self.replica_batches[replica] += 1
             self.items += size
             self.item_failures += failures
             self.batch_size.observe(size)
@@ -100,6 +102,9 @@ class Metrics:
                 "# HELP editjudge_batch_size_max The largest judge batch so far.",
                 "# TYPE editjudge_batch_size_max gauge",
                 f"editjudge_batch_size_max {self.largest_batch}",
+                "# HELP editjudge_replica_batches_total Judge batches each replica scored.",
+                "# TYPE editjudge_replica_batches_total counter",
+                *[f'editjudge_replica_batches_total{{replica="{r}"}} {n}' for r, n in sorted(self.replica_batches.items())],
                 "# HELP editjudge_batch_seconds Time the judge took per batch.",
                 "# TYPE editjudge_batch_seconds histogram",
                 *self.batch_seconds.lines("editjudge_batch_seconds"),
