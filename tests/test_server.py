@@ -520,3 +520,60 @@ def test_client_encodes_arrays_paths_and_checks_lengths(tmp_path):
     with pytest.raises(ValueError, match="shape"):
         encode_image(np.zeros((2, 3, 5, 7)))
     assert "secret" not in repr(RewardClient("http://127.0.0.1:1", token="secret"))
+
+
+# ---------------------------------------------------------------------------------------- in process
+
+
+def test_group_rewards_leave_out_items_without_a_score():
+    from editjudge.serve.schema import normalize_groups
+
+    results = [{"group": g, "score": s, "reward": None}
+               for g, s in [("a", 2.0), ("a", None), ("a", 4.0), (1, None), (None, 3.0), ("1", 5.0)]]
+    groups = normalize_groups(results)
+    assert [r["reward"] for r in results] == [pytest.approx(-1 / (1 + 1e-4)), None, pytest.approx(1 / (1 + 1e-4)),
+                                              None, None, 0.0]
+    assert groups == [{"group": "a", "count": 3, "scored": 2, "mean": 3.0, "std": 1.0},
+                      {"group": 1, "count": 1, "scored": 0, "mean": None, "std": None},
+                      {"group": "1", "count": 1, "scored": 1, "mean": 5.0, "std": 0.0}]  # 1 and "1" are two groups
+
+
+def test_a_rubric_answers_with_its_sub_scores_through_the_batcher(judge_path):
+    """The viescore rubric through a judge thread: the same scores and sub-scores as ``score_with_rubric``."""
+    from editjudge.models.reward import Qwen3VLRewardModel
+    from editjudge.models.reward.rubrics import get_rubric, score_with_rubric
+    from editjudge.serve.batcher import BatchQueue, Job, JudgeWorker
+    from editjudge.serve.metrics import Metrics
+    from editjudge.serve.schema import Item, item_result
+
+    model = Qwen3VLRewardModel(judge_path, max_new_tokens=40, batch_size=8, show_progress=False)
+    rubric = get_rubric("viescore")
+    queue = BatchQueue(16)
+    metrics = Metrics(lambda: len(queue), 16, lambda: True)
+    worker = JudgeWorker(model, rubric, queue, 8, 0.2, metrics, name="judge-test")
+    worker.start()
+    edited, sources = [image(level, seed=level) for level in (2, 8, 5)], [image(5)] * 3
+    got: dict[int, dict] = {}
+    finished = threading.Event()
+
+    def deliver(i: int):
+        def done(result):
+            got[i] = result
+            if len(got) == len(edited):
+                finished.set()
+        return done
+
+    try:
+        assert queue.put([Job(e, s, "brighten it", deliver(i)) for i, (e, s) in enumerate(zip(edited, sources))])
+        assert finished.wait(120)
+    finally:
+        queue.close()
+        worker.join(timeout=30)
+    expected = score_with_rubric(model, rubric, edited, ["brighten it"] * 3, sources)
+    lines = [item_result(Item(edited="-", instruction="-"), got[i]) for i in range(3)]
+    assert [line["score"] for line in lines] == [r.score for r in expected]
+    assert [line["sub_scores"] for line in lines] == [r.sub_scores for r in expected]
+    assert any(line["score"] is not None for line in lines)
+    assert set(lines[0]["sub_scores"]) == {"editing_success", "over_editing", "naturalness", "artifacts", "SC", "PQ",
+                                           "overall"}
+    assert metrics.largest_batch == 3  # the three items went to the judge together

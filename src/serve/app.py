@@ -75,7 +75,7 @@ def build_app(settings: ServeSettings, build_model: Callable[[str], Any], rubric
     async def lifespan(app: FastAPI):
         judges.start(on_failure=lambda: app.state.on_load_failure())
         yield
-        judges.stop()
+        await anyio.to_thread.run_sync(judges.stop)  # joins the judge threads: off the event loop
 
     app = FastAPI(title="editjudge reward server", version=str(VERSION), lifespan=lifespan,
                   docs_url=None, redoc_url=None, openapi_url=None)
@@ -171,7 +171,10 @@ def build_app(settings: ServeSettings, build_model: Callable[[str], Any], rubric
 
         def deliver(future: asyncio.Future) -> Callable[[dict | BaseException], None]:
             def done(result: dict | BaseException) -> None:
-                loop.call_soon_threadsafe(_resolve, future, result)
+                try:
+                    loop.call_soon_threadsafe(_resolve, future, result)
+                except RuntimeError:  # the event loop is gone (the server stopped): nobody waits for it
+                    pass
             return done
 
         jobs = [Job(edited, source, item.instruction, deliver(future))
