@@ -442,7 +442,7 @@ def test_queue_full_gets_429_with_retry_after_and_the_client_retries(small_serve
     deadline = time.monotonic() + 30
     while small_server.metrics()["editjudge_queue_depth"] == 0 and worker.is_alive() and time.monotonic() < deadline:
         time.sleep(0.005)
-    status, body = http("POST", url + "/v1/score", {"items": first["items"][:8]})
+    status, body = http("POST", url + "/v1/score", first)  # refused while any of the first request's items waits
     assert status == 429 and body["error"]["code"] == "queue_full", body
     assert int(body["_headers"]["retry-after"]) >= 1
     # The client waits out Retry-After and gets its answer once the queue has room.
@@ -505,6 +505,18 @@ def test_config_and_flag_mistakes_exit_2_before_loading(tmp_path, judge_path, ca
     good.write_text(yaml.safe_dump({"reward_model": {"params": {"model_path": judge_path}}}))
     assert main(["serve", "--config", str(good), "--max-items", "64", "--max-queue", "8"]) == 2
     assert "max_items (64) must not exceed max_queue (8)" in capsys.readouterr().err
+
+
+def test_a_judge_that_cannot_load_stops_the_server_with_status_1(tmp_path):
+    empty = tmp_path / "not-a-model"
+    empty.mkdir()  # exists, so the config is valid; loading it fails
+    config = tmp_path / "serve.yaml"
+    config.write_text(yaml.safe_dump({"reward_model": {"params": {"model_path": str(empty)}}}))
+    result = subprocess.run([sys.executable, str(ROOT / "main.py"), "serve", "--config", str(config), "--port",
+                             str(_free_port())], cwd=ROOT, env=dict(os.environ, OMP_NUM_THREADS="1"),
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1, result.stderr
+    assert "the judge failed to load; the server stops" in result.stderr
 
 
 def test_client_encodes_arrays_paths_and_checks_lengths(tmp_path):

@@ -162,6 +162,7 @@ class Judges:
             on_failure()
             return
         if self.state != "loading":  # stopped while loading
+            self._close_models()
             return
         for i, model in enumerate(self.models):
             worker = JudgeWorker(model, self.rubric, self.queue, self.batch_size, self.max_wait, self.metrics,
@@ -184,6 +185,9 @@ class Judges:
             job.done(ShuttingDown("the server stopped before this item was scored"))
         for worker in self.workers:
             worker.join(timeout=30)
+        self._close_models()
+
+    def _close_models(self) -> None:
         for model in self.models:
             close = getattr(model, "close", None)
             if callable(close):
