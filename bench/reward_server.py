@@ -212,7 +212,8 @@ def main_(argv: list[str] | None = None) -> int:
               f"{b['p95_s'] * 1000:>8.1f} | {a['items_per_s'] / b['items_per_s']:>7.2f}x")
     failures = sum(r["errors"] for r in results.values())
     if failures:
-        print(f"warning: {failures} items failed; first: {next(r['first_error'] for r in results.values() if r['errors'])}")
+        first = next(r["first_error"] for r in results.values() if r["errors"])
+        print(f"warning: {failures} items failed; first: {first}")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "server_bench.json").write_text(json.dumps(

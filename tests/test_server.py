@@ -38,6 +38,7 @@ TOKEN = "test-token-5d41402abc"
 MAX_ITEMS = 256
 MAX_PIXELS = 100 * 100
 MAX_BODY_MB = 4
+MAX_QUEUE_PIXELS = 2_000_000
 
 
 def _free_port() -> int:
@@ -161,7 +162,8 @@ def judge_params(judge_path) -> dict:
 def server(tmp_path_factory, judge_params):
     tmp = tmp_path_factory.mktemp("server")
     srv = Server(tmp, judge_params, ["--max-wait-ms", "50", "--max-items", str(MAX_ITEMS), "--max-queue", "1024",
-                                     "--max-image-pixels", str(MAX_PIXELS), "--max-body-mb", str(MAX_BODY_MB)],
+                                     "--max-image-pixels", str(MAX_PIXELS), "--max-body-mb", str(MAX_BODY_MB),
+                                     "--max-queue-pixels", str(MAX_QUEUE_PIXELS)],
                  token=TOKEN)
     yield srv
     srv.stop()
@@ -358,6 +360,10 @@ BAD = {
     "header claims a huge image": ({"items": [_item(source=base64.b64encode(png_claiming(60000, 60000)).decode())]},
                                    413, "image_too_large", "items[0].source"),
     "too many items": ({"items": [_item()] * (MAX_ITEMS + 1)}, 413, "too_many_items", "items"),
+    # 256 x 2 images of 95x95 (flat, so the body stays small): more decoded pixels than the queue may hold.
+    "request over the queue's pixels": ({"items": [_item(edited=b64(Image.new("RGB", (95, 95))),
+                                                          source=b64(Image.new("RGB", (95, 95))))] * MAX_ITEMS},
+                                        413, "too_many_pixels", "items"),
 }
 
 
@@ -418,6 +424,7 @@ def test_metrics_are_prometheus_text(server):
                  "editjudge_ready"):
         assert name in metrics, name
     assert metrics["editjudge_ready"] == 1 and metrics["editjudge_queue_depth"] == 0
+    assert metrics["editjudge_queue_pixels"] == 0  # every reservation was taken or given back
     assert "# TYPE editjudge_batch_size histogram" in text
 
 
@@ -560,7 +567,7 @@ def test_a_rubric_answers_with_its_sub_scores_through_the_batcher(judge_path):
 
     model = Qwen3VLRewardModel(judge_path, max_new_tokens=40, batch_size=8, show_progress=False)
     rubric = get_rubric("viescore")
-    queue = BatchQueue(16)
+    queue = BatchQueue(16, 10**9)
     metrics = Metrics(lambda: len(queue), 16, lambda: True)
     worker = JudgeWorker(model, rubric, queue, 8, 0.2, metrics, name="judge-test")
     worker.start()
@@ -576,7 +583,8 @@ def test_a_rubric_answers_with_its_sub_scores_through_the_batcher(judge_path):
         return done
 
     try:
-        assert queue.put([Job(e, s, "brighten it", deliver(i)) for i, (e, s) in enumerate(zip(edited, sources))])
+        assert queue.reserve(3, 0)
+        queue.put([Job(e, s, "brighten it", deliver(i)) for i, (e, s) in enumerate(zip(edited, sources))])
         assert finished.wait(120)
     finally:
         queue.close()

@@ -22,8 +22,8 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from .batcher import BatchQueue, Job, Judges, ShuttingDown
 from .metrics import CONTENT_TYPE, Metrics
 from .settings import ServeSettings
-from .schema import (VERSION, ApiError, ScoreRequest, decode_image, item_result, normalization_info,
-                     normalize_groups, parse_request)
+from .schema import (VERSION, ApiError, ScoreRequest, item_result, load_rgb, normalization_info, normalize_groups,
+                     open_image, parse_request)
 
 logger = logging.getLogger(__name__)
 
@@ -53,22 +53,48 @@ async def _read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def _decode_items(payload: ScoreRequest, with_source: bool, max_pixels: int) -> list[tuple[Any, Any]]:
-    images = []
-    for i, item in enumerate(payload.items):
-        edited = decode_image(item.edited, f"items[{i}].edited", max_pixels)
-        source = decode_image(item.source, f"items[{i}].source", max_pixels) if with_source else None
-        images.append((edited, source))
-    return images
+def _open_items(payload: ScoreRequest, with_source: bool, max_pixels: int) -> list[tuple[Any, Any]]:
+    """Every image of the request opened lazily (headers checked), or the first ApiError."""
+    opened: list[tuple[Any, Any]] = []
+    try:
+        for i, item in enumerate(payload.items):
+            edited = open_image(item.edited, f"items[{i}].edited", max_pixels)
+            opened.append((edited, None))
+            if with_source:
+                opened[-1] = (edited, open_image(item.source, f"items[{i}].source", max_pixels))
+    except ApiError:
+        _close(opened)
+        raise
+    return opened
+
+
+def _load_items(opened: list[tuple[Any, Any]]) -> list[tuple[Any, Any]]:
+    try:
+        return [(load_rgb(edited, f"items[{i}].edited"),
+                 None if source is None else load_rgb(source, f"items[{i}].source"))
+                for i, (edited, source) in enumerate(opened)]
+    finally:
+        _close(opened)
+
+
+def _close(opened: list[tuple[Any, Any]]) -> None:
+    for pair in opened:
+        for image in pair:
+            if image is not None:
+                image.close()
+
+
+def _pixels(pair: tuple[Any, Any]) -> int:
+    return sum(image.size[0] * image.size[1] for image in pair if image is not None)
 
 
 def build_app(settings: ServeSettings, build_model: Callable[[str], Any], rubric, devices: list[str],
               token: str | None) -> FastAPI:
     """The ASGI app; the judge replicas load on a background thread once it starts (``/health`` says when)."""
-    queue = BatchQueue(settings.max_queue)
+    queue = BatchQueue(settings.max_queue, settings.max_queue_pixels)
     judges: Judges
     metrics = Metrics(queue_depth=lambda: len(queue), queue_capacity=settings.max_queue,
-                      ready=lambda: judges.ready)
+                      ready=lambda: judges.ready, queue_pixels=lambda: queue.held_pixels)
     judges = Judges(build_model, rubric, devices, queue, settings.batch_size, settings.max_wait_ms / 1000, metrics)
 
     @asynccontextmanager
@@ -103,8 +129,9 @@ def build_app(settings: ServeSettings, build_model: Callable[[str], Any], rubric
         depth = len(queue)
         wait = metrics.seconds_to_drain(depth)
         retry = max(1, min(60, math.ceil(wait))) if wait is not None else 1
-        return ApiError(429, "queue_full", f"the queue is full ({depth} of {settings.max_queue} items waiting, this "
-                                           f"request has {n}); retry after {retry} s",
+        return ApiError(429, "queue_full", f"the queue is full ({depth} of {settings.max_queue} items, "
+                                           f"{queue.held_pixels:,} of {settings.max_queue_pixels:,} pixels held; this "
+                                           f"request has {n} items); retry after {retry} s",
                         headers={"Retry-After": str(retry)})
 
     @app.get("/health")
@@ -115,6 +142,7 @@ def build_app(settings: ServeSettings, build_model: Callable[[str], Any], rubric
                         replicas=len(judges.models), devices=devices,
                         batching={"batch_size": settings.batch_size, "max_wait_ms": settings.max_wait_ms},
                         limits={"max_items": settings.max_items, "max_queue": settings.max_queue,
+                                "max_queue_pixels": settings.max_queue_pixels,
                                 "max_body_bytes": settings.max_body_bytes,
                                 "max_image_pixels": settings.max_image_pixels})
             return body
@@ -162,9 +190,26 @@ def build_app(settings: ServeSettings, build_model: Callable[[str], Any], rubric
                 raise ApiError(422, "invalid_field", f"items[{missing[0]}].source: required (the {rubric.name!r} "
                                                      f"rubric shows the judge the source image)",
                                f"items[{missing[0]}].source")
-        if len(queue) + n > settings.max_queue:  # refused before decoding; put() checks again below
+        opened = await anyio.to_thread.run_sync(_open_items, payload, with_source, settings.max_image_pixels)
+        pixels = [_pixels(pair) for pair in opened]
+        if sum(pixels) > settings.max_queue_pixels:
+            _close(opened)
+            raise ApiError(413, "too_many_pixels", f"items: the request's images hold {sum(pixels):,} pixels, over "
+                                                   f"this server's queue capacity of {settings.max_queue_pixels:,} "
+                                                   "(split the request)", "items")
+        try:
+            reserved = queue.reserve(n, sum(pixels))  # before decoding: decoded images always have room
+        except ShuttingDown:
+            _close(opened)
+            raise ApiError(503, "shutting_down", "the server is shutting down") from None
+        if not reserved:
+            _close(opened)
             raise queue_full(n)
-        images = await anyio.to_thread.run_sync(_decode_items, payload, with_source, settings.max_image_pixels)
+        try:
+            images = await anyio.to_thread.run_sync(_load_items, opened)
+        except BaseException:
+            queue.release(n, sum(pixels))
+            raise
 
         loop = asyncio.get_running_loop()
         futures = [loop.create_future() for _ in range(n)]
@@ -177,14 +222,12 @@ def build_app(settings: ServeSettings, build_model: Callable[[str], Any], rubric
                     pass
             return done
 
-        jobs = [Job(edited, source, item.instruction, deliver(future))
-                for (edited, source), item, future in zip(images, payload.items, futures)]
+        jobs = [Job(edited, source, item.instruction, deliver(future), pixels=count)
+                for (edited, source), item, future, count in zip(images, payload.items, futures, pixels)]
         try:
-            queued = queue.put(jobs)
+            queue.put(jobs)
         except ShuttingDown:
             raise ApiError(503, "shutting_down", "the server is shutting down") from None
-        if not queued:
-            raise queue_full(n)
         judged = await asyncio.gather(*futures)
         if any(isinstance(r, ShuttingDown) for r in judged):
             raise ApiError(503, "shutting_down", "the server stopped before this request was scored")

@@ -34,30 +34,57 @@ class Job:
     source: Any
     instruction: str
     done: Callable[[dict | BaseException], None]
+    pixels: int = 0  # of its decoded images, counted against the queue's pixel capacity
     enqueued: float = field(default_factory=time.monotonic)
 
 
 class BatchQueue:
-    """A FIFO of jobs bounded in items: ``put`` refuses a request that does not fit whole."""
+    """A FIFO of jobs bounded in items and in decoded pixels.
 
-    def __init__(self, capacity: int) -> None:
-        self.capacity = capacity
+    A request first ``reserve``s room for all of its items, from the image headers' sizes before any
+    image is decoded, then ``put``s them; one that does not fit whole is refused. The room stays
+    held until a judge thread takes the jobs, so the images decoded for waiting items never
+    exceed ``pixel_capacity``.
+    """
+
+    def __init__(self, capacity: int, pixel_capacity: int) -> None:
+        self.capacity, self.pixel_capacity = capacity, pixel_capacity
         self._jobs: deque[Job] = deque()
         self._cond = threading.Condition()
         self._closed = False
+        self._held_items = 0  # reserved or waiting
+        self._held_pixels = 0
 
     def __len__(self) -> int:
         return len(self._jobs)
 
-    def put(self, jobs: list[Job]) -> bool:
+    @property
+    def held_pixels(self) -> int:
+        return self._held_pixels
+
+    def reserve(self, items: int, pixels: int) -> bool:
         with self._cond:
             if self._closed:
                 raise ShuttingDown("the server is shutting down")
-            if len(self._jobs) + len(jobs) > self.capacity:
+            if self._held_items + items > self.capacity or self._held_pixels + pixels > self.pixel_capacity:
                 return False
+            self._held_items += items
+            self._held_pixels += pixels
+            return True
+
+    def release(self, items: int, pixels: int) -> None:
+        """Give back a reservation that will not be put (its request failed)."""
+        with self._cond:
+            self._held_items -= items
+            self._held_pixels -= pixels
+
+    def put(self, jobs: list[Job]) -> None:
+        """Queue jobs whose room was reserved (``reserve(len(jobs), sum of their pixels)``)."""
+        with self._cond:
+            if self._closed:
+                raise ShuttingDown("the server is shutting down")
             self._jobs.extend(jobs)
             self._cond.notify_all()
-            return True
 
     def take(self, max_items: int, max_wait: float) -> list[Job] | None:
         """Up to ``max_items`` jobs, once full or ``max_wait`` after the oldest arrived; None once closed."""
@@ -76,7 +103,10 @@ class BatchQueue:
                 if self._closed:
                     return None
                 if self._jobs:  # another replica may have taken them meanwhile
-                    return [self._jobs.popleft() for _ in range(min(max_items, len(self._jobs)))]
+                    batch = [self._jobs.popleft() for _ in range(min(max_items, len(self._jobs)))]
+                    self._held_items -= len(batch)
+                    self._held_pixels -= sum(job.pixels for job in batch)
+                    return batch
 
     def close(self) -> list[Job]:
         """Stop handing out jobs; returns the ones still waiting (the caller fails them)."""
@@ -84,6 +114,7 @@ class BatchQueue:
             self._closed = True
             left = list(self._jobs)
             self._jobs.clear()
+            self._held_items = self._held_pixels = 0
             self._cond.notify_all()
             return left
 

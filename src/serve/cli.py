@@ -22,7 +22,8 @@ def build_parser() -> argparse.ArgumentParser:
     defaults = ServeSettings()
     parser = argparse.ArgumentParser(prog="editjudge serve", description="Serve the config's judge over HTTP for RL "
                                      "training: POST /v1/score, GET /health, GET /metrics.")
-    parser.add_argument("--config", required=True, help="YAML file with a reward_model section (the job's config works)")
+    parser.add_argument("--config", required=True,
+                        help="YAML file with a reward_model section (the job's config works)")
     parser.add_argument("--host", default=defaults.host,
                         help="address to bind (default 127.0.0.1: this machine only; 0.0.0.0 for every interface)")
     parser.add_argument("--port", type=int, default=defaults.port, help="default 8000")
@@ -39,6 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="request body limit in MiB, checked before reading it (default %(default)s)")
     parser.add_argument("--max-image-pixels", type=int, default=defaults.max_image_pixels,
                         help="per-image pixel limit, checked from the header before decoding (default %(default)s)")
+    parser.add_argument("--max-queue-pixels", type=int, default=defaults.max_queue_pixels,
+                        help="decoded pixels the waiting items may hold (their memory: 3 bytes each); a request "
+                             "that does not fit gets 429, one larger than this 413 (default %(default)s)")
     parser.add_argument("--token-env", default=defaults.token_env,
                         help="environment variable holding the bearer token; when it is set, requests without "
                              "the token get 401 (default %(default)s)")
@@ -76,7 +80,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.batch_size is not None:
         overrides.append(f"reward_model.params.batch_size={args.batch_size}")
     if args.devices:
-        overrides.append(f"reward_model.devices={json.dumps([d.strip() for d in args.devices.split(',') if d.strip()])}")
+        devices = [d.strip() for d in args.devices.split(",") if d.strip()]
+        overrides.append(f"reward_model.devices={json.dumps(devices)}")
     try:
         reward_model = load_reward_model_config(args.config, overrides)
     except ConfigError as exc:
@@ -88,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = ServeSettings(host=args.host, port=args.port, batch_size=batch_size, max_wait_ms=args.max_wait_ms,
                              max_queue=args.max_queue, max_items=args.max_items,
                              max_body_bytes=int(args.max_body_mb * 2**20), max_image_pixels=args.max_image_pixels,
-                             token_env=args.token_env)
+                             max_queue_pixels=args.max_queue_pixels, token_env=args.token_env)
     problems = settings.problems()
     if problems:
         print("invalid serve flags:\n" + "\n".join(f"  - {p}" for p in problems), file=sys.stderr)

@@ -44,9 +44,11 @@ def _number(value: float) -> str:
 class Metrics:
     """What ``/metrics`` shows. ``queue_depth`` and ``ready`` are read when the page is rendered."""
 
-    def __init__(self, queue_depth: Callable[[], int], queue_capacity: int, ready: Callable[[], bool]) -> None:
+    def __init__(self, queue_depth: Callable[[], int], queue_capacity: int, ready: Callable[[], bool],
+                 queue_pixels: Callable[[], int] = lambda: 0) -> None:
         self._lock = threading.Lock()
         self._queue_depth = queue_depth
+        self._queue_pixels = queue_pixels
         self._queue_capacity = queue_capacity
         self._ready = ready
         self.requests: dict[str, int] = defaultdict(int)  # by HTTP status
@@ -104,7 +106,8 @@ class Metrics:
                 f"editjudge_batch_size_max {self.largest_batch}",
                 "# HELP editjudge_replica_batches_total Judge batches each replica scored.",
                 "# TYPE editjudge_replica_batches_total counter",
-                *[f'editjudge_replica_batches_total{{replica="{r}"}} {n}' for r, n in sorted(self.replica_batches.items())],
+                *[f'editjudge_replica_batches_total{{replica="{r}"}} {n}'
+                  for r, n in sorted(self.replica_batches.items())],
                 "# HELP editjudge_batch_seconds Time the judge took per batch.",
                 "# TYPE editjudge_batch_seconds histogram",
                 *self.batch_seconds.lines("editjudge_batch_seconds"),
@@ -114,6 +117,9 @@ class Metrics:
                 "# HELP editjudge_queue_depth Items waiting for a judge batch.",
                 "# TYPE editjudge_queue_depth gauge",
                 f"editjudge_queue_depth {self._queue_depth()}",
+                "# HELP editjudge_queue_pixels Decoded pixels held for waiting (and reserved) items.",
+                "# TYPE editjudge_queue_pixels gauge",
+                f"editjudge_queue_pixels {self._queue_pixels()}",
                 "# HELP editjudge_queue_capacity Items the queue holds before answering 429.",
                 "# TYPE editjudge_queue_capacity gauge",
                 f"editjudge_queue_capacity {self._queue_capacity}",

@@ -117,8 +117,8 @@ def parse_request(body: bytes) -> ScoreRequest:
     return request
 
 
-def decode_image(text: str, field: str, max_pixels: int) -> Image.Image:
-    """A base64 PNG, JPEG or WebP as an RGB image; the pixel count is checked from the header first."""
+def open_image(text: str, field: str, max_pixels: int) -> Image.Image:
+    """A base64 PNG, JPEG or WebP opened lazily: its header read and checked, no pixel decoded yet."""
     text = _DATA_URL.sub("", text, count=1)
     try:
         data = base64.b64decode(text, validate=True)
@@ -136,17 +136,26 @@ def decode_image(text: str, field: str, max_pixels: int) -> Image.Image:
         raise ApiError(400, "not_an_image", f"{field}: not an image (PNG, JPEG or WebP expected)", field) from None
     except (OSError, ValueError, SyntaxError) as exc:
         raise ApiError(400, "not_an_image", f"{field}: unreadable image header ({exc})", field) from None
-    with opened:
-        if opened.format not in FORMATS:
-            raise ApiError(400, "unsupported_format",
+    width, height = opened.size
+    problem = None
+    if opened.format not in FORMATS:
+        problem = ApiError(400, "unsupported_format",
                            f"{field}: {opened.format} images are not accepted (PNG, JPEG or WebP)", field)
-        width, height = opened.size
-        if width < 1 or height < 1:
-            raise ApiError(400, "not_an_image", f"{field}: header claims {width}x{height} pixels", field)
-        if width * height > max_pixels:
-            raise ApiError(413, "image_too_large",
-                           f"{field}: {width}x{height} = {width * height:,} pixels is over this server's limit of "
-                           f"{max_pixels:,} (refused before decoding)", field)
+    elif width < 1 or height < 1:
+        problem = ApiError(400, "not_an_image", f"{field}: header claims {width}x{height} pixels", field)
+    elif width * height > max_pixels:
+        problem = ApiError(413, "image_too_large", f"{field}: {width}x{height} = {width * height:,} pixels is over "
+                                                   f"this server's limit of {max_pixels:,} (refused before decoding)",
+                           field)
+    if problem is not None:
+        opened.close()
+        raise problem
+    return opened
+
+
+def load_rgb(opened: Image.Image, field: str) -> Image.Image:
+    """Decode an image from ``open_image`` as RGB (EXIF rotation applied, transparency on white)."""
+    with opened:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", Image.DecompressionBombWarning)
@@ -154,6 +163,11 @@ def decode_image(text: str, field: str, max_pixels: int) -> Image.Image:
                 return to_rgb(opened)
         except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
             raise ApiError(400, "not_an_image", f"{field}: truncated or corrupt image ({exc})", field) from None
+
+
+def decode_image(text: str, field: str, max_pixels: int) -> Image.Image:
+    """A base64 PNG, JPEG or WebP as an RGB image; the pixel count is checked from the header first."""
+    return load_rgb(open_image(text, field, max_pixels), field)
 
 
 def _clean(value: Any) -> Any:
