@@ -18,6 +18,7 @@ from typing import Any, Callable
 import anyio
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
+from starlette.exceptions import HTTPException
 
 from .batcher import BatchQueue, Job, Judges, ShuttingDown
 from .metrics import CONTENT_TYPE, Metrics
@@ -133,6 +134,12 @@ def build_app(settings: ServeSettings, build_model: Callable[[str], Any], rubric
                                            f"{queue.held_pixels:,} of {settings.max_queue_pixels:,} pixels held; this "
                                            f"request has {n} items); retry after {retry} s",
                         headers={"Retry-After": str(retry)})
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException):  # unknown paths and methods, in our error format
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        return error_response(ApiError(exc.status_code, code, f"{request.method} {request.url.path}: {exc.detail}",
+                                       headers=dict(exc.headers or {})))
 
     @app.get("/health")
     async def health():
