@@ -519,6 +519,10 @@ def test_config_and_flag_mistakes_exit_2_before_loading(tmp_path, judge_path, ca
     good.write_text(yaml.safe_dump({"reward_model": {"params": {"model_path": judge_path}}}))
     assert main(["serve", "--config", str(good), "--max-items", "64", "--max-queue", "8"]) == 2
     assert "max_items (64) must not exceed max_queue (8)" in capsys.readouterr().err
+    from editjudge.config import load_reward_model_config
+
+    job = load_reward_model_config(ROOT / "config.yaml")  # the job's own config serves as is
+    assert job.type == "qwen3_vl" and job.params["model_path"] == "Qwen/Qwen3-VL-8B-Instruct"
 
 
 def test_a_judge_that_cannot_load_stops_the_server_with_status_1(tmp_path):
