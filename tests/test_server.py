@@ -31,6 +31,7 @@ import yaml
 from PIL import Image
 
 from editjudge.client import RewardClient, RewardScoringError, RewardServerError, encode_image, flow_grpo_reward_fn
+from editjudge.serve.batcher import Job
 from editjudge.serve.metrics import parse_metrics
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -572,7 +573,7 @@ def test_a_rubric_answers_with_its_sub_scores_through_the_batcher(judge_path):
     """The viescore rubric through a judge thread: the same scores and sub-scores as ``score_with_rubric``."""
     from editjudge.models.reward import Qwen3VLRewardModel
     from editjudge.models.reward.rubrics import get_rubric, score_with_rubric
-    from editjudge.serve.batcher import BatchQueue, Job, JudgeWorker
+    from editjudge.serve.batcher import BatchQueue, JudgeWorker
     from editjudge.serve.metrics import Metrics
     from editjudge.serve.schema import Item, item_result
 
@@ -608,3 +609,32 @@ def test_a_rubric_answers_with_its_sub_scores_through_the_batcher(judge_path):
     assert set(lines[0]["sub_scores"]) == {"editing_success", "over_editing", "naturalness", "artifacts", "SC", "PQ",
                                            "overall"}
     assert metrics.largest_batch == 3  # the three items went to the judge together
+
+
+def test_a_judge_call_that_raises_is_retried_item_by_item():
+    """A backend that refuses a whole batch (an API judge's error, say): only the item that causes it fails.
+
+    The judge here is a stand-in: what is tested is the batcher's fallback, not a score."""
+    from editjudge.models.reward.results import ScoreResult
+    from editjudge.models.reward.rubrics import get_rubric
+    from editjudge.serve.batcher import JudgeWorker
+
+    class RefusingJudge:
+        compare_with_original = False
+
+        def __init__(self):
+            self.calls = []
+
+        def batch_evaluate(self, images, instructions=None, original_images=None):
+            self.calls.append(list(images))
+            if "poison" in images:
+                raise RuntimeError("the backend refused the batch")
+            return [ScoreResult(score=float(len(image))) for image in images]
+
+    judge = RefusingJudge()
+    worker = JudgeWorker(judge, get_rubric("simple"), queue=None, batch_size=8, max_wait=0, metrics=None, name="t")
+    jobs = [Job(image, None, "x", done=lambda r: None) for image in ("aa", "poison", "bbbb")]
+    results = worker.score(jobs)
+    assert [r["score"] for r in results] == [2.0, None, 4.0]
+    assert results[1]["error"] == "judge error: RuntimeError: the backend refused the batch"
+    assert judge.calls == [["aa", "poison", "bbbb"], ["aa"], ["poison"], ["bbbb"]]
