@@ -218,6 +218,8 @@ def flow_grpo_reward_fn(client: RewardClient, source_key: str = "source_image", 
                         failure_score: float | None = None):
     """A Flow-GRPO-style reward function: ``fn(images, prompts, metadata, ref_images=None) -> (scores, info)``.
 
+    (``only_strict=`` is accepted, as Flow-GRPO's trainers pass it, and changes nothing.)
+
     ``images``: a batch tensor (N, C, H, W) in [0, 1] or a list of images; ``prompts``: the edit
     instructions; the source images come from ``ref_images`` or each ``metadata[i][source_key]``
     (when the server's rubric needs them), the group from ``metadata[i][group_key]``. ``scores`` is
@@ -226,7 +228,8 @@ def flow_grpo_reward_fn(client: RewardClient, source_key: str = "source_image", 
     """
     import numpy as np
 
-    def fn(images, prompts, metadata=None, ref_images=None):
+    def fn(images, prompts, metadata=None, ref_images=None, only_strict: bool = True):
+        # only_strict: Flow-GRPO's trainers pass it to multi_score; one judge score has no strict variant.
         edited = list(images)
         n = len(edited)
         metadata = list(metadata) if metadata is not None else [{} for _ in range(n)]

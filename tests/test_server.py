@@ -322,6 +322,8 @@ def test_flow_grpo_adapter_takes_tensors_and_metadata(server, client):
     direct = client.score(pil, [m["source_image"] for m in metadata], "brighten")
     assert scores.dtype == np.float32 and scores.tolist() == [r.score for r in direct] == [2.0, 6.0, 9.0, 0.0]
     assert info["failed"] == [] and np.allclose(info["rewards"], [-1, 1, 1, -1], atol=1e-3)
+    by_ref, _ = fn(tensor, ["brighten"] * 4, None, ref_images=[m["source_image"] for m in metadata], only_strict=False)
+    assert by_ref.tolist() == scores.tolist()
     bad = [np.zeros((300, 1, 3), np.uint8)] + pil[1:]  # an aspect ratio the processor refuses
     with pytest.raises(RewardScoringError, match="item 0"):
         fn(bad, ["brighten"] * 4, metadata)
