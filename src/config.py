@@ -155,7 +155,6 @@ def _check_editing(editing: EditingConfig, problems: list[str]) -> None:
 
 def _check_values(config: Config, problems: list[str]) -> None:
     from .benchmark import BENCHMARK_FORMATS
-    from .models.reward import REWARD_MODELS
     from .parallel import device_problems
 
     if config.editing is not None:
@@ -169,21 +168,30 @@ def _check_values(config: Config, problems: list[str]) -> None:
         problems.append(f"benchmark.max_instruction_chars: must be at least 1, got {config.benchmark.max_instruction_chars}")
     if not Path(config.benchmark.path).exists():
         problems.append(f"benchmark.path: {config.benchmark.path} does not exist")
-    if config.reward_model.type not in REWARD_MODELS:
-        problems.append(f"reward_model.type: {config.reward_model.type!r} is not one of {sorted(REWARD_MODELS)}")
+    problems.extend(reward_model_problems(config.reward_model))
+
+
+def reward_model_problems(reward_model: RewardModelConfig) -> list[str]:
+    """What is wrong with the ``reward_model`` section's type, rubric and params (its devices aside)."""
+    from .models.reward import REWARD_MODELS
+
+    problems: list[str] = []
+    if reward_model.type not in REWARD_MODELS:
+        problems.append(f"reward_model.type: {reward_model.type!r} is not one of {sorted(REWARD_MODELS)}")
     else:
         from .models.reward import get_reward_model_class
 
         from .models.reward.rubrics import rubric_problems
 
-        params = dict(config.reward_model.params)
+        params = dict(reward_model.params)
         rubric = params.pop("rubric", "simple")
         problems.extend(f"reward_model.params.{p}" for p in rubric_problems(rubric))
         if rubric != "simple" and params.get("score_mode") == "logits":
             problems.append("reward_model.params.rubric: rubrics other than 'simple' read several named scores "
                             "from generated answers; use score_mode: generate")
-        model_class = get_reward_model_class(config.reward_model.type)
+        model_class = get_reward_model_class(reward_model.type)
         problems.extend(f"reward_model.params: {p}" for p in model_class.config_problems(params))
+    return problems
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
@@ -251,16 +259,19 @@ def resolve_relative_paths(data: dict, folder: Path) -> dict:
     return data
 
 
-def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
-    """Read, resolve relative paths, override and validate; raise ConfigError listing every problem."""
-    path = Path(path)
+def _read_yaml(path: Path) -> Any:
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        return yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except FileNotFoundError:
         raise ConfigError(str(path), ["file not found"]) from None
     except yaml.YAMLError as exc:
         raise ConfigError(str(path), [f"not valid YAML: {exc}"]) from None
-    data = resolve_relative_paths(data, path.resolve().parent)
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
+    """Read, resolve relative paths, override and validate; raise ConfigError listing every problem."""
+    path = Path(path)
+    data = resolve_relative_paths(_read_yaml(path), path.resolve().parent)
     data = apply_overrides(data, overrides or [])
     problems: list[str] = []
     config = _build(Config, data, "", problems)
@@ -269,6 +280,34 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
     if problems:
         raise ConfigError(str(path), problems)
     return config
+
+
+def load_reward_model_config(path: str | Path, overrides: list[str] | None = None) -> RewardModelConfig:
+    """Only the ``reward_model`` section, validated (what ``editjudge serve`` needs); raise ConfigError.
+
+    The other sections may be there (the job's own config file serves as is) and are not checked,
+    but an unknown top-level key is still an error.
+    """
+    from .parallel import device_problems
+
+    path = Path(path)
+    data = _read_yaml(path)
+    if not isinstance(data, dict):
+        raise ConfigError(str(path), [f"top level: expected a mapping, got {type(data).__name__}"])
+    data = resolve_relative_paths(data, path.resolve().parent)
+    data = apply_overrides(data, overrides or [])
+    known = [f.name for f in dataclasses.fields(Config)]
+    problems = [f"{key}: unknown key (known: {', '.join(known)})" for key in data if key not in known]
+    if "reward_model" not in data:
+        problems.append("reward_model: required")
+        raise ConfigError(str(path), problems)
+    reward_model = _build(RewardModelConfig, data["reward_model"], "reward_model", problems)
+    if reward_model is not None:
+        problems.extend(device_problems(reward_model.devices, "reward_model.devices"))
+        problems.extend(reward_model_problems(reward_model))
+    if problems:
+        raise ConfigError(str(path), problems)
+    return reward_model
 
 
 def config_from_dict(data: dict) -> Config:

@@ -245,11 +245,17 @@ def _reward_params(config: Config, device: str) -> dict:
 
 def _judge_chunk(model, rubric, chunk: list, out: Path) -> list[dict]:
     """Score one chunk of (key, edit) pairs; one result dict per pair (score fields of the record)."""
+    return judge_items(model, rubric, [out / edit["image"] for _, edit in chunk],
+                       [item.instruction for (_, item), _ in chunk], [item.image for (_, item), _ in chunk])
+
+
+def judge_items(model, rubric, images: list, instructions: list[str], sources: list) -> list[dict]:
+    """Score edited images (paths or PIL images) with ``rubric``: one dict of score fields per image.
+
+    The score stage and the reward server (``editjudge.serve``) both score through this.
+    """
     from .models.reward.rubrics import score_with_rubric
 
-    images = [out / edit["image"] for _, edit in chunk]
-    instructions = [item.instruction for (_, item), _ in chunk]
-    sources = [item.image for (_, item), _ in chunk]
     if rubric.is_simple:
         results = model.batch_evaluate(images, instructions=instructions,
                                        original_images=sources if model.compare_with_original else None)
