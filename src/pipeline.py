@@ -40,7 +40,7 @@ from .config import Config, config_from_dict, config_to_dict
 from .files import write_atomic
 from .jsonl import append_jsonl, read_jsonl, write_jsonl_atomic
 from .layout import Layout, PipelineError, output_folder_error, prepare_output  # noqa: F401 (part of this interface)
-from .parallel import Launch, resolve_devices, run_workers, shard
+from .parallel import Launch, bind_device, device_label, resolve_devices, run_workers, shard
 
 logger = logging.getLogger(__name__)
 
@@ -48,7 +48,7 @@ STAGES = ("edit", "score", "report", "all")
 
 # Reward-model params that change speed, not scores: changing them does not invalidate scores.
 THROUGHPUT_PARAMS = {"batch_size", "use_batch_inference", "device", "show_progress", "group_by_length",
-                     "prefetch", "stop_early"}
+                     "prefetch", "stop_early", "max_memory"}
 
 
 def load_items(config: Config, quiet: bool = False) -> list[BenchmarkItem]:
@@ -382,13 +382,14 @@ def report(config: Config, items: list[BenchmarkItem], export: list[str] | None 
 # ---------------------------------------------------------------------------------------- the run
 
 
-def _devices_for(config: Config, stage: str) -> list[str]:
+def _devices_for(config: Config, stage: str) -> list:
+    """One entry per worker of ``stage``: a device, or (judge only) a group of devices one replica spans."""
     if stage == "edit":
         return resolve_devices(config.editing.devices)
     spec = config.reward_model.devices
-    if spec == "auto" and isinstance(config.reward_model.params.get("device"), str) \
-            and config.reward_model.params["device"] != "auto":
-        spec = [config.reward_model.params["device"]]
+    device = config.reward_model.params.get("device")
+    if spec == "auto" and (isinstance(device, list) or isinstance(device, str) and device != "auto"):
+        spec = [device]  # the judge's own device (or group): one worker
     return resolve_devices(spec)
 
 
@@ -453,14 +454,16 @@ def _run(config: Config, items: list[BenchmarkItem], stages: list[str], overwrit
             devices = _devices_for(config, name)
             started = time.perf_counter()
             if launch:
-                target(rank=launch.rank, world_size=launch.world_size, device=launch.device(devices),
+                device = launch.device(devices)
+                bind_device(device)  # this rank's GPU, before the stage touches CUDA
+                target(rank=launch.rank, world_size=launch.world_size, device=device,
                        config_data=data, overwrite=overwrite)
                 launch.barrier()
                 if leader:
                     lines = merge_stage(config, name, items)
                 launch.barrier()
             else:
-                logger.info("stage %s: %d worker(s) on %s", name, len(devices), ", ".join(devices))
+                logger.info("stage %s: %d worker(s) on %s", name, len(devices), ", ".join(map(device_label, devices)))
                 try:
                     run_workers(target, devices, config_data=data, overwrite=overwrite)
                 finally:
