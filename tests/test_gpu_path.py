@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 import json
 import logging
+import os
 import subprocess
 import sys
 import weakref
@@ -302,7 +303,7 @@ def test_gpu_check_dry_run_on_the_cpu(tmp_path):
     out = tmp_path / "out"
     result = subprocess.run(["bash", str(ROOT / "bench" / "gpu_check.sh"), "--dry-run"], cwd=ROOT,
                             capture_output=True, text=True, timeout=600,
-                            env={**__import__("os").environ, "OUT": str(out), "OMP_NUM_THREADS": "1"})
+                            env={**os.environ, "OUT": str(out), "OMP_NUM_THREADS": "1", "PYTHON": sys.executable})
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     report = json.loads((out / "gpu_check.json").read_text())
     assert report["dry_run"] is True
