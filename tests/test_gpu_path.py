@@ -11,7 +11,6 @@ import os
 import subprocess
 import sys
 import weakref
-from pathlib import Path
 
 import pytest
 import torch
