@@ -13,9 +13,10 @@ The stage boundary is on disk, and other tools rely on this layout:
     OUT/summary.json, summary.csv, report.md, scores_by_category.png, report.html   (editjudge.report)
     OUT/export/gedit/...                GEdit-Bench's statistics layout (``--export gedit``)
 
-Each stage runs one worker per device (``editjudge.parallel``). Workers take rank-strided shards of
-the benchmark, append their lines to ``OUT/.parts/<stage>-rank<r>.jsonl`` (flushed and fsynced
-per batch) and the parent (rank 0 under torchrun) merges the parts into the files above in
+Each stage runs one worker per device, or per device group for a judge whose replica spans
+several GPUs (``editjudge.parallel``); each worker first makes its GPU the current CUDA device.
+Workers take rank-strided shards of the benchmark, append their lines to
+``OUT/.parts/<stage>-rank<r>.jsonl`` (flushed and fsynced per batch) and the parent (rank 0 under torchrun) merges the parts into the files above in
 editor-then-benchmark order. Resume is the same code: a rerun skips edits whose image exists
 and opens, and scores recorded for the same editor, item, edited image (sha1) and scoring
 settings (``scoring_settings_hash``); leftover parts of a killed run are merged first.
