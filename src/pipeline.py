@@ -200,7 +200,7 @@ def edit_shard(*, rank: int, world_size: int, device: str, config_data: dict, ov
                         raise RuntimeError(f"editor returned {len(outputs)} results for {len(batch)} requests")
                 except Exception as exc:  # the editor broke its contract for this batch: fail these items only
                     logger.exception("editor %s raised on a batch of %d", name, len(batch))
-                    outputs = [exc] * len(batch)
+                    outputs = [exc.with_traceback(None)] * len(batch)  # its frames would pin the failed call's memory
                 seconds = (time.perf_counter() - started) / len(batch)
                 records = [_save_edit(layout, name, item, request.seed, output, seconds)
                            for (item, request), output in zip(batch, outputs)]
