@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-MEMORY_SIZE = re.compile(r"\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)", re.IGNORECASE)
+MEMORY_SIZE = re.compile(r"\d+(\.\d+)?\s*(KB|MB|GB|KiB|MiB|GiB)", re.IGNORECASE)  # what accelerate reads
 DEVICE_NAME = re.compile(r"cpu|cuda:\d+")
 
 
@@ -95,16 +95,19 @@ def load_kwargs(device, max_memory: Any = None) -> dict:
 
 
 def check_placement(model, devices: list[str]) -> dict[str, int]:
-    """``{device: number of weight tensors}`` of a group-loaded model; raises when any left the group.
+    """``{device: number of weight tensors}`` of a loaded model; raises when any weight left the group.
 
-    A weight on ``meta`` was offloaded to disk; on ``cpu`` (for a group of GPUs), to host memory.
+    Weights only (buffers such as rotary tables are placed by the library); a weight on ``meta`` was
+    offloaded (to disk or host memory), and accelerate's own map (``hf_device_map``, set when the
+    model is split) names ``cpu`` or ``disk`` for what it offloaded.
     """
     counts: dict[str, int] = {}
-    for tensor in list(model.parameters()) + list(model.buffers()):
+    for tensor in model.parameters():
         counts[str(tensor.device)] = counts.get(str(tensor.device), 0) + 1
-    outside = sorted(set(counts) - set(devices))
+    mapped = {f"cuda:{v}" if isinstance(v, int) else str(v) for v in (getattr(model, "hf_device_map", None) or {}).values()}
+    outside = sorted((set(counts) | mapped) - set(devices))
     if outside:
-        raise ValueError(f"the judge does not fit on {'+'.join(devices)}: weights were placed on "
-                         f"{', '.join('disk' if d == 'meta' else d for d in outside)}; use a larger group, raise "
-                         "max_memory, or quantization: int8")
+        names = [d for d in outside if d != "meta"] or ["disk or host memory (offloaded)"]
+        raise ValueError(f"the judge does not fit on {'+'.join(devices)}: weights were placed on {', '.join(names)}; "
+                         "use a larger group, raise max_memory, or quantization: int8")
     return counts
