@@ -22,7 +22,7 @@ def setting_problems(values: dict) -> list[str]:
 
     is_int = lambda v: isinstance(v, int) and not isinstance(v, bool)  # noqa: E731
     check("batch_size", lambda v: v == "auto" or (is_int(v) and v >= 1), "'auto' or a positive integer")
-    check("dtype", lambda v: v in DTYPE_NAMES, f"one of {list(DTYPE_NAMES)}")
+    check("dtype", lambda v: v in DTYPE_NAMES, f"'auto' or one of {[d for d in DTYPE_NAMES if d != 'auto']}")
     check("score_mode", lambda v: v in SCORE_MODES, f"one of {list(SCORE_MODES)}")
     check("max_new_tokens", lambda v: is_int(v) and v >= 1, "a positive integer")
     check("attn_implementation", lambda v: v in ATTN_IMPLEMENTATIONS, f"one of {list(ATTN_IMPLEMENTATIONS)}")
