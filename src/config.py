@@ -48,18 +48,23 @@ class EditorConfig:
     dtype: str = "auto"
     trust_remote_code: bool = False
     max_area: int | None = None
+    # diffusers: where the weights live (none | model | sequential) and VAE decoding in tiles / one image at a time.
+    offload: str = "none"
+    vae_tiling: bool = False
+    vae_slicing: bool = False
 
 
 @dataclass
 class EditingConfig:
-    devices: str | list[str] = "auto"
+    devices: str | list[str | list[str]] = "auto"  # a group (nested list) is refused with its reason
     editors: list[EditorConfig] = field(default_factory=list)
 
 
 @dataclass
 class RewardModelConfig:
     type: str = "qwen3_vl"
-    devices: str | list[str] = "auto"
+    # A list entry may be a group of GPUs one replica spans: [[cuda:0, cuda:1], [cuda:2, cuda:3]].
+    devices: str | list[str | list[str]] = "auto"
     params: dict[str, Any] = field(default_factory=dict)
 
 
@@ -135,11 +140,25 @@ def _build(cls, data: Any, where: str, problems: list[str]):
         return None  # already reported as a missing required key
 
 
+def _check_offload(editing: EditingConfig, problems: list[str]) -> None:
+    """``offload: sequential`` streams weights onto a GPU: it cannot run on a CPU worker."""
+    from .parallel import device_problems, resolve_devices
+
+    sequential = [i for i, e in enumerate(editing.editors) if e is not None and e.offload == "sequential"]
+    if not sequential or device_problems(editing.devices, "", groups=False):
+        return
+    on_cpu = [d for d in resolve_devices(editing.devices) if isinstance(d, str) and d.startswith("cpu")]
+    for i in sequential if on_cpu else []:
+        problems.append(f"editing.editors[{i}].offload: 'sequential' needs a GPU, and editing.devices "
+                        f"{editing.devices!r} runs editors on the CPU (use offload: none or model there)")
+
+
 def _check_editing(editing: EditingConfig, problems: list[str]) -> None:
     from .models.editing import editor_problems
     from .parallel import device_problems
 
-    problems.extend(device_problems(editing.devices, "editing.devices"))
+    problems.extend(device_problems(editing.devices, "editing.devices", groups=False))
+    _check_offload(editing, problems)
     seen = set()
     for i, editor in enumerate(editing.editors):
         where = f"editing.editors[{i}]"
@@ -153,6 +172,21 @@ def _check_editing(editing: EditingConfig, problems: list[str]) -> None:
         problems.extend(editor_problems(editor, where))
 
 
+def _check_judge_groups(reward: RewardModelConfig, problems: list[str]) -> None:
+    """``max_memory`` caps the devices of a group; a judge on single devices takes each whole."""
+    from .parallel import is_group, resolve_devices
+
+    params = reward.params
+    if params.get("max_memory") is None:
+        return
+    spec = reward.devices
+    grouped = isinstance(params.get("device"), list) if spec == "auto" else (
+        isinstance(spec, (str, list)) and any(is_group(d) for d in resolve_devices(spec)))
+    if not grouped:
+        problems.append("reward_model.params.max_memory: applies to a judge on device groups (reward_model.devices: "
+                        "[[cuda:0, cuda:1], ...]); a judge on one device takes the whole device")
+
+
 def _check_values(config: Config, problems: list[str]) -> None:
     from .benchmark import BENCHMARK_FORMATS
     from .parallel import device_problems
@@ -160,6 +194,7 @@ def _check_values(config: Config, problems: list[str]) -> None:
     if config.editing is not None:
         _check_editing(config.editing, problems)
     problems.extend(device_problems(config.reward_model.devices, "reward_model.devices"))
+    _check_judge_groups(config.reward_model, problems)
     if config.benchmark.format not in BENCHMARK_FORMATS:
         problems.append(f"benchmark.format: {config.benchmark.format!r} is not one of {list(BENCHMARK_FORMATS)}")
     if config.benchmark.limit is not None and config.benchmark.limit < 1:

@@ -13,9 +13,11 @@ The stage boundary is on disk, and other tools rely on this layout:
     OUT/summary.json, summary.csv, report.md, scores_by_category.png, report.html   (editjudge.report)
     OUT/export/gedit/...                GEdit-Bench's statistics layout (``--export gedit``)
 
-Each stage runs one worker per device (``editjudge.parallel``). Workers take rank-strided shards of
-the benchmark, append their lines to ``OUT/.parts/<stage>-rank<r>.jsonl`` (flushed and fsynced
-per batch) and the parent (rank 0 under torchrun) merges the parts into the files above in
+Each stage runs one worker per device, or per device group for a judge whose replica spans
+several GPUs (``editjudge.parallel``); each worker first makes its GPU the current CUDA device.
+Workers take rank-strided shards of the benchmark, append their lines to
+``OUT/.parts/<stage>-rank<r>.jsonl`` (flushed and fsynced per batch) and the parent (rank 0 under
+torchrun) merges the parts into the files above in
 editor-then-benchmark order. Resume is the same code: a rerun skips edits whose image exists
 and opens and whose ``edit_key`` matches (``edit_key``: the editor's settings, seed, instruction,
 source image and, for precomputed outputs, the output file), and scores recorded for the same
@@ -43,7 +45,7 @@ from .config import Config, config_from_dict, config_to_dict
 from .files import write_atomic
 from .jsonl import append_jsonl, read_jsonl, write_jsonl_atomic
 from .layout import Layout, PipelineError, output_folder_error, prepare_output  # noqa: F401 (part of this interface)
-from .parallel import Launch, resolve_devices, run_workers, shard
+from .parallel import Launch, bind_device, device_label, resolve_devices, run_workers, shard
 from .resume import edit_key, item_key, source_hasher
 
 logger = logging.getLogger(__name__)
@@ -52,7 +54,7 @@ STAGES = ("edit", "score", "report", "all")
 
 # Reward-model params that change speed, not scores: changing them does not invalidate scores.
 THROUGHPUT_PARAMS = {"batch_size", "use_batch_inference", "device", "show_progress", "group_by_length",
-                     "prefetch", "stop_early"}
+                     "prefetch", "stop_early", "max_memory"}
 
 
 def load_items(config: Config, quiet: bool = False) -> list[BenchmarkItem]:
@@ -209,7 +211,7 @@ def edit_shard(*, rank: int, world_size: int, device: str, config_data: dict, ov
                         raise RuntimeError(f"editor returned {len(outputs)} results for {len(batch)} requests")
                 except Exception as exc:  # the editor broke its contract for this batch: fail these items only
                     logger.exception("editor %s raised on a batch of %d", name, len(batch))
-                    outputs = [exc] * len(batch)
+                    outputs = [exc.with_traceback(None)] * len(batch)  # its frames would pin the failed call's memory
                 seconds = (time.perf_counter() - started) / len(batch)
                 records = [_save_edit(layout, name, item, request.seed, output, seconds, keys[item.id],
                                       source_sha1(item.image)) for (item, request), output in zip(batch, outputs)]
@@ -434,13 +436,14 @@ def report(config: Config, items: list[BenchmarkItem], export: list[str] | None 
 # ---------------------------------------------------------------------------------------- the run
 
 
-def _devices_for(config: Config, stage: str) -> list[str]:
+def _devices_for(config: Config, stage: str) -> list:
+    """One entry per worker of ``stage``: a device, or (judge only) a group of devices one replica spans."""
     if stage == "edit":
         return resolve_devices(config.editing.devices)
     spec = config.reward_model.devices
-    if spec == "auto" and isinstance(config.reward_model.params.get("device"), str) \
-            and config.reward_model.params["device"] != "auto":
-        spec = [config.reward_model.params["device"]]
+    device = config.reward_model.params.get("device")
+    if spec == "auto" and (isinstance(device, list) or isinstance(device, str) and device != "auto"):
+        spec = [device]  # the judge's own device (or group): one worker
     return resolve_devices(spec)
 
 
@@ -506,14 +509,16 @@ def _run(config: Config, items: list[BenchmarkItem], stages: list[str], overwrit
             devices = _devices_for(config, name)
             started = time.perf_counter()
             if launch:
-                target(rank=launch.rank, world_size=launch.world_size, device=launch.device(devices),
+                device = launch.device(devices)
+                bind_device(device)  # this rank's GPU, before the stage touches CUDA
+                target(rank=launch.rank, world_size=launch.world_size, device=device,
                        config_data=data, overwrite=overwrite)
                 launch.barrier()
                 if leader:
                     lines = merge_stage(config, name, items)
                 launch.barrier()
             else:
-                logger.info("stage %s: %d worker(s) on %s", name, len(devices), ", ".join(devices))
+                logger.info("stage %s: %d worker(s) on %s", name, len(devices), ", ".join(map(device_label, devices)))
                 try:
                     run_workers(target, devices, config_data=data, overwrite=overwrite)
                 finally:

@@ -126,6 +126,10 @@ def _change_batch_size(root, data):
     data["editing"]["editors"][0]["batch_size"] = 3  # batched diffusion kernels round differently
 
 
+def _change_vae_tiling(root, data):
+    data["editing"]["editors"][0]["vae_tiling"] = True  # tiles blend at their seams: other pixels
+
+
 def _change_seed(root, data):
     data["seed"] = 1
 
@@ -152,6 +156,7 @@ CHANGES = {
     "dtype": (_change_dtype, _all("ip2p"), None),
     "max_area": (_change_max_area, _all("ip2p"), _all("ip2p")),
     "batch_size": (_change_batch_size, _all("ip2p"), None),
+    "vae_tiling": (_change_vae_tiling, _all("ip2p"), None),
     # The seed changes every diffusers edit; a precomputed output is read again and is the same file,
     # so its score is reused.
     "seed": (_change_seed, _all("ip2p") | _all("pre"), _all("ip2p")),
@@ -184,6 +189,7 @@ def test_speed_settings_and_an_equal_dtype_keep_every_edit_and_score(finished, t
     layout = _copy_marked(finished, tmp_path)
     data = _config(tmp_path, judge_path)
     data["editing"]["editors"][1]["batch_size"] = 2  # the precomputed editor: it reads files whatever the size
+    data["editing"]["editors"][0]["offload"] = "model"  # where weights wait between calls, not what they compute
     data["editing"]["editors"][0]["dtype"] = "auto"  # float32 on a CPU, as before
     data["editing"]["editors"][0]["params"] = {"num_inference_steps": 1}  # the same params, rebuilt
     data["reward_model"]["params"]["batch_size"] = 2
