@@ -11,13 +11,23 @@ counted in ``stats``. An item that fails on its own (unreadable image, answer wi
 gets ``nan`` and its error while the rest of its batch keeps its scores.
 
 ``score_mode="logits"`` skips generation: the assistant turn is prefilled up to the score
-(``{"score": ``) and the expected value of the next-token distribution over digits is returned.
+(``{"score": ``) and the expected value of the next-token distribution over digits is returned,
+from logits and a softmax computed in float32 whatever the model's dtype.
 
-Speed options, none of which changes a float32 score: ``group_by_length`` batches items of
+Judging is greedy: the checkpoint's generation_config (Qwen3-VL-Instruct's samples) is replaced
+by a greedy one and what it dropped is logged; ``sampling={...}`` samples instead, seeded per item,
+``num_samples`` answers averaged (see ``sampling.py``). Images given with an item are always
+shown: the source first (``original_images``), then the edited image. A thinking checkpoint's
+answer is read after its ``</think>``; one still thinking at ``max_new_tokens`` fails with a
+message saying so, and logits mode refuses a thinking template. At debug level each item's
+images and their visual-token counts are logged (``max_pixels`` bounds them).
+
+Speed options, none of which changes a float32 score or failure: ``group_by_length`` batches items of
 similar token count together (results still come back in input order), ``prefetch`` opens the
 images and builds the inputs of the next batch on a background thread while the model runs
 (``"auto"``: on an accelerator, not on the CPU, where the model already uses every core),
-``stop_early`` ends generation once every answer in the batch holds its JSON score, and
+``stop_early`` ends generation once every answer in the batch holds the JSON object its score is
+read from (the parser reads nothing after it, so the rest could not change the result), and
 ``batch_size="auto"`` picks the batch size from free memory and halves it on out-of-memory.
 ``dtype``, ``attn_implementation`` and ``quantization="int8"`` (torchao, weight-only) trade
 accuracy or portability for speed and memory. ``stats`` shows where the time went.
@@ -50,10 +60,12 @@ from .batching import (  # noqa: F401  (ForwardClock is part of this module's in
     _ScoreWritten,
     _submit,
 )
-from .parsing import ScoreParseError, parse_score
-from .logits import append_digit, expected_scores, single_token_ids
+from .parsing import THINK_CLOSE, ScoreParseError, answer_text, json_decided, parse_score
+from .logits import Float32Head, append_digit, expected_scores, single_token_ids
 from .prompts import DEFAULT_SYSTEM_PROMPT, DEFAULT_USER_PROMPT, fill_prompt
 from .results import ScoreResult, ScoringStats
+from .sampling import Sampling, SeededSampler, combine_samples, greedy_generation_config, item_key
+from .thinking import LOGITS_WITH_THINKING, PROBE_MESSAGES, THINKING_MIN_NEW_TOKENS, opens_thinking, thinking_problem
 from ...torch_utils import is_out_of_memory, resolve_dtype
 from .settings import setting_problems
 
@@ -114,6 +126,7 @@ class Qwen3VLRewardModel:
         prefetch: bool | str = "auto",
         stop_early: bool = True,
         quantization: str | None = None,
+        sampling: dict | None = None,
     ) -> None:
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -121,6 +134,7 @@ class Qwen3VLRewardModel:
             batch_size=batch_size, dtype=dtype, score_mode=score_mode, max_new_tokens=max_new_tokens,
             score_range=score_range, attn_implementation=attn_implementation, quantization=quantization,
             group_by_length=group_by_length, prefetch=prefetch, stop_early=stop_early, device=device,
+            sampling=sampling, min_pixels=min_pixels, max_pixels=max_pixels,
         ))
         if problems:
             raise ValueError("invalid Qwen3VLRewardModel settings: " + "; ".join(problems))
@@ -146,6 +160,7 @@ class Qwen3VLRewardModel:
         self.prefetch = self.device.type != "cpu" if prefetch == "auto" else prefetch
         self.stop_early = stop_early
         self.quantization = quantization
+        self.sampling = Sampling.from_config(sampling)
         self.stats = ScoringStats()
         self._parse_override = None  # set per batch_evaluate call (parse=)
         # The prefetch thread and the main thread share the tokenizer, whose padding settings are mutable.
@@ -162,6 +177,7 @@ class Qwen3VLRewardModel:
             if max_pixels is not None:
                 size["longest_edge"] = int(max_pixels)
             self.processor.image_processor.size = size
+        self.thinking = self._check_thinking()
         self.model = AutoModelForImageTextToText.from_pretrained(
             self.model_path,
             dtype=self.dtype,
@@ -170,6 +186,7 @@ class Qwen3VLRewardModel:
             use_safetensors=True,
         ).to(self.device)
         self.model.eval()
+        self._configure_generation()
         if quantization == "int8":
             self._quantize_int8()
         self._digit_ids = None
@@ -195,6 +212,9 @@ class Qwen3VLRewardModel:
         elif (path.startswith((".", "/", "~")) or os.path.isabs(path)) and not os.path.isdir(os.path.expanduser(path)):
             problems.append(f"model_path: local folder {path} does not exist")
         problems.extend(setting_problems({k: v for k, v in params.items() if k in accepted}))
+        thinking = thinking_problem(params)
+        if thinking:
+            problems.append(thinking)
         return problems
 
     @classmethod
@@ -237,10 +257,13 @@ class Qwen3VLRewardModel:
 
         Prompts may be None (the configured prompt), one string for every item, or one per item.
         ``instructions`` (optional, one per item) fill ``{instruction}`` in the user prompts.
-        ``batch_size`` may be a positive integer or ``"auto"``. ``parse`` (generate mode only)
-        replaces the score parser for this call: answer text -> score, raising ScoreParseError;
-        rubrics use it to read several named fields, and ``stop_early`` then ends a row once
-        ``parse`` accepts its answer at a closing brace.
+        ``original_images`` (optional, one per item, None for none) are shown before the edited
+        image, whatever ``compare_with_original`` says (that setting decides whether the pipeline
+        passes them to the plain prompt). ``batch_size`` may be a positive integer or ``"auto"``.
+        ``parse`` (generate mode only) replaces the score parser for this call: answer text (after
+        any ``</think>``) -> score, raising ScoreParseError; rubrics use it to read several named
+        fields. ``stop_early`` ends a row only where ``parse.decided(text)`` says the answer is
+        decided; a ``parse`` without ``decided`` turns early stopping off for the call.
         """
         if parse is not None and self.score_mode != "generate":
             raise ValueError("parse= needs score_mode 'generate' (logits mode reads one digit)")
@@ -366,7 +389,8 @@ class Qwen3VLRewardModel:
     def _open(self, index, edited, original, system_prompt, user_prompt) -> _Request | ScoreResult:
         try:
             edited_image = load_image(edited)
-            original_image = load_image(original) if (self.compare_with_original and original is not None) else None
+            # A source given with an item is always shown: a prompt that asks for it must get it.
+            original_image = load_image(original) if original is not None else None
         except ImageLoadError as exc:
             return ScoreResult.failure(str(exc))
         return _Request(index, edited_image, original_image, system_prompt, user_prompt)
@@ -401,16 +425,42 @@ class Qwen3VLRewardModel:
         """The model inputs for ``requests``, on the CPU: left-padded token ids, pixels and grids."""
         with self._processor_lock, self._left_padding():
             if self.score_mode == "logits":
-                return self._prepare_logits(requests)
-            messages = [self._build_messages(r.edited, r.system_prompt, r.user_prompt, r.original) for r in requests]
-            return self.processor.apply_chat_template(
-                messages,
-                tokenize=True,
-                add_generation_prompt=True,
-                return_dict=True,
-                return_tensors="pt",
-                processor_kwargs={"padding": True},
-            )
+                inputs = self._prepare_logits(requests)
+            else:
+                messages = [self._build_messages(r.edited, r.system_prompt, r.user_prompt, r.original)
+                            for r in requests]
+                inputs = self.processor.apply_chat_template(
+                    messages,
+                    tokenize=True,
+                    add_generation_prompt=True,
+                    return_dict=True,
+                    return_tensors="pt",
+                    processor_kwargs={"padding": True},
+                )
+        if logger.isEnabledFor(logging.DEBUG):
+            self._log_visual_tokens(requests, inputs)
+        return inputs
+
+    def _log_visual_tokens(self, requests: list[_Request], inputs) -> None:
+        """One debug line per item: the images its conversation holds (counted in its token ids),
+        each with the size it was resized to and its visual-token count (from ``image_grid_thw``)."""
+        grids = inputs.get("image_grid_thw")
+        start_id = getattr(self.model.config, "vision_start_token_id", None)
+        if grids is None or start_id is None:
+            return
+        patch = self.processor.image_processor.patch_size
+        merge = self.processor.image_processor.merge_size
+        grids, position = grids.tolist(), 0
+        for request, ids in zip(requests, inputs["input_ids"]):
+            count = int((ids == start_id).sum())
+            labels = (["source", "edited"] if request.original is not None else ["edited"]) if count <= 2 else []
+            parts = []
+            for k in range(count):
+                t, h, w = grids[position + k] if position + k < len(grids) else (0, 0, 0)
+                label = labels[k] if k < len(labels) else f"image {k + 1}"
+                parts.append(f"{label} {w * patch}x{h * patch} px -> {t * h * w // (merge * merge)} visual tokens")
+            position += count
+            logger.debug("judge input for item %d: %d image(s): %s", request.index, count, ", ".join(parts))
 
     def _inputs(self, requests: list[_Request]):
         if isinstance(requests, _Batch):
@@ -443,7 +493,7 @@ class Qwen3VLRewardModel:
         text_tokens: dict[tuple, int] = {}
         lengths = []
         for i, source in enumerate(edited):
-            with_original = self.compare_with_original and originals[i] is not None
+            with_original = originals[i] is not None
             key = (systems[i], users[i], with_original)
             if key not in text_tokens:
                 # The template with one placeholder token per image; each placeholder becomes the image's tokens.
@@ -549,31 +599,76 @@ class Qwen3VLRewardModel:
 
     def _score_batch_generate(self, requests: list[_Request]) -> list[ScoreResult]:
         inputs = self._inputs(requests)
+        if self.sampling is None:
+            return self._generate(inputs, None)
+        keys = [item_key(r.system_prompt, r.user_prompt, r.original, r.edited) for r in requests]
+        runs = [self._generate(inputs, SeededSampler(self.sampling, keys, k)) for k in range(self.sampling.num_samples)]
+        return [combine_samples([run[i] for run in runs]) for i in range(len(requests))]
+
+    def _generate(self, inputs, sampler: SeededSampler | None) -> list[ScoreResult]:
+        """One answer per row of ``inputs``: greedy, or drawn by ``sampler``; parsed."""
+        from transformers import LogitsProcessorList, StoppingCriteriaList
+
         prompt_length = inputs["input_ids"].shape[1]
         options, stop = {}, None
-        if self.stop_early:
-            from transformers import StoppingCriteriaList
-
+        decided = self._decided()
+        if self.stop_early and decided is not None:
             stop = _ScoreWritten(self.processor.tokenizer, self._processor_lock, self.closing_token_ids(),
-                                 prompt_length, self._parse_override)
+                                 prompt_length, decided)
             options["stopping_criteria"] = StoppingCriteriaList([stop])
+        if sampler is not None:
+            options["logits_processor"] = LogitsProcessorList([sampler])
         with torch.inference_mode():
             generated = self.model.generate(**inputs, max_new_tokens=self.max_new_tokens, do_sample=False, **options)
         # Left padding puts every prompt's end at the same column, so one slice trims them all.
         trimmed = list(generated[:, prompt_length:])
-        if stop is not None and stop.ends:
-            trimmed = [row if end is None else row[:end] for row, end in zip(trimmed, stop.ends)]
+        ends = self._end_token_ids()
+        # A row with no end token used up max_new_tokens (a row cut by stop_early is decided already).
+        cut = stop.ends if stop is not None and stop.ends else [None] * len(trimmed)
+        exhausted = [end is None and len(row) >= self.max_new_tokens and not ends.intersection(row.tolist())
+                     for row, end in zip(trimmed, cut)]
+        trimmed = [row if end is None else row[:end] for row, end in zip(trimmed, cut)]
         with self._processor_lock:
             texts = self.processor.batch_decode(trimmed, skip_special_tokens=True, clean_up_tokenization_spaces=False)
-        return [self._parse(text) for text in texts]
+        return [self._parse(text, cut) for text, cut in zip(texts, exhausted)]
 
-    def _parse(self, text: str) -> ScoreResult:
+    def _decided(self):
+        """``text -> bool``: the answer is decided, nothing after it can change its parse; None when
+        the parser in use cannot say (then generation is not stopped early)."""
+        parse = self._parse_override
+        if parse is None:
+            fields_decided = json_decided
+        elif callable(getattr(parse, "decided", None)):
+            fields_decided = parse.decided
+        else:
+            return None
+        thinking = self.thinking
+
+        def decided(text: str) -> bool:
+            if thinking or THINK_CLOSE in text or "<think>" in text:
+                text = text.partition(THINK_CLOSE)[2] if THINK_CLOSE in text else None
+            return text is not None and bool(fields_decided(text))
+
+        return decided
+
+    def _parse(self, text: str, exhausted: bool = False) -> ScoreResult:
+        try:
+            answer = answer_text(text, opened=self.thinking)
+        except ScoreParseError as exc:
+            if exhausted:
+                exc = ScoreParseError(f"the judge was still thinking when max_new_tokens={self.max_new_tokens} ran out "
+                                      f"(no {THINK_CLOSE}, so no answer yet): raise max_new_tokens (thinking "
+                                      f"checkpoints often need {THINKING_MIN_NEW_TOKENS} or more)")
+            return ScoreResult.failure(f"unparseable judge answer: {exc}", raw_output=text)
         try:
             if self._parse_override is not None:
-                return ScoreResult(score=float(self._parse_override(text)), raw_output=text)
-            return ScoreResult(score=parse_score(text, *self.score_range), raw_output=text)
+                score = float(self._parse_override(answer))
+            else:
+                score = parse_score(answer, *self.score_range)
         except ScoreParseError as exc:
-            return ScoreResult.failure(f"unparseable judge answer: {exc}", raw_output=text)
+            hint = f" (the answer used all max_new_tokens={self.max_new_tokens})" if exhausted else ""
+            return ScoreResult.failure(f"unparseable judge answer{hint}: {exc}", raw_output=text)
+        return ScoreResult(score=score, raw_output=text, answer=answer)
 
     def _prefilled_texts(self, requests: list[_Request]) -> list[str]:
         prompts = [
@@ -595,8 +690,9 @@ class Qwen3VLRewardModel:
     def _score_batch_logits(self, requests: list[_Request]) -> list[ScoreResult]:
         low, high = int(self.score_range[0]), int(self.score_range[1])
         inputs = self._inputs(requests)
-        with torch.inference_mode():
-            logits = self.model(**inputs, logits_to_keep=2 if high == 10 else 1).logits.float()
+        # The kept positions' logits in float32: bfloat16 logits in an 8B model's range step by 0.125.
+        with torch.inference_mode(), Float32Head(self.model):
+            logits = self.model(**inputs, logits_to_keep=2 if high == 10 else 1).logits
         return expected_scores(logits, self._digit_ids, low, high)
 
     def _quantize_int8(self) -> None:
@@ -604,6 +700,40 @@ class Qwen3VLRewardModel:
         from torchao.quantization import Int8WeightOnlyConfig, quantize_
 
         quantize_(self.model, Int8WeightOnlyConfig(), filter_fn=_int8_filter)
+
+    def _check_thinking(self) -> bool:
+        """Whether the chat template opens a <think> block; logits mode refuses one (before loading weights)."""
+        with self._processor_lock:
+            prompt = self.processor.apply_chat_template(PROBE_MESSAGES, tokenize=False, add_generation_prompt=True)
+        thinking = opens_thinking(prompt)
+        if thinking:
+            if self.score_mode == "logits":
+                raise ValueError(f"{self.model_path}: {LOGITS_WITH_THINKING}")
+            logger.info("%s has a thinking chat template: scores are read after </think>", self.model_path)
+            if self.max_new_tokens < THINKING_MIN_NEW_TOKENS:
+                logger.warning("thinking checkpoint with max_new_tokens=%d: answers still thinking at that length "
+                               "fail; %d or more is usual", self.max_new_tokens, THINKING_MIN_NEW_TOKENS)
+        return thinking
+
+    def _configure_generation(self) -> None:
+        """Greedy unless ``sampling`` is set: the checkpoint's own sampling and penalties are dropped."""
+        config, dropped = greedy_generation_config(self.model.generation_config)
+        self.model.generation_config = config
+        shown = ", ".join(f"{k}={v}" for k, v in dropped.items())
+        if self.score_mode == "logits":
+            return
+        if self.sampling is None:
+            logger.info("judging greedily (same answer for the same input)%s; set sampling to sample",
+                        f": ignoring the checkpoint's generation_config ({shown})" if dropped else "")
+        else:
+            s = self.sampling
+            logger.info("judging by sampling: temperature=%g, top_p=%g, top_k=%d, seed=%d, %d sample(s) per item, "
+                        "score = their mean%s", s.temperature, s.top_p, s.top_k, s.seed, s.num_samples,
+                        f" (the checkpoint's generation_config is not used: {shown})" if dropped else "")
+
+    def _end_token_ids(self) -> set[int]:
+        ids = self.model.generation_config.eos_token_id
+        return set() if ids is None else {ids} if isinstance(ids, int) else set(ids)
 
     def closing_token_ids(self) -> frozenset[int]:
         """Ids of the tokens that can close a JSON object (contain ``}``)."""

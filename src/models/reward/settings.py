@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 
 from ...torch_utils import DTYPE_NAMES
+from .sampling import sampling_problems
 
 SCORE_MODES = ("generate", "logits")
 ATTN_IMPLEMENTATIONS = ("sdpa", "eager", "flash_attention_2")
@@ -27,6 +28,15 @@ def setting_problems(values: dict) -> list[str]:
     check("attn_implementation", lambda v: v in ATTN_IMPLEMENTATIONS, f"one of {list(ATTN_IMPLEMENTATIONS)}")
     check("quantization", lambda v: v is None or v in QUANTIZATIONS, f"null or one of {list(QUANTIZATIONS)}")
     check("prefetch", lambda v: v == "auto" or isinstance(v, bool), "'auto', true or false")
+    for key in ("min_pixels", "max_pixels"):
+        check(key, lambda v: v is None or (is_int(v) and v >= 1), "null or a positive integer (pixels)")
+    if all(is_int(values.get(k)) for k in ("min_pixels", "max_pixels")) and values["min_pixels"] > values["max_pixels"]:
+        problems.append(f"min_pixels ({values['min_pixels']}) must not exceed max_pixels ({values['max_pixels']})")
+    if "sampling" in values:
+        problems.extend(sampling_problems(values["sampling"]))
+        if values["sampling"] is not None and values.get("score_mode") == "logits":
+            problems.append("sampling applies to score_mode 'generate' (logits mode reads the digit distribution "
+                            "itself, with nothing to sample)")
     for key in ("group_by_length", "stop_early", "use_batch_inference", "compare_with_original"):
         check(key, lambda v: isinstance(v, bool), "true or false")
     if "score_range" in values:
