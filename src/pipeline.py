@@ -46,7 +46,8 @@ logger = logging.getLogger(__name__)
 
 STAGES = ("edit", "score", "report", "all")
 
-# Reward-model params that change speed, not scores: changing them does not invalidate scores.
+# Reward-model params that change speed, not scores or failures (each is proven so in
+# tests/test_judge_fidelity.py, which also checks every other param changes the hash).
 THROUGHPUT_PARAMS = {"batch_size", "use_batch_inference", "device", "show_progress", "group_by_length",
                      "prefetch", "stop_early"}
 
@@ -72,6 +73,7 @@ def scoring_settings(config: Config) -> dict:
     from .models.reward.prompts import DEFAULT_SYSTEM_PROMPT, DEFAULT_USER_PROMPT
 
     from .models.reward.rubrics import get_rubric
+    from .models.reward.settings import SCORING_VERSION
 
     params = {k: v for k, v in config.reward_model.params.items() if k not in THROUGHPUT_PARAMS}
     params.setdefault("system_prompt", DEFAULT_SYSTEM_PROMPT)
@@ -79,7 +81,7 @@ def scoring_settings(config: Config) -> dict:
     rubric = get_rubric(params.pop("rubric", "simple"))
     if not rubric.is_simple:  # the rubric's full text, so that editing a built-in rubric invalidates its scores
         params["rubric"] = dataclasses.asdict(rubric)
-    return {"type": config.reward_model.type, "params": params}
+    return {"type": config.reward_model.type, "params": params, "judge_version": SCORING_VERSION}
 
 
 def scoring_settings_hash(config: Config) -> str:

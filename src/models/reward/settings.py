@@ -7,6 +7,12 @@ import importlib.util
 from ...torch_utils import DTYPE_NAMES
 from .sampling import sampling_problems
 
+# Part of the scoring settings hash: bump it when a change to the judge's code changes the scores
+# that the same settings give, so that a resumed run rescores instead of mixing old and new scores.
+# 2: sources always shown, float32 logits, greedy without the checkpoint's generation_config,
+#    the first JSON answer decides, answers read after </think>.
+SCORING_VERSION = 2
+
 SCORE_MODES = ("generate", "logits")
 ATTN_IMPLEMENTATIONS = ("sdpa", "eager", "flash_attention_2")
 QUANTIZATIONS = ("int8",)
