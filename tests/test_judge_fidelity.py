@@ -38,7 +38,7 @@ from editjudge.pipeline import THROUGHPUT_PARAMS, scoring_settings_hash
 from editjudge.tools.make_tiny_models import synthetic_image
 from tests.conftest import ROOT, SAMPLE
 
-QWEN_LOGGER = "editjudge.models.reward.qwen3_vl"
+QWEN_LOGGER = "editjudge.models.reward"  # the judge module and its parts (answers.py)
 # Qwen3-VL's thinking generation prompt: the answer starts inside an open <think> block.
 THINKING_TEMPLATE = (
     "{%- for message in messages %}{{- '<|im_start|>' + message['role'] + '\\n' }}"

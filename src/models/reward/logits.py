@@ -16,9 +16,9 @@ import logging
 
 import torch
 
-logger = logging.getLogger(__name__)
-
 from .results import ScoreResult
+
+logger = logging.getLogger(__name__)
 
 NO_SCORE_MASS = 1e-6  # below this probability on the score digits, the judge is not answering a score
 
