@@ -189,7 +189,7 @@ BAD_ANSWERS = {  # instruction of a sample item -> (what the judge answers, the 
     "Add a small embroidered flag patch on her left shoulder.": ("I cannot judge this image.", "no score found"),
     "Render the portrait as a loose watercolor painting.": ('{"score": 42}', "outside the range"),
     "Change the astronaut's orange flight suit to a deep navy blue.":
-        ('{"score": 3} and on reflection {"score": 8}', "conflicting scores"),
+        ("Score: 3, and on reflection score: 8", "conflicting scores"),  # (a first JSON score would decide)
 }
 
 

@@ -78,7 +78,7 @@ class AnswerMixin:
         trimmed = [row if end is None else row[:end] for row, end in zip(trimmed, cut)]
         with self._processor_lock:
             texts = self.processor.batch_decode(trimmed, skip_special_tokens=True, clean_up_tokenization_spaces=False)
-        return [self._parse(text, cut) for text, cut in zip(texts, exhausted)]
+        return [self._parse(text, ran_out) for text, ran_out in zip(texts, exhausted)]
 
     def _decided(self):
         """``text -> bool``: the answer is decided, nothing after it can change its parse; None when
