@@ -56,6 +56,7 @@ from .prompts import DEFAULT_SYSTEM_PROMPT, DEFAULT_USER_PROMPT, fill_prompt
 from .results import ScoreResult, ScoringStats
 from ...torch_utils import is_out_of_memory, resolve_dtype
 from .settings import setting_problems
+from .adapters import load_adapter
 
 logger = logging.getLogger(__name__)
 
@@ -114,6 +115,8 @@ class Qwen3VLRewardModel:
         prefetch: bool | str = "auto",
         stop_early: bool = True,
         quantization: str | None = None,
+        adapter_path: str | None = None,
+        merge_adapter: bool = False,
     ) -> None:
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -121,6 +124,7 @@ class Qwen3VLRewardModel:
             batch_size=batch_size, dtype=dtype, score_mode=score_mode, max_new_tokens=max_new_tokens,
             score_range=score_range, attn_implementation=attn_implementation, quantization=quantization,
             group_by_length=group_by_length, prefetch=prefetch, stop_early=stop_early, device=device,
+            adapter_path=adapter_path, merge_adapter=merge_adapter,
         ))
         if problems:
             raise ValueError("invalid Qwen3VLRewardModel settings: " + "; ".join(problems))
@@ -169,6 +173,9 @@ class Qwen3VLRewardModel:
             trust_remote_code=trust_remote_code,
             use_safetensors=True,
         ).to(self.device)
+        self.adapter_path = adapter_path
+        if adapter_path is not None:  # a LoRA judge (the ``lora`` extra): see adapters.py
+            self.model = load_adapter(self.model, adapter_path, merge=merge_adapter)
         self.model.eval()
         if quantization == "int8":
             self._quantize_int8()

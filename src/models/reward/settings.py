@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 
 from ...torch_utils import DTYPE_NAMES
+from .adapters import adapter_problems
 
 SCORE_MODES = ("generate", "logits")
 ATTN_IMPLEMENTATIONS = ("sdpa", "eager", "flash_attention_2")
@@ -51,4 +52,6 @@ def setting_problems(values: dict) -> list[str]:
             problems.append("attn_implementation 'flash_attention_2' needs dtype bfloat16 or float16, got 'float32'")
     if values.get("quantization") == "int8" and importlib.util.find_spec("torchao") is None:
         problems.append("quantization 'int8' needs the torchao package, which is not installed")
+    if "adapter_path" in values or "merge_adapter" in values:
+        problems.extend(adapter_problems(values))
     return problems
