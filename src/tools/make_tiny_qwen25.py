@@ -76,6 +76,8 @@ def judge_config(tokenizer, *, hidden: int = 64, layers: int = 2, vision_hidden:
             "max_position_embeddings": 4096,
             "rope_parameters": {"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [4, 6, 6]},
             "pad_token_id": ids("<|endoftext|>"),
+            "bos_token_id": ids("<|endoftext|>"),
+            "eos_token_id": ids("<|im_end|>"),
         },
         vision_config={
             "depth": 2,
