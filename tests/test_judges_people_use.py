@@ -127,7 +127,7 @@ def test_lora_adapter_changes_what_the_judge_answers(judge_path, adapter_path, g
 
 
 def test_merged_adapter_scores_like_the_unmerged_one(judge_path, adapter_path, graded):
-    images, _ = graded
+    images, levels = graded
     params = dict(model_path=judge_path, adapter_path=adapter_path, batch_size=4, max_new_tokens=12,
                   show_progress=False)
     unmerged = Qwen3VLRewardModel.from_config(params)
@@ -137,6 +137,7 @@ def test_merged_adapter_scores_like_the_unmerged_one(judge_path, adapter_path, g
     results = merged.batch_evaluate(images)
     assert [r.score for r in results] == unmerged.batch_score(images)
     assert all(r.ok for r in results)
+    assert spearman([r.score for r in results], levels) < -0.8  # the merged weights are the adapted ones
 
 
 def test_adapter_settings_are_checked_before_loading(judge_path, adapter_path, tmp_path):
@@ -184,3 +185,6 @@ def test_the_adapter_weights_are_part_of_the_scoring_settings(judge_path, adapte
     assert settings_hash(adapter_path=str(adapter)) != with_adapter
     config = load_config(tmp_path / "config.yaml")
     assert len(scoring_settings(config)["params"]["adapter_sha256"]) == 64
+    # A relative adapter_path is relative to the config file's folder, wherever the command runs.
+    assert settings_hash(adapter_path="adapter") == settings_hash(adapter_path=str(adapter))
+    assert load_config(tmp_path / "config.yaml").reward_model.params["adapter_path"] == str(adapter)

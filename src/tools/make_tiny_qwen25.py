@@ -1,6 +1,7 @@
 """Build a tiny Qwen2.5-VL judge (the architecture of EditScore's and GEdit's judges), offline.
 
-    python -m editjudge.tools.make_tiny_qwen25 --out .cache/tiny-models
+    python -m editjudge.tools.make_tiny_qwen25 --out .cache/tiny-models \
+        [--lora-base .cache/tiny-models/v3/qwen3-vl-judge]
 
 Writes ``OUT/qwen25-v<BUILDER_VERSION>/qwen2.5-vl-judge``: a ~250k-parameter Qwen2.5-VL checkpoint
 (``Qwen2_5_VLForConditionalGeneration``: windowed vision attention, RMSNorm vision blocks, patch
@@ -11,6 +12,9 @@ image's brightness (``make_tiny_models.brightness_score``), so that a score read
 ``Qwen3VLRewardModel`` (which loads any checkpoint through ``AutoModelForImageTextToText``) is a
 real answer of a real Qwen2.5-VL forward pass. Only the plain score prompts are trained (no rubric
 prompts, no long instructions). Nothing is downloaded.
+
+With ``--lora-base`` (or ``ensure_tiny_lora``) it also writes a tiny PEFT LoRA adapter for the tiny
+Qwen3-VL judge, trained to answer the inverted brightness (10 - N): the LoRA judge of the tests.
 
 A built model is reused when its folder exists: the folder name carries BUILDER_VERSION, so a
 change to this file that changes the model must bump it.
@@ -279,9 +283,12 @@ def ensure_tiny_qwen25(root: str | os.PathLike) -> Path:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", required=True, help="cache folder; the model lands in OUT/qwen25-v<version>/")
+    parser.add_argument("--lora-base", help="also build the tiny LoRA adapter for this Qwen3-VL judge folder (needs peft)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     print(f"judge: {ensure_tiny_qwen25(args.out)}")
+    if args.lora_base:
+        print(f"lora adapter: {ensure_tiny_lora(args.out, args.lora_base)}")
     return 0
 
 
