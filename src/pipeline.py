@@ -87,6 +87,10 @@ def scoring_settings(config: Config) -> dict:
     rubric = get_rubric(params.pop("rubric", "simple"))
     if not rubric.is_simple:  # the rubric's full text, so that editing a built-in rubric invalidates its scores
         params["rubric"] = dataclasses.asdict(rubric)
+    if params.get("adapter_path"):  # a LoRA judge: new adapter weights at the same path rescore
+        from .models.reward.adapters import adapter_fingerprint
+
+        params["adapter_sha256"] = adapter_fingerprint(params["adapter_path"])
     return {"type": config.reward_model.type, "params": params, "judge_version": SCORING_VERSION}
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 
 from ...torch_utils import DTYPE_NAMES
+from .adapters import adapter_problems
 from .placement import placement_problems
 from .sampling import sampling_problems
 
@@ -70,4 +71,6 @@ def setting_problems(values: dict) -> list[str]:
     if values.get("quantization") == "int8" and importlib.util.find_spec("torchao") is None:
         problems.append("quantization 'int8' needs the torchao package, which is not installed")
     problems.extend(placement_problems(values))  # a device group, max_memory
+    if "adapter_path" in values or "merge_adapter" in values:
+        problems.extend(adapter_problems(values))
     return problems
