@@ -91,6 +91,29 @@ def test_config_mistake_stops_the_run_with_status_2(tmp_path, judge_path, precom
     assert not (tmp_path / "out").exists()
 
 
+def test_gedit_gpt41_config_pins_the_snapshot_in_the_settings_hash(tmp_path, precomputed_dir, monkeypatch):
+    from editjudge.pipeline import scoring_settings, scoring_settings_hash
+    from tests.conftest import ROOT, SAMPLE
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-not-a-key")
+    editors = [{"name": "e", "type": "precomputed", "image_dir": str(precomputed_dir)}]
+    here = [f"benchmark.path={SAMPLE}", "benchmark.format=native", "benchmark.language=null",
+            f"output_dir={tmp_path}", f"editing.editors={editors}"]
+
+    def load(*overrides):
+        return load_config(ROOT / "configs" / "gedit_gpt41.yaml", here + list(overrides))
+
+    config = load()
+    settings = scoring_settings(config)
+    assert settings["type"] == "openai" and settings["params"]["model"] == "gpt-4.1-2025-04-14"
+    assert settings["params"]["temperature"] == 0 and settings["params"]["rubric"]["name"] == "viescore"
+    assert "base_url" not in settings["params"] and "max_concurrent" not in settings["params"]
+    assert "sk-test-not-a-key" not in str(settings)
+    # Another snapshot is another settings hash; other servers of the same model are not.
+    assert scoring_settings_hash(load("reward_model.params.model=gpt-4.1")) != scoring_settings_hash(config)
+    assert scoring_settings_hash(load("reward_model.params.base_url=[http://a/v1]")) == scoring_settings_hash(config)
+
+
 # ------------------------------------------------------------------ a real vLLM server
 
 
@@ -198,6 +221,22 @@ def test_logits_mode_within_1e3_of_transformers_through_the_pipeline(server, tmp
     assert len(pairs) == 14
     assert max(abs(g - e) for g, e in pairs) < 1e-3
     assert len({round(e, 1) for _, e in pairs}) > 3  # real, different expected values, not one constant
+
+
+def test_json_schema_makes_the_judge_answer_a_rubrics_fields(server, tmp_path, judge_path, precomputed_dir):
+    """The tiny judge only ever learnt {"score": N}: with the viescore rubric it mostly fails, unless the
+    server constrains its answers to each prompt's fields (response_format: json_schema)."""
+    plain = judge_config(tmp_path, judge_path, precomputed_dir, remote(judge_path, server.base_url, rubric="viescore",
+                                                                       max_concurrent=4, max_new_tokens=40), "plain")
+    data = judge_config(tmp_path, judge_path, precomputed_dir, remote(judge_path, server.base_url, rubric="viescore",
+                                                                      max_concurrent=4, max_new_tokens=40,
+                                                                      response_format="json_schema"), "schema")
+    unconstrained = [r for r in records(run_config(tmp_path, plain, "plain")) if r["failed_stage"] != "edit"]
+    constrained = [r for r in records(run_config(tmp_path, data, "schema")) if r["failed_stage"] != "edit"]
+    failed = [r for r in unconstrained if r["score"] is None]
+    assert len(failed) >= len(unconstrained) // 2, [r["raw_output"] for r in unconstrained if r["score"] is not None]
+    assert constrained and all(r["error"] is None and 0 <= r["score"] <= 10 for r in constrained), constrained[0]
+    assert set(constrained[0]["sub_scores"]) >= {"editing_success", "over_editing", "naturalness", "artifacts"}
 
 
 @pytest.mark.parametrize("fault", ["429", "500", "drop"])

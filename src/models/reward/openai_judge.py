@@ -19,7 +19,9 @@ retries. An item whose request fails for good is a failure with the reason, neve
 (OpenAI's API has no prefill) is refused with a clear error before scoring. ``response_format``:
 ``json_schema`` sends a schema built from the answer form the prompt asks for (``{"a": N, ...}``;
 ``json_object`` where the prompt shows none), ``json_object`` any JSON object, ``none`` nothing.
-Successful responses are cached on disk (``cache_dir``) under the hash of model, messages (images
+``extra_body`` adds fields to every request (vLLM's ``top_k``, ``ignore_eos``, ...).
+Successful responses are cached on disk (``cache_dir``, default ``OUT/cache/judge-responses``;
+``false``: no cache) under the hash of model, messages (images
 by their hash), and parameters: a rerun pays nothing twice.
 """
 
@@ -102,10 +104,6 @@ def answer_schema(user_prompt: str, low: float, high: float) -> dict | None:
 class OpenAIRewardModel:
     """Scores edited images through an OpenAI-compatible ``/chat/completions`` endpoint."""
 
-    # Params that change how requests travel, not what they ask: outside the settings hash.
-    TRANSPORT_PARAMS = ("base_url", "api_key_env", "max_concurrent", "timeout", "max_retries", "retry_backoff",
-                        "cache_dir", "output_dir")
-
     def __init__(
         self,
         model: str,
@@ -129,6 +127,7 @@ class OpenAIRewardModel:
         score_range: Sequence[float] = (0, 10),
         logits_prefix: str = '{"score": ',
         response_format: str = "none",
+        extra_body: dict | None = None,
         batch_size: int = 16,
         device: str | None = None,
         show_progress: bool = False,
@@ -151,10 +150,13 @@ class OpenAIRewardModel:
         self.score_range = (float(score_range[0]), float(score_range[1]))
         self.logits_prefix = logits_prefix
         self.response_format = response_format
+        self.extra_body = dict(extra_body or {})
         self.batch_size = batch_size
         self.use_batch_inference = use_batch_inference
         self.stats = RemoteStats()
-        if cache_dir is None and output_dir is not None:
+        if cache_dir is False or cache_dir == "":
+            cache_dir = None  # no cache
+        elif cache_dir is None and output_dir is not None:
             cache_dir = os.path.join(output_dir, "cache", "judge-responses")
         self.cache = ResponseCache(cache_dir)
         api_key = os.environ.get(api_key_env) if api_key_env else None
@@ -192,6 +194,9 @@ class OpenAIRewardModel:
             check(key, lambda v: v is None or (is_int(v) and v >= PATCH_FACTOR ** 2), f"null or an integer >= {PATCH_FACTOR ** 2}")
         check("score_mode", lambda v: v in SCORE_MODES, f"one of {list(SCORE_MODES)}")
         check("response_format", lambda v: v in RESPONSE_FORMATS, f"one of {list(RESPONSE_FORMATS)}")
+        check("extra_body", lambda v: v is None or (isinstance(v, dict) and not {"model", "messages"} & set(v)),
+              "null or a mapping of extra request fields (not model or messages)")
+        check("cache_dir", lambda v: v is None or v is False or isinstance(v, str), "null, false or a folder")
         for key in ("compare_with_original", "show_progress", "use_batch_inference"):
             check(key, lambda v: isinstance(v, bool), "true or false")
         if "score_range" in values:
@@ -350,7 +355,7 @@ class OpenAIRewardModel:
         return [{"role": "system", "content": system_prompt}, {"role": "user", "content": content}], hashes
 
     def _sampling(self) -> dict:
-        body = {"model": self.model, "temperature": self.temperature}
+        body = {**self.extra_body, "model": self.model, "temperature": self.temperature}
         if self.seed is not None:
             body["seed"] = self.seed
         return body

@@ -167,8 +167,6 @@ class VLLMServer:
 class VLLMRewardModel(OpenAIRewardModel):
     """``OpenAIRewardModel`` on a vLLM server started (and stopped) by this object."""
 
-    TRANSPORT_PARAMS = OpenAIRewardModel.TRANSPORT_PARAMS + ("python", "ready_timeout", "tensor_parallel_size")
-
     def __init__(self, model_path: str, device: str = "cpu", dtype: str = "auto", max_model_len: int | None = 4096,
                  tensor_parallel_size: int = 1, server_args: list[str] | None = None, python: str | None = None,
                  ready_timeout: float = 600.0, output_dir: str | None = None, **kwargs) -> None:
