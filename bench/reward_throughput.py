@@ -48,7 +48,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-import main  # noqa: E402,F401  (this checkout's src/ is the editjudge package, whatever is installed)
+import main as _checkout  # noqa: E402,F401  (this checkout's src/ is the editjudge package, whatever is installed)
 
 import torch  # noqa: E402
 from PIL import Image  # noqa: E402

