@@ -124,3 +124,40 @@ def test_server_that_cannot_start_is_a_clear_error(tmp_path, judge_path):
                         server_args=["--no-such-flag"])
     assert "exited with status" in str(caught.value) and "while starting" in str(caught.value)
     assert "--no-such-flag" in str(caught.value)  # the log's last lines name the problem
+
+
+@pytest.mark.parametrize("how", [signal.SIGINT, signal.SIGKILL], ids=["ctrl-c", "editjudge-killed"])
+def test_the_server_goes_when_editjudge_is_interrupted_or_killed(how, tmp_path, judge_path, precomputed_dir):
+    """Ctrl-C while the server starts stops it by its PID; a SIGKILLed editjudge takes it along
+    (the parent-death signal)."""
+    import re
+    import subprocess
+    import sys
+    import time
+
+    from tests.conftest import ROOT
+
+    python = vllm_python()
+    data = judge_config(tmp_path, judge_path, precomputed_dir, vllm(judge_path, python))
+    log = tmp_path / "editjudge.log"
+    with open(log, "w") as handle:
+        process = subprocess.Popen([sys.executable, "main.py", "--config", write(tmp_path, data)], cwd=ROOT,
+                                   stdout=handle, stderr=subprocess.STDOUT, env=dict(os.environ, **SERVER_ENV))
+    try:
+        deadline = time.monotonic() + 300
+        while not (found := re.search(r"vLLM server pid (\d+)", log.read_text())):
+            assert process.poll() is None and time.monotonic() < deadline, log.read_text()[-2000:]
+            time.sleep(0.2)
+        pid = int(found.group(1))
+        assert alive(pid)
+        process.send_signal(how)
+        process.wait(120)
+        deadline = time.monotonic() + 60
+        while alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not alive(pid), f"the vLLM server {pid} outlived editjudge"
+        if how == signal.SIGINT:
+            assert "stopping the vLLM server" in log.read_text()
+    finally:
+        if process.poll() is None:
+            process.kill()

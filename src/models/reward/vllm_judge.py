@@ -107,6 +107,7 @@ class VLLMServer:
         self.process = subprocess.Popen(command, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                         env=env, preexec_fn=_die_with_parent)
         self.pid = self.process.pid
+        logger.info("vLLM server pid %d", self.pid)
         atexit.register(self.stop)
 
     def log_tail(self) -> str:
