@@ -6,7 +6,8 @@
 Faults (on every ``every``-th POST; GETs always pass): ``429`` (with ``Retry-After: 0``), ``500``,
 ``drop`` (the connection is closed without an answer), ``hang`` (never answers: every request,
 until the proxy stops), ``die_after`` (after ``every`` forwarded POSTs the proxy stops listening,
-like a server that was killed).
+like a server that was killed), ``no_prefill`` (a 400 for any request that continues a prefilled
+assistant turn, as OpenAI's API answers). ``retry_after`` is the header sent with a 429.
 """
 
 from __future__ import annotations
@@ -19,9 +20,11 @@ import urllib.request
 
 
 class JudgeProxy:
-    def __init__(self, upstream: str, fault: str | None = None, every: int = 3, port: int = 0) -> None:
+    def __init__(self, upstream: str, fault: str | None = None, every: int = 3, port: int = 0,
+                 retry_after: str = "0") -> None:
         self.upstream = upstream.rstrip("/")
         self.fault = fault
+        self.retry_after = retry_after
         self.every = every
         self.posts = 0  # POSTs received
         self.forwarded = 0  # POSTs that reached the upstream server and were answered
@@ -48,26 +51,31 @@ class JudgeProxy:
                     proxy._stopping.wait()
                     self.close_connection = True
                     return
+                if proxy.fault == "no_prefill" and b'"continue_final_message"' in body:
+                    self._answer(400, b'{"error": {"message": "Unrecognized request argument supplied: '
+                                      b'continue_final_message"}}')
+                    return
                 if proxy.fault in ("429", "500", "drop") and n % proxy.every == 0:
                     if proxy.fault == "drop":
                         self.close_connection = True
                         self.connection.shutdown(2)
                         return
-                    code = int(proxy.fault)
-                    payload = b'{"error": {"message": "injected fault"}}'
-                    self.send_response(code)
-                    if code == 429:
-                        self.send_header("Retry-After", "0")
-                    self.send_header("Content-Type", "application/json")
-                    self.send_header("Content-Length", str(len(payload)))
-                    self.end_headers()
-                    self.wfile.write(payload)
+                    self._answer(int(proxy.fault), b'{"error": {"message": "injected fault"}}')
                     return
                 self._forward(body)
                 if proxy.fault == "die_after":
                     with proxy._lock:
                         if proxy.forwarded >= proxy.every:
                             threading.Thread(target=proxy.stop, daemon=True).start()
+
+            def _answer(self, code: int, payload: bytes) -> None:
+                self.send_response(code)
+                if code == 429:
+                    self.send_header("Retry-After", proxy.retry_after)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
 
             def _forward(self, body):
                 headers = {k: v for k, v in self.headers.items() if k.lower() in ("authorization", "content-type")}

@@ -251,6 +251,27 @@ def test_every_third_request_faulted_is_retried_nothing_lost_or_duplicated(fault
     assert len(set(proxy.forwarded_bodies)) == distinct_requests(reference) <= proxy.forwarded <= 14
 
 
+def test_retry_after_is_honoured(server, reference, tmp_path, judge_path, precomputed_dir):
+    with JudgeProxy(server.base_url.removesuffix("/v1"), fault="429", every=2, retry_after="1.5") as proxy:
+        data = judge_config(tmp_path, judge_path, precomputed_dir,
+                            remote(judge_path, proxy.base_url, max_concurrent=1, max_retries=2, retry_backoff=0.001))
+        data["editing"]["editors"] = data["editing"]["editors"][:1]
+        data["benchmark"]["limit"] = 2
+        started = time.perf_counter()
+        got = records(run_config(tmp_path, data, "retry-after"))
+    assert time.perf_counter() - started >= 1.5  # the backoff alone would have waited about a millisecond
+    assert proxy.posts == 3 and [r["score"] for r in got] == [r["score"] for r in reference[:2]]
+
+
+def test_logits_mode_is_refused_where_the_server_cannot_prefill(server, judge_path):
+    with JudgeProxy(server.base_url.removesuffix("/v1"), fault="no_prefill") as proxy:
+        with pytest.raises(ValueError, match="needs a server that continues a prefilled assistant turn") as caught:
+            OpenAIRewardModel.from_config({"model": judge_path, "base_url": proxy.base_url, "api_key_env": KEY_ENV,
+                                           "score_mode": "logits"})
+    assert "Unrecognized request argument supplied: continue_final_message" in str(caught.value)
+    assert "Use score_mode: generate" in str(caught.value)
+
+
 def test_never_answering_server_times_out_then_records_failures(server, tmp_path, judge_path, precomputed_dir):
     with JudgeProxy(server.base_url.removesuffix("/v1"), fault="hang") as proxy:
         data = judge_config(tmp_path, judge_path, precomputed_dir,

@@ -113,6 +113,9 @@ def test_vllm_backend_equals_transformers_survives_a_server_death_and_stops_its_
     assert records(out / "scores.jsonl") == expected
     assert servers and not alive(servers[0].pid)  # stopped by its PID when the stage ended
     assert servers[0].base_url.startswith("http://127.0.0.1:")
+    for path in out.rglob("*"):  # the server's own key is in no file of the run, its log included
+        if path.is_file():
+            assert servers[0].api_key.encode() not in path.read_bytes(), path
 
 
 def test_server_that_cannot_start_is_a_clear_error(tmp_path, judge_path):
