@@ -18,6 +18,8 @@ import time
 import urllib.error
 import urllib.request
 
+_DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # never through http_proxy
+
 
 class JudgeProxy:
     def __init__(self, upstream: str, fault: str | None = None, every: int = 3, port: int = 0,
@@ -82,7 +84,7 @@ class JudgeProxy:
                 request = urllib.request.Request(proxy.upstream + self.path, data=body, headers=headers,
                                                  method=self.command)
                 try:
-                    with urllib.request.urlopen(request, timeout=300) as response:
+                    with _DIRECT.open(request, timeout=300) as response:
                         status, payload = response.status, response.read()
                 except urllib.error.HTTPError as exc:
                     status, payload = exc.code, exc.read()

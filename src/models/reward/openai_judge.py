@@ -192,7 +192,8 @@ class OpenAIRewardModel:
         check("seed", lambda v: v is None or is_int(v), "null or an integer")
         check("batch_size", lambda v: is_int(v) and v >= 1, "a positive integer (items per pipeline chunk)")
         for key in ("min_pixels", "max_pixels"):
-            check(key, lambda v: v is None or (is_int(v) and v >= PATCH_FACTOR ** 2), f"null or an integer >= {PATCH_FACTOR ** 2}")
+            check(key, lambda v: v is None or (is_int(v) and v >= PATCH_FACTOR ** 2),
+                  f"null or an integer >= {PATCH_FACTOR ** 2}")
         check("score_mode", lambda v: v in SCORE_MODES, f"one of {list(SCORE_MODES)}")
         check("response_format", lambda v: v in RESPONSE_FORMATS, f"one of {list(RESPONSE_FORMATS)}")
         check("extra_body", lambda v: v is None or (isinstance(v, dict) and not {"model", "messages"} & set(v)),

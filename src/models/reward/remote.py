@@ -31,11 +31,14 @@ import socket
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
 logger = logging.getLogger(__name__)
 
+LOOPBACK_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback never goes through a proxy
+_VIA_ENV = urllib.request.build_opener()  # elsewhere: http(s)_proxy / no_proxy from the environment
 RETRY_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504})
 MAX_RETRY_AFTER = 300.0  # seconds: a server asking for longer is treated as asking for this
 ERROR_BODY_CHARS = 300
@@ -56,6 +59,12 @@ class JudgeAuthError(ValueError):
 
 class JudgeServerError(RuntimeError):
     """No judge server can be reached (or a server editjudge started has died)."""
+
+
+def _open(request: urllib.request.Request, timeout: float):
+    host = urllib.parse.urlsplit(request.full_url).hostname or ""
+    opener = LOOPBACK_OPENER if host in ("127.0.0.1", "localhost", "::1") else _VIA_ENV
+    return opener.open(request, timeout=timeout)
 
 
 def retry_after_seconds(value: str | None, now: float | None = None) -> float | None:
@@ -134,7 +143,7 @@ class ChatClient:
         url = self.base_urls[0] + path
         request = urllib.request.Request(url, headers=self._headers(), method="GET")
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+            with _open(request, self.timeout) as response:
                 return json.loads(response.read())
         except urllib.error.HTTPError as exc:
             if exc.code in (401, 403):
@@ -157,7 +166,7 @@ class ChatClient:
             with self._lock:
                 self.requests += 1
             try:
-                with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                with _open(request, self.timeout) as response:
                     payload = response.read()
                 try:
                     return json.loads(payload)

@@ -33,11 +33,10 @@ import subprocess
 import sys
 import time
 import urllib.error
-import urllib.request
 from pathlib import Path
 
 from .openai_judge import OpenAIRewardModel
-from .remote import JudgeServerError
+from .remote import LOOPBACK_OPENER, JudgeServerError
 
 logger = logging.getLogger(__name__)
 
@@ -132,7 +131,7 @@ class VLLMServer:
                 raise JudgeServerError(f"the vLLM server exited with status {self.process.returncode} while starting; "
                                        f"its log is {self.log_path}. Last lines:\n{self.log_tail()}")
             try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/health", timeout=5) as response:
+                with LOOPBACK_OPENER.open(f"http://127.0.0.1:{self.port}/health", timeout=5) as response:
                     if response.status == 200:
                         logger.info("vLLM server ready on port %d after %.1f s", self.port, time.monotonic() - started)
                         return
