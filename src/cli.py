@@ -101,6 +101,7 @@ def main(argv: list[str] | None = None) -> int:
         print(exc, file=sys.stderr)
         return 2
 
+    from .models.reward.remote import JudgeServerError
     from .parallel import WorkerError
     from .pipeline import PipelineError, run
     from .report import format_table
@@ -110,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     except (BenchmarkError, PipelineError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except WorkerError as exc:
+    except (WorkerError, JudgeServerError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     if result:

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import inspect
 import io
 import json
 import logging
@@ -55,7 +56,10 @@ STAGES = ("edit", "score", "report", "all")
 # Reward-model params that change speed, not scores or failures (each is proven so in
 # tests/test_judge_fidelity.py, which also checks every other param changes the hash).
 THROUGHPUT_PARAMS = {"batch_size", "use_batch_inference", "device", "show_progress", "group_by_length",
-                     "prefetch", "stop_early", "max_memory"}
+                     "prefetch", "stop_early", "max_memory",
+                     # remote judges (openai, vllm): how requests travel and where servers run
+                     "base_url", "api_key_env", "max_concurrent", "timeout", "max_retries", "retry_backoff",
+                     "cache_dir", "python", "ready_timeout", "tensor_parallel_size"}
 
 
 def load_items(config: Config, quiet: bool = False) -> list[BenchmarkItem]:
@@ -321,7 +325,18 @@ def score_shard(*, rank: int, world_size: int, device: str, config_data: dict, o
     if not todo:
         return
     rubric = get_rubric(config.reward_model.params.get("rubric", "simple"))
-    model = judge_class.from_config(_reward_params(config, device))
+    params = _reward_params(config, device)
+    if "output_dir" in inspect.signature(judge_class.__init__).parameters:
+        params.setdefault("output_dir", str(layout.out))  # remote judges: OUT/logs, OUT/cache
+    model = judge_class.from_config(params)
+    try:
+        _score_todo(model, rubric, todo, layout, part, settings, device, inputs, resolved)
+    finally:
+        getattr(model, "close", lambda: None)()  # a vLLM judge stops its servers
+
+
+def _score_todo(model, rubric, todo: list, layout: Layout, part: Path, settings: str, device: str,
+                inputs: dict, resolved: dict) -> None:
     batch_size = model.batch_size if isinstance(model.batch_size, int) else 16
     started = time.perf_counter()
     # A few model batches per write: the judge groups by length within a chunk, and a kill loses at most one chunk.
@@ -341,6 +356,8 @@ def score_shard(*, rank: int, world_size: int, device: str, config_data: dict, o
                 100 * stats.prepare_seconds / seconds if seconds > 0 else 0,
                 100 * max(0.0, seconds - stats.seconds) / seconds if seconds > 0 else 0,
                 stats.failures, stats.batch_fallbacks)
+    if hasattr(stats, "usage"):
+        logger.info("scoring on %s: judge usage: %s", device, stats.usage())
 
 
 # ---------------------------------------------------------------------------------------- merging

@@ -7,7 +7,11 @@ import importlib
 from .parsing import ScoreParseError, parse_score
 from .results import ScoreResult, ScoringStats
 
-REWARD_MODELS = {"qwen3_vl": "editjudge.models.reward.qwen3_vl:Qwen3VLRewardModel"}
+REWARD_MODELS = {
+    "qwen3_vl": "editjudge.models.reward.qwen3_vl:Qwen3VLRewardModel",
+    "openai": "editjudge.models.reward.openai_judge:OpenAIRewardModel",
+    "vllm": "editjudge.models.reward.vllm_judge:VLLMRewardModel",
+}
 
 
 def get_reward_model_class(name: str):
