@@ -42,7 +42,7 @@ def records(path: Path) -> list[dict]:
     out = []
     for line in path.read_text().splitlines():
         record = json.loads(line)
-        for key in ("settings", "seconds"):
+        for key in ("settings", "seconds", "resolved"):  # resolved: what the local judge's dtype auto became
             record.pop(key, None)
         out.append(record)
     return out
