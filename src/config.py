@@ -255,6 +255,7 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
 PATH_KEYS = (("benchmark", "path"), ("benchmark", "image_cache"), ("output_dir",))
 EDITOR_PATH_KEYS = ("image_dir",)
 MODEL_PATH_KEYS = {"editor": ("model_path",), "reward_model.params": ("model_path", "adapter_path")}
+REWARD_PATH_KEYS = ("cache_dir", "python")  # reward_model.params: the response cache, vLLM's interpreter
 
 
 def resolve_relative_paths(data: dict, folder: Path) -> dict:
@@ -291,6 +292,9 @@ def resolve_relative_paths(data: dict, folder: Path) -> dict:
         for key in MODEL_PATH_KEYS["reward_model.params"]:
             if key in params:
                 params[key] = resolved(params[key], must_exist=True)
+        for key in REWARD_PATH_KEYS:
+            if key in params:
+                params[key] = resolved(params[key])
     return data
 
 

@@ -91,6 +91,12 @@ def test_relative_paths_in_a_config_are_relative_to_its_folder(tmp_path, tiny_mo
     assert Path(config.editing.editors[0].image_dir).resolve() == project / "made"
     assert Path(config.reward_model.params["model_path"]).resolve() == Path(tiny_models["judge"]).resolve()
     assert config.benchmark.image_cache == "cache-here"  # --set values are relative to where the command runs
+    data = yaml.safe_load(config_path.read_text())
+    data["reward_model"] = {"type": "openai", "params": {"model": "m", "base_url": "http://127.0.0.1:9/v1",
+                                                         "cache_dir": "../answers"}}
+    from editjudge.config import resolve_relative_paths
+    assert Path(resolve_relative_paths(data, config_path.parent)["reward_model"]["params"]["cache_dir"]).resolve() \
+        == project / "answers"
     hub = load_config(config_path, ["reward_model.params.model_path=Qwen/Qwen3-VL-8B-Instruct"])
     assert hub.reward_model.params["model_path"] == "Qwen/Qwen3-VL-8B-Instruct"  # a hub id stays a hub id
 
