@@ -14,8 +14,8 @@ Stages: edit (OUT/edits/<editor>/<item>.png and OUT/edits/manifest.jsonl), score
 all (the three in order).
 A rerun resumes: finished edits and scores are skipped unless --overwrite.
 
-Exit status: 0 done; 1 a worker failed (finished work is kept; rerun to resume); 2 invalid
-configuration, benchmark or output folder.
+Exit status: 0 done; 1 a worker failed (finished work is kept; rerun to resume) or every pair
+failed (the last lines say why); 2 invalid configuration, benchmark or output folder, or nothing to do.
 """
 
 from __future__ import annotations
@@ -95,6 +95,7 @@ def main(argv: list[str] | None = None) -> int:
         print(exc, file=sys.stderr)
         return 2
 
+    from .checks import all_failed
     from .parallel import WorkerError
     from .pipeline import PipelineError, run
     from .report import format_table
@@ -111,4 +112,8 @@ def main(argv: list[str] | None = None) -> int:
         print(format_table(result["records"]))
         for name, path in result["files"].items():
             print(f"{name}: {path}")
+    failed = all_failed(config, args.stage) if int(os.environ.get("RANK", "0")) == 0 else None
+    if failed:
+        print(f"error: {failed}", file=sys.stderr)
+        return 1
     return 0

@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 
 from .benchmark import MAX_INSTRUCTION_CHARS
+from .suggest import unknown_key
 
 
 class ConfigError(ValueError):
@@ -107,7 +108,7 @@ def _build(cls, data: Any, where: str, problems: list[str]):
     fields = {f.name: f for f in dataclasses.fields(cls)}
     for key in data:
         if key not in fields:
-            problems.append(f"{where + '.' if where else ''}{key}: unknown key (known: {', '.join(fields)})")
+            problems.append(f"{where + '.' if where else ''}{key}: {unknown_key(key, fields)}")
     kwargs = {}
     for name, f in fields.items():
         path = f"{where}.{name}" if where else name
@@ -172,18 +173,16 @@ def _check_values(config: Config, problems: list[str]) -> None:
     if config.reward_model.type not in REWARD_MODELS:
         problems.append(f"reward_model.type: {config.reward_model.type!r} is not one of {sorted(REWARD_MODELS)}")
     else:
-        from .models.reward import get_reward_model_class
-
+        from .models.reward import reward_config_problems
         from .models.reward.rubrics import rubric_problems
 
         params = dict(config.reward_model.params)
-        rubric = params.pop("rubric", "simple")
+        rubric = params.get("rubric", "simple")
         problems.extend(f"reward_model.params.{p}" for p in rubric_problems(rubric))
         if rubric != "simple" and params.get("score_mode") == "logits":
             problems.append("reward_model.params.rubric: rubrics other than 'simple' read several named scores "
                             "from generated answers; use score_mode: generate")
-        model_class = get_reward_model_class(config.reward_model.type)
-        problems.extend(f"reward_model.params: {p}" for p in model_class.config_problems(params))
+        problems.extend(f"reward_model.params.{p}" for p in reward_config_problems(config.reward_model.type, params))
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:

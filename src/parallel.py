@@ -42,7 +42,30 @@ def device_problems(spec: Any, where: str) -> list[str]:
         return [f"{where}: expected 'auto', a device like 'cuda:0', or a list of them; got {spec!r}"]
     bad = [d for d in devices if not isinstance(d, str) or not (d == "cpu" or d == "cuda" or d.startswith("cuda:")
                                                                and d[5:].isdigit() or d == "mps")]
-    return [f"{where}: {d!r} is not a device (cpu, cuda, cuda:N, mps)" for d in bad]
+    if bad:
+        return [f"{where}: {d!r} is not a device (cpu, cuda, cuda:N, mps)" for d in bad]
+    return missing_device_problems(devices, where)
+
+
+def missing_device_problems(devices: list[str], where: str) -> list[str]:
+    """Named devices this machine lacks. torch is imported only when a cuda or mps device is named, and
+    ``torch.cuda.device_count()`` asks the driver (NVML where available) without creating a CUDA context."""
+    if all(d == "cpu" for d in devices):
+        return []
+    import torch
+
+    problems = []
+    cuda = [d for d in devices if d.startswith("cuda")]
+    if cuda:
+        count = torch.cuda.device_count()
+        have = f"this machine has {count} CUDA device(s)" if count else "this machine has no CUDA device"
+        for d in dict.fromkeys(cuda):
+            index = int(d[5:]) if d.startswith("cuda:") else 0
+            if index >= count:
+                problems.append(f"{where}: {d} does not exist ({have}; use cpu or auto)")
+    if "mps" in devices and not torch.backends.mps.is_available():
+        problems.append(f"{where}: mps is not available on this machine (use cpu or auto)")
+    return problems
 
 
 def shard(items: Sequence, rank: int, world_size: int) -> list:

@@ -36,6 +36,7 @@ from pathlib import Path
 from PIL import Image
 
 from .benchmark import BenchmarkItem, load_benchmark
+from .checks import export_problems, nothing_to_score
 from .config import Config, config_from_dict, config_to_dict
 from .files import write_atomic
 from .jsonl import append_jsonl, read_jsonl, write_jsonl_atomic
@@ -228,7 +229,9 @@ def _score_record(edit_key: tuple[str, BenchmarkItem], edit: dict | None, settin
 
 
 def _reward_params(config: Config, device: str) -> dict:
-    params = {k: v for k, v in config.reward_model.params.items() if k != "rubric"}
+    from .models.reward.settings import PIPELINE_PARAMS
+
+    params = {k: v for k, v in config.reward_model.params.items() if k not in PIPELINE_PARAMS}
     return dict(params, device=device)
 
 
@@ -419,6 +422,9 @@ def run(config: Config, stage: str = "all", overwrite: bool = False, export: lis
     if cut:
         logger.warning("%d instruction(s) longer than %d characters are cut to that length",
                        cut, config.benchmark.max_instruction_chars)
+    problems = export_problems(config, items, export or [])
+    if problems:
+        raise PipelineError("; ".join(problems))
     try:
         return _run(config, items, stages, overwrite, export)
     except OSError as exc:
@@ -441,6 +447,9 @@ def _run(config: Config, items: list[BenchmarkItem], stages: list[str], overwrit
             merge_stage(config, name, items)
     if launch:
         launch.barrier()
+    problem = nothing_to_score(config, items, stages)
+    if problem:
+        raise PipelineError(problem)
     data = config_to_dict(config)
     result: dict = {}
     try:

@@ -8,6 +8,14 @@ from .parsing import ScoreParseError, parse_score
 from .results import ScoreResult, ScoringStats
 
 REWARD_MODELS = {"qwen3_vl": "editjudge.models.reward.qwen3_vl:Qwen3VLRewardModel"}
+# Each type's config check, importable without torch (the run's plan prints before torch loads).
+REWARD_MODEL_CHECKS = {"qwen3_vl": "editjudge.models.reward.settings:config_problems"}
+
+
+def reward_config_problems(name: str, params: dict) -> list[str]:
+    """What is wrong with ``params`` for the reward model type ``name``, without loading it."""
+    module, _, attr = REWARD_MODEL_CHECKS[name].partition(":")
+    return getattr(importlib.import_module(module), attr)(params)
 
 
 def get_reward_model_class(name: str):
@@ -26,4 +34,4 @@ def __getattr__(name: str):
 
 
 __all__ = ["REWARD_MODELS", "Qwen3VLRewardModel", "ScoreParseError", "ScoreResult", "ScoringStats",
-           "get_reward_model_class", "parse_score"]
+           "get_reward_model_class", "parse_score", "reward_config_problems"]

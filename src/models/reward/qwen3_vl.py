@@ -55,7 +55,7 @@ from .logits import append_digit, expected_scores, single_token_ids
 from .prompts import DEFAULT_SYSTEM_PROMPT, DEFAULT_USER_PROMPT, fill_prompt
 from .results import ScoreResult, ScoringStats
 from ...torch_utils import is_out_of_memory, resolve_dtype
-from .settings import setting_problems
+from .settings import PIPELINE_PARAMS, config_problems, setting_problems
 
 logger = logging.getLogger(__name__)
 
@@ -183,19 +183,8 @@ class Qwen3VLRewardModel:
 
     @classmethod
     def config_problems(cls, params: dict) -> list[str]:
-        """What is wrong with a ``reward_model.params`` block, without loading anything."""
-        accepted = set(inspect.signature(cls.__init__).parameters) - {"self"}
-        problems = []
-        unknown = sorted(set(params) - accepted)
-        if unknown:
-            problems.append(f"unknown keys {unknown} (accepted: {', '.join(sorted(accepted))})")
-        path = params.get("model_path")
-        if not isinstance(path, str) or not path:
-            problems.append("model_path: required, a local folder or a hub id")
-        elif (path.startswith((".", "/", "~")) or os.path.isabs(path)) and not os.path.isdir(os.path.expanduser(path)):
-            problems.append(f"model_path: local folder {path} does not exist")
-        problems.extend(setting_problems({k: v for k, v in params.items() if k in accepted}))
-        return problems
+        """What is wrong with a ``reward_model.params`` block, without loading anything (``settings.py``)."""
+        return config_problems(params)
 
     @classmethod
     def from_config(cls, params: dict) -> "Qwen3VLRewardModel":
@@ -203,7 +192,7 @@ class Qwen3VLRewardModel:
         problems = cls.config_problems(params)
         if problems:
             raise ValueError("invalid reward_model.params: " + "; ".join(problems))
-        kwargs = dict(params)
+        kwargs = {k: v for k, v in params.items() if k not in PIPELINE_PARAMS}
         if "score_range" in kwargs:
             kwargs["score_range"] = tuple(kwargs["score_range"])
         return cls(**kwargs)

@@ -52,3 +52,33 @@ def setting_problems(values: dict) -> list[str]:
     if values.get("quantization") == "int8" and importlib.util.find_spec("torchao") is None:
         problems.append("quantization 'int8' needs the torchao package, which is not installed")
     return problems
+
+
+# Every key a ``reward_model.params`` block may hold: the model's constructor arguments (a test keeps
+# this in step with ``Qwen3VLRewardModel.__init__``) and the keys the pipeline reads itself.
+MODEL_PARAMS = ("model_path", "device", "dtype", "attn_implementation", "batch_size", "use_batch_inference",
+                "max_new_tokens", "min_pixels", "max_pixels", "system_prompt", "user_prompt", "compare_with_original",
+                "score_mode", "score_range", "logits_prefix", "trust_remote_code", "show_progress", "group_by_length",
+                "prefetch", "stop_early", "quantization")
+PIPELINE_PARAMS = ("rubric", "viescore_prompts_dir")
+ACCEPTED_PARAMS = MODEL_PARAMS + PIPELINE_PARAMS
+# What a judge folder (or hub repo) needs before any weights load: alternatives per entry.
+JUDGE_FILES = (("config.json",), ("model.safetensors", "model.safetensors.index.json"),
+               ("preprocessor_config.json", "processor_config.json"), ("tokenizer.json", "vocab.json"))
+
+
+def config_problems(params: dict) -> list[str]:
+    """What is wrong with a ``reward_model.params`` block, found without importing torch or loading weights."""
+    from ...hub import model_files_problem
+    from ...suggest import unknown_key
+
+    problems = [f"{key}: {unknown_key(key, ACCEPTED_PARAMS)}" for key in params if key not in ACCEPTED_PARAMS]
+    path = params.get("model_path")
+    if not isinstance(path, str) or not path:
+        problems.append("model_path: required, a local folder or a hub id")
+    else:
+        problem = model_files_problem(path, JUDGE_FILES, "model_path")
+        if problem:
+            problems.append(f"model_path: {problem}")
+    problems.extend(setting_problems({k: v for k, v in params.items() if k in MODEL_PARAMS}))
+    return problems

@@ -1,0 +1,125 @@
+"""A newcomer's first hour (issue 16): fail early, overrides, did-you-mean, readable reports and progress, the demo.
+
+Most tests run ``python main.py`` with precomputed editors: no torch import is needed for the checks,
+so they take about a second each.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import CACHE, ROOT, SAMPLE
+
+
+def make_config(tmp_path: Path, judge: str, image_dir: Path, **extra) -> dict:
+    data = {
+        "benchmark": {"path": str(SAMPLE), "limit": 4},
+        "editing": {"devices": ["cpu"], "editors": [
+            {"name": "bright", "type": "precomputed", "image_dir": str(image_dir)}]},
+        "reward_model": {"type": "qwen3_vl", "devices": ["cpu"], "params": {
+            "model_path": judge, "batch_size": 2, "max_new_tokens": 12, "show_progress": False}},
+        "output_dir": str(tmp_path / "out"),
+    }
+    for key, value in extra.items():
+        data[key] = value
+    return data
+
+
+def write(tmp_path: Path, data: dict) -> str:
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return str(path)
+
+
+def main_py(config: str, *args: str, env: dict | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "main.py", "--config", config, *args], cwd=ROOT, capture_output=True,
+                          text=True, timeout=timeout, env=dict(os.environ, OMP_NUM_THREADS="1", **(env or {})))
+
+
+@pytest.fixture
+def empty_dir(tmp_path) -> Path:
+    folder = tmp_path / "no-outputs"
+    folder.mkdir()
+    return folder
+
+
+# ------------------------------------------------------------------------------- 1-4: fail early
+
+
+def test_an_uncached_hub_judge_offline_stops_before_any_stage(tmp_path, judge_path, precomputed_dir):
+    config = write(tmp_path, make_config(tmp_path, "nobody-here/no-such-judge", precomputed_dir))
+    result = main_py(config, env={"HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")})
+    assert result.returncode == 2, result.stderr
+    assert "reward_model.params.model_path" in result.stderr and "HF_HUB_OFFLINE" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "out" / "edits").exists()  # the edit stage never ran
+
+
+def test_a_judge_folder_without_processor_files_is_a_config_error(tmp_path, judge_path, precomputed_dir):
+    judge = tmp_path / "judge"
+    shutil.copytree(judge_path, judge)
+    (judge / "processor_config.json").unlink()
+    (judge / "tokenizer.json").unlink()
+    result = main_py(write(tmp_path, make_config(tmp_path, str(judge), precomputed_dir)))
+    assert result.returncode == 2, result.stderr
+    assert "preprocessor_config.json or processor_config.json" in result.stderr
+    assert "tokenizer.json or vocab.json" in result.stderr
+    assert not (tmp_path / "out" / "edits").exists()
+
+
+@pytest.mark.parametrize("section", ["editing", "reward_model"])
+def test_a_device_that_does_not_exist_is_a_config_error_in_both_sections(tmp_path, judge_path, precomputed_dir,
+                                                                       section):
+    import torch
+
+    missing = f"cuda:{torch.cuda.device_count()}"  # one past the last device this machine has
+    data = make_config(tmp_path, judge_path, precomputed_dir)
+    data[section]["devices"] = [missing]
+    result = main_py(write(tmp_path, data))
+    assert result.returncode == 2, result.stderr
+    assert f"{section}.devices: {missing} does not exist" in result.stderr
+    assert not (tmp_path / "out" / "edits").exists()
+
+
+def test_missing_device_problems_name_only_absent_devices():
+    import torch
+
+    from editjudge.parallel import device_problems
+
+    count = torch.cuda.device_count()
+    assert device_problems(["cpu", "cpu"], "x") == []
+    assert device_problems([f"cuda:{i}" for i in range(count)] or ["cpu"], "x") == []
+    assert device_problems(["cpu", f"cuda:{count + 1}"], "x") == [
+        f"x: cuda:{count + 1} does not exist (this machine has " +
+        (f"{count} CUDA device(s)" if count else "no CUDA device") + "; use cpu or auto)"]
+
+
+def test_export_gedit_requirements_are_checked_before_the_run(tmp_path, judge_path, precomputed_dir):
+    result = main_py(write(tmp_path, make_config(tmp_path, judge_path, precomputed_dir)), "--export", "gedit")
+    assert result.returncode == 2, result.stderr
+    assert "--export gedit needs sub-scores SC and PQ" in result.stderr and "rubric: viescore" in result.stderr
+    assert "is a GEdit-Bench task type" in result.stderr  # the sample's categories are not GEdit's
+    assert not (tmp_path / "out" / "edits").exists()
+
+
+def test_stage_score_on_an_empty_output_folder_says_to_run_the_edit_stage(tmp_path, judge_path, precomputed_dir):
+    result = main_py(write(tmp_path, make_config(tmp_path, judge_path, precomputed_dir)), "--stage", "score")
+    assert result.returncode != 0
+    assert "nothing to score" in result.stderr and "run the edit stage first" in result.stderr
+    assert not (tmp_path / "out" / "scores.jsonl").exists()
+
+
+def test_a_run_where_every_pair_failed_exits_non_zero_and_says_why(tmp_path, judge_path, empty_dir):
+    result = main_py(write(tmp_path, make_config(tmp_path, judge_path, empty_dir)))
+    assert result.returncode == 1, result.stderr
+    last = result.stderr.strip().splitlines()[-3:]
+    assert "every one of the 4 pairs failed" in "\n".join(last)
+    assert any("4 x edit failed: FileNotFoundError: no output for item <item>" in line for line in last), last
