@@ -193,15 +193,37 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     return key.strip().split("."), yaml.safe_load(value)
 
 
+def _list_index(node: list, key: str, text: str, where: str) -> int:
+    """A list entry by position (``editors.0``) or by its ``name`` (``editors.my-editor``)."""
+    if key.isdigit():
+        if int(key) >= len(node):
+            raise ConfigError("--set", [f"{text!r}: {where} has {len(node)} entries, no entry {key}"])
+        return int(key)
+    names = [entry.get("name") if isinstance(entry, dict) else None for entry in node]
+    if key not in names:
+        known = ", ".join(str(n) for n in names if n is not None) or "none"
+        raise ConfigError("--set", [f"{text!r}: {where} has no entry named {key!r} (an index 0-{len(node) - 1} "
+                                    f"or a name: {known})"])
+    return names.index(key)
+
+
 def apply_overrides(data: dict, overrides: list[str]) -> dict:
+    """Apply ``a.b=c`` overrides; a list is indexed by position or by its entries' ``name``."""
     for text in overrides:
         keys, value = parse_override(text)
         node = data
-        for key in keys[:-1]:
-            node = node.setdefault(key, {})
-            if not isinstance(node, dict):
-                raise ConfigError("--set", [f"{text!r}: {key} is not a mapping"])
-        node[keys[-1]] = value
+        for depth, key in enumerate(keys):
+            where = ".".join(keys[:depth]) or "the top level"
+            if isinstance(node, list):
+                key = _list_index(node, key, text, where)
+            elif not isinstance(node, dict):
+                raise ConfigError("--set", [f"{text!r}: {where} is neither a mapping nor a list"])
+            if depth == len(keys) - 1:
+                node[key] = value
+            else:
+                if isinstance(node, dict) and key not in node:
+                    node[key] = {}
+                node = node[key]
     return data
 
 

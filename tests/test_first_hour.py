@@ -123,3 +123,45 @@ def test_a_run_where_every_pair_failed_exits_non_zero_and_says_why(tmp_path, jud
     last = result.stderr.strip().splitlines()[-3:]
     assert "every one of the 4 pairs failed" in "\n".join(last)
     assert any("4 x edit failed: FileNotFoundError: no output for item <item>" in line for line in last), last
+
+
+# ------------------------------------------------------------------------------- 12-13: overrides, did you mean
+
+
+def test_set_indexes_lists_by_position_or_by_editor_name(tmp_path, judge_path, precomputed_dir, empty_dir):
+    from editjudge.config import ConfigError, load_config
+
+    data = make_config(tmp_path, judge_path, precomputed_dir)
+    data["editing"]["editors"].append({"name": "other", "type": "precomputed", "image_dir": str(precomputed_dir)})
+    path = write(tmp_path, data)
+    config = load_config(path, [f"editing.editors.0.image_dir={empty_dir}", "editing.editors.other.batch_size=3"])
+    assert [e.image_dir for e in config.editing.editors] == [str(empty_dir), str(precomputed_dir)]
+    assert [e.batch_size for e in config.editing.editors] == [1, 3]
+    with pytest.raises(ConfigError, match="has 2 entries, no entry 5"):
+        load_config(path, ["editing.editors.5.batch_size=3"])
+    with pytest.raises(ConfigError, match=r"no entry named 'nope' \(an index 0-1 or a name: bright, other\)"):
+        load_config(path, ["editing.editors.nope.batch_size=3"])
+    # Through the command line too.
+    result = main_py(path, "--set", "editing.editors.bright.batch_size=0")
+    assert result.returncode == 2 and "editing.editors[0].batch_size: must be at least 1" in result.stderr
+
+
+def test_unknown_keys_suggest_the_closest_and_list_every_accepted_param(tmp_path, judge_path, precomputed_dir):
+    import inspect
+
+    from editjudge.models.reward.qwen3_vl import Qwen3VLRewardModel
+    from editjudge.models.reward.settings import ACCEPTED_PARAMS, MODEL_PARAMS
+
+    # The accepted list is the model's constructor arguments plus the keys the pipeline reads (rubric, ...).
+    assert set(MODEL_PARAMS) == set(inspect.signature(Qwen3VLRewardModel.__init__).parameters) - {"self"}
+    data = make_config(tmp_path, judge_path, precomputed_dir)
+    data["reward_model"]["params"]["rubrik"] = "viescore"
+    data["benchmark"]["limt"] = 3
+    data["editing"]["editors"][0]["imagedir"] = "x"
+    result = main_py(write(tmp_path, data))
+    assert result.returncode == 2
+    assert "reward_model.params.rubrik: unknown key; did you mean 'rubric'?" in result.stderr
+    assert "benchmark.limt: unknown key; did you mean 'limit'?" in result.stderr
+    assert "editing.editors[0].imagedir: unknown key; did you mean 'image_dir'?" in result.stderr
+    line = next(line for line in result.stderr.splitlines() if "rubrik" in line)
+    assert all(key in line for key in ACCEPTED_PARAMS) and "rubric" in ACCEPTED_PARAMS
