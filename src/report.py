@@ -20,7 +20,6 @@ import json
 import logging
 import math
 from collections.abc import Mapping
-from html import escape
 from pathlib import Path
 
 from .aggregate import category_stats, editor_overall
@@ -128,14 +127,17 @@ def _write_csv(path: Path, summary: dict) -> Path:
     return write_atomic(path, buffer.getvalue())
 
 
+# Backslash-escaped in Markdown (CommonMark escapes any ASCII punctuation): markup, table pipes, and
+# < > & so that no text becomes raw HTML or an entity, while it still reads as written (no &#x27;).
+MARKDOWN_SPECIAL = "\\`*_[]|#<>&~!"
+
+
 def _md(text: object, limit: int | None = None) -> str:
-    """Markdown table-safe text: HTML-escaped, one line, markup characters backslash-escaped."""
+    """Markdown table-safe text: one line, markup characters (``MARKDOWN_SPECIAL``) backslash-escaped."""
     text = " ".join(str(text).split())
     if limit and len(text) > limit:
         text = text[:limit - 1] + "…"
-    for ch in "\\`*_[]|#":
-        text = text.replace(ch, "\\" + ch)
-    return escape(text, quote=True)  # after the backslashes: the entities it writes contain '#'
+    return "".join("\\" + ch if ch in MARKDOWN_SPECIAL else ch for ch in text)
 
 
 def _markdown(summary: dict, records: list[dict], items: Mapping[str, BenchmarkItem]) -> str:

@@ -165,3 +165,13 @@ def test_unknown_keys_suggest_the_closest_and_list_every_accepted_param(tmp_path
     assert "editing.editors[0].imagedir: unknown key; did you mean 'image_dir'?" in result.stderr
     line = next(line for line in result.stderr.splitlines() if "rubrik" in line)
     assert all(key in line for key in ACCEPTED_PARAMS) and "rubric" in ACCEPTED_PARAMS
+
+
+# ------------------------------------------------------------------------------- 11: Markdown escaping
+
+
+def test_report_md_escapes_for_markdown_not_html():
+    from editjudge.report import _md
+
+    assert _md("GEdit-Bench's \"quoted\" a|b <i>x</i> & *y*") == \
+        "GEdit-Bench's \"quoted\" a\\|b \\<i\\>x\\</i\\> \\& \\*y\\*"
