@@ -25,7 +25,7 @@ from pathlib import Path
 from .aggregate import category_stats, editor_overall
 from .benchmark import BenchmarkItem
 from .files import write_atomic
-from .report_common import WEIGHTING_NOTE, WEIGHTS, failed_records, fmt, lowest_scored
+from .report_common import WEIGHTING_NOTE, WEIGHTS, failed_records, fmt, lowest_scored, shown_sub_scores, sub_score_macros
 from .report_html import render_html
 
 logger = logging.getLogger(__name__)
@@ -82,6 +82,8 @@ def summary_dict(records: list[dict], title: str = "editjudge report") -> dict:
                  "micro_stats": micro[editor]["all"].to_dict()}
         if editor in sub:
             entry["sub_scores"] = sub[editor]
+            if sub_score_macros(sub[editor]):
+                entry["sub_score_overall"] = sub_score_macros(sub[editor])  # macro SC and PQ
         editors[editor] = entry
     return {"title": title, "weighting": WEIGHTING_NOTE, "categories": _categories(stats), "editors": editors}
 
@@ -93,8 +95,11 @@ def format_table(records: list[dict]) -> str:
     stats = category_stats(records)
     overall = editor_overall(records)
     categories = _categories(stats)
-    header = ["editor", *categories, "macro", "micro", "failed"]
-    rows = [[editor, *(_cell(stats[editor].get(c)) for c in categories), fmt(o["macro"]), fmt(o["micro"]),
+    summary = summary_dict(records)
+    subs = shown_sub_scores(summary)  # SC and PQ (macro) beside the overall score, for a viescore run
+    header = ["editor", *categories, "macro", *subs, "micro", "failed"]
+    rows = [[editor, *(_cell(stats[editor].get(c)) for c in categories), fmt(o["macro"]),
+             *(fmt(summary["editors"][editor].get("sub_score_overall", {}).get(n)) for n in subs), fmt(o["micro"]),
              f"{o['n_failed']}/{o['n']}"] for editor, o in overall.items()]
     widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
     lines = ["  ".join(str(v).ljust(w) if i == 0 else str(v).rjust(w) for i, (v, w) in enumerate(zip(row, widths)))
@@ -144,14 +149,16 @@ def _markdown(summary: dict, records: list[dict], items: Mapping[str, BenchmarkI
     categories = summary["categories"]
     lines = [f"# {_md(summary['title'])}", "", f"{len(records)} editor-item pairs, {len(summary['editors'])} editors, "
              f"{len(categories)} categories. Cells: mean score (failed items in brackets).", ""]
-    lines.append("| editor | " + " | ".join(_md(c) for c in categories) + " | overall (macro) | overall (micro) "
-                 "| failure rate |")
-    lines.append("|---" * (len(categories) + 4) + "|")
+    subs = shown_sub_scores(summary)
+    lines.append("| editor | " + " | ".join(_md(c) for c in categories) + " | overall (macro) | "
+                 + "".join(f"{n} (macro) | " for n in subs) + "overall (micro) | failure rate |")
+    lines.append("|---" * (len(categories) + 4 + len(subs)) + "|")
     stats = category_stats(records)
     for editor, entry in summary["editors"].items():
         o = entry["overall"]
         cells = [_cell(stats[editor].get(c)) for c in categories]
-        lines.append(f"| {_md(editor)} | " + " | ".join(cells) + f" | {fmt(o['macro'])} | {fmt(o['micro'])} | "
+        sub_cells = "".join(f"{fmt(entry.get('sub_score_overall', {}).get(n))} | " for n in subs)
+        lines.append(f"| {_md(editor)} | " + " | ".join(cells) + f" | {fmt(o['macro'])} | {sub_cells}{fmt(o['micro'])} | "
                      f"{o['failure_rate']:.1%} ({o['n_failed']}/{o['n']}) |")
     lines += ["", f"Weighting: {_md(WEIGHTING_NOTE)}", ""]
     worst = lowest_scored(records)

@@ -23,7 +23,7 @@ from PIL import Image, UnidentifiedImageError
 from .benchmark import BenchmarkItem
 from .images import ImageLoadError, open_image, to_rgb
 from .files import write_atomic
-from .report_common import WEIGHTING_NOTE, edited_path, failed_records, fmt, lowest_scored
+from .report_common import WEIGHTING_NOTE, edited_path, failed_records, fmt, lowest_scored, shown_sub_scores
 
 logger = logging.getLogger(__name__)
 
@@ -137,6 +137,7 @@ def _img(thumb: tuple[str | None, str], alt: str) -> str:
 
 def _summary_table(summary: dict) -> str:
     categories = summary["categories"]
+    subs = shown_sub_scores(summary)  # SC and PQ beside the overall score, for a viescore run
     head = "".join(f"<th>{_e(c)}</th>" for c in categories)
     rows = []
     for editor, entry in summary["editors"].items():
@@ -150,10 +151,13 @@ def _summary_table(summary: dict) -> str:
             failed = f' <span class="fail">({st["n_failed"]} failed)</span>' if st["n_failed"] else ""
             cells.append(f'<td title="{_e(tip)}">{fmt(st["mean"])}{failed}</td>')
         o = entry["overall"]
+        sub_cells = "".join(f'<td>{fmt(entry.get("sub_score_overall", {}).get(n))}</td>' for n in subs)
         rows.append(f'<tr class="editor-row"><td>{_e(editor)}</td>{"".join(cells)}<td>{fmt(o["macro"])}</td>'
-                    f'<td>{fmt(o["micro"])}</td><td>{o["failure_rate"]:.1%} ({o["n_failed"]}/{o["n"]})</td></tr>')
-    return (f'<table id="summary"><thead><tr><th>editor</th>{head}<th>overall (macro)</th><th>overall (micro)</th>'
-            f'<th>failure rate</th></tr></thead><tbody>{"".join(rows)}</tbody></table>')
+                    f'{sub_cells}<td>{fmt(o["micro"])}</td>'
+                    f'<td>{o["failure_rate"]:.1%} ({o["n_failed"]}/{o["n"]})</td></tr>')
+    sub_head = "".join(f"<th>{_e(n)} (macro)</th>" for n in subs)
+    return (f'<table id="summary"><thead><tr><th>editor</th>{head}<th>overall (macro)</th>{sub_head}'
+            f'<th>overall (micro)</th><th>failure rate</th></tr></thead><tbody>{"".join(rows)}</tbody></table>')
 
 
 def _record_cell(record: dict, anchor: str, thumb: tuple[str | None, str]) -> str:

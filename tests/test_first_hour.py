@@ -175,3 +175,45 @@ def test_report_md_escapes_for_markdown_not_html():
 
     assert _md("GEdit-Bench's \"quoted\" a|b <i>x</i> & *y*") == \
         "GEdit-Bench's \"quoted\" a\\|b \\<i\\>x\\</i\\> \\& \\*y\\*"
+
+
+# ------------------------------------------------------------------------------- 10: SC and PQ beside the score
+
+
+def _viescore_record(editor, category, item_id, sc, pq):
+    score = None if sc is None else (sc * pq) ** 0.5
+    return {"item_id": item_id, "category": category, "editor": editor, "score": score, "raw_output": "x",
+            "error": None if sc is not None else "semantics: no score", "fallback": False,
+            "failed_stage": None if sc is not None else "score", "image": None, "image_sha1": None,
+            "settings": "s", "sub_scores": {"SC": sc, "PQ": pq}}
+
+
+def test_sc_and_pq_show_beside_the_overall_score_in_table_md_and_html(tmp_path):
+    from editjudge.benchmark import BenchmarkItem
+    from editjudge.report import format_table, write_reports
+
+    items = [BenchmarkItem(f"i{n}", cat, "make it red", tmp_path / f"i{n}.png", language="en")
+             for n, cat in enumerate(["color_alter", "color_alter", "style_change"])]
+    records = [_viescore_record("alpha", "color_alter", "i0", 4.0, 9.0), _viescore_record("alpha", "color_alter", "i1",
+                                                                                         8.0, 7.0),
+               _viescore_record("alpha", "style_change", "i2", 2.0, 5.0),
+               _viescore_record("beta", "color_alter", "i0", 9.0, 9.0),
+               _viescore_record("beta", "color_alter", "i1", None, None),
+               _viescore_record("beta", "style_change", "i2", 1.0, 4.0)]
+    # alpha: SC macro = mean(6.0, 2.0) = 4.00, PQ = mean(8.0, 5.0) = 6.50; beta: SC 5.00, PQ 6.50.
+    table = format_table(records).splitlines()
+    assert table[0].split() == ["editor", "color_alter", "style_change", "macro", "SC", "PQ", "micro", "failed"]
+    assert table[2].split()[-4:-2] == ["4.00", "6.50"] and table[3].split()[-4:-2] == ["5.00", "6.50"]
+    (tmp_path / "out").mkdir()
+    paths = write_reports(tmp_path / "out", records, items)
+    md = paths["report.md"].read_text()
+    assert "| overall (macro) | SC (macro) | PQ (macro) | overall (micro) |" in md
+    alpha_row = next(line for line in md.splitlines() if line.startswith("| alpha |"))
+    assert " | 4.00 | 6.50 | " in alpha_row
+    html = paths["report.html"].read_text()
+    assert "<th>SC (macro)</th><th>PQ (macro)</th>" in html and "<td>4.00</td><td>6.50</td>" in html
+    summary = json.loads(paths["summary.json"].read_text())
+    assert summary["editors"]["beta"]["sub_score_overall"] == {"SC": 5.0, "PQ": 6.5}
+    # A simple-rubric run has no such columns.
+    simple = [dict(r, sub_scores=None) for r in records]
+    assert "SC" not in format_table(simple).splitlines()[0]
