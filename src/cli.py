@@ -27,7 +27,7 @@ import os
 import sys
 
 from .benchmark import BenchmarkError
-from .config import ConfigError, load_config
+from .config import ConfigError, load_config, model_problems
 
 
 def _batch_size(text: str) -> int | str:
@@ -90,7 +90,17 @@ def main(argv: list[str] | None = None) -> int:
     rank = f" [rank {os.environ['RANK']}]" if int(os.environ.get("WORLD_SIZE", "1")) > 1 else ""
     logging.basicConfig(level=args.log_level, format=f"%(asctime)s %(levelname)s{rank} %(name)s: %(message)s")
     try:
-        config = load_config(args.config, overrides_from_args(args))
+        config = load_config(args.config, overrides_from_args(args), models=False)
+        if int(os.environ.get("RANK", "0")) == 0:  # the plan first; then the checks that import torch or diffusers
+            from .plan import plan_lines
+
+            print("\n".join(plan_lines(config, stage=args.stage, overwrite=args.overwrite, export=args.export,
+                                       source=args.config)), file=sys.stderr, flush=True)
+            print("checking the models and devices, then loading (imports take a few seconds) ...", file=sys.stderr,
+                  flush=True)
+        problems = model_problems(config)
+        if problems:
+            raise ConfigError(args.config, problems)
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 2

@@ -137,10 +137,9 @@ def _build(cls, data: Any, where: str, problems: list[str]):
 
 
 def _check_editing(editing: EditingConfig, problems: list[str]) -> None:
-    from .models.editing import editor_problems
     from .parallel import device_problems
 
-    problems.extend(device_problems(editing.devices, "editing.devices"))
+    problems.extend(device_problems(editing.devices, "editing.devices", present=False))
     seen = set()
     for i, editor in enumerate(editing.editors):
         where = f"editing.editors[{i}]"
@@ -151,7 +150,6 @@ def _check_editing(editing: EditingConfig, problems: list[str]) -> None:
         elif editor.name in seen:
             problems.append(f"{where}.name: {editor.name!r} is used by another editor")
         seen.add(editor.name)
-        problems.extend(editor_problems(editor, where))
 
 
 def _check_values(config: Config, problems: list[str]) -> None:
@@ -161,7 +159,7 @@ def _check_values(config: Config, problems: list[str]) -> None:
 
     if config.editing is not None:
         _check_editing(config.editing, problems)
-    problems.extend(device_problems(config.reward_model.devices, "reward_model.devices"))
+    problems.extend(device_problems(config.reward_model.devices, "reward_model.devices", present=False))
     if config.benchmark.format not in BENCHMARK_FORMATS:
         problems.append(f"benchmark.format: {config.benchmark.format!r} is not one of {list(BENCHMARK_FORMATS)}")
     if config.benchmark.limit is not None and config.benchmark.limit < 1:
@@ -173,7 +171,6 @@ def _check_values(config: Config, problems: list[str]) -> None:
     if config.reward_model.type not in REWARD_MODELS:
         problems.append(f"reward_model.type: {config.reward_model.type!r} is not one of {sorted(REWARD_MODELS)}")
     else:
-        from .models.reward import reward_config_problems
         from .models.reward.rubrics import rubric_problems
 
         params = dict(config.reward_model.params)
@@ -182,7 +179,25 @@ def _check_values(config: Config, problems: list[str]) -> None:
         if rubric != "simple" and params.get("score_mode") == "logits":
             problems.append("reward_model.params.rubric: rubrics other than 'simple' read several named scores "
                             "from generated answers; use score_mode: generate")
-        problems.extend(f"reward_model.params.{p}" for p in reward_config_problems(config.reward_model.type, params))
+
+
+def model_problems(config: Config) -> list[str]:
+    """The checks that may import torch or diffusers or ask the hub: each editor's and the judge's settings
+    and files, and whether the named devices exist. ``load_config`` runs them unless ``models=False``."""
+    from .models.editing import editor_problems
+    from .models.reward import REWARD_MODELS, reward_config_problems
+    from .parallel import device_problems
+
+    problems: list[str] = []
+    for where, spec in (("editing.devices", config.editing.devices), ("reward_model.devices", config.reward_model.devices)):
+        if not device_problems(spec, where, present=False):  # a malformed setting is reported already
+            problems.extend(device_problems(spec, where))
+    for i, editor in enumerate(config.editing.editors):
+        problems.extend(editor_problems(editor, f"editing.editors[{i}]"))
+    if config.reward_model.type in REWARD_MODELS:
+        problems.extend(f"reward_model.params.{p}" for p in
+                        reward_config_problems(config.reward_model.type, dict(config.reward_model.params)))
+    return problems
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
@@ -272,8 +287,11 @@ def resolve_relative_paths(data: dict, folder: Path) -> dict:
     return data
 
 
-def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
-    """Read, resolve relative paths, override and validate; raise ConfigError listing every problem."""
+def load_config(path: str | Path, overrides: list[str] | None = None, models: bool = True) -> Config:
+    """Read, resolve relative paths, override and validate; raise ConfigError listing every problem.
+
+    ``models=False`` leaves out ``model_problems`` (the slow checks: imports, the hub); the CLI runs
+    them after printing the plan."""
     path = Path(path)
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
@@ -287,6 +305,8 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
     config = _build(Config, data, "", problems)
     if config is not None and config.benchmark is not None and config.reward_model is not None:
         _check_values(config, problems)
+        if models and config.editing is not None and None not in config.editing.editors:
+            problems.extend(model_problems(config))  # every problem at once
     if problems:
         raise ConfigError(str(path), problems)
     return config

@@ -34,7 +34,8 @@ def resolve_devices(spec: str | Sequence[str]) -> list[str]:
     return list(spec)
 
 
-def device_problems(spec: Any, where: str) -> list[str]:
+def device_problems(spec: Any, where: str, present: bool = True) -> list[str]:
+    """What is wrong with a devices setting; ``present``: also whether this machine has them."""
     if spec == "auto":
         return []
     devices = resolve_devices(spec) if isinstance(spec, (str, list)) else None
@@ -44,7 +45,7 @@ def device_problems(spec: Any, where: str) -> list[str]:
                                                                and d[5:].isdigit() or d == "mps")]
     if bad:
         return [f"{where}: {d!r} is not a device (cpu, cuda, cuda:N, mps)" for d in bad]
-    return missing_device_problems(devices, where)
+    return missing_device_problems(devices, where) if present else []
 
 
 def missing_device_problems(devices: list[str], where: str) -> list[str]:

@@ -217,3 +217,68 @@ def test_sc_and_pq_show_beside_the_overall_score_in_table_md_and_html(tmp_path):
     # A simple-rubric run has no such columns.
     simple = [dict(r, sub_scores=None) for r in records]
     assert "SC" not in format_table(simple).splitlines()[0]
+
+
+# ------------------------------------------------------------------------------- terminal output through a pty
+
+
+def run_in_pty(args: list[str], env: dict | None = None, timeout: float = 300) -> tuple[int, str]:
+    """Run ``args`` with stdout and stderr on a pseudo-terminal (as a person sees it); (exit status, text)."""
+    import pty
+    import select
+    import time
+
+    leader, follower = pty.openpty()
+    process = subprocess.Popen(args, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=follower, stderr=follower,
+                               env=dict(os.environ, OMP_NUM_THREADS="1", COLUMNS="120", **(env or {})))
+    os.close(follower)
+    chunks, deadline = [], time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([leader], [], [], 0.5)
+            if ready:
+                try:
+                    data = os.read(leader, 65536)
+                except OSError:  # the child closed the terminal
+                    break
+                if not data:
+                    break
+                chunks.append(data)
+            elif process.poll() is not None:
+                break
+        rc = process.wait(timeout=max(1.0, deadline - time.monotonic()))
+    finally:
+        if process.poll() is None:
+            process.kill()
+        os.close(leader)
+    return rc, b"".join(chunks).decode("utf-8", "replace").replace("\r\n", "\n")
+
+
+SPY = """
+import builtins, sys
+import main
+from editjudge import cli
+real_print = builtins.print
+def spy(*args, **kw):
+    if args and str(args[0]).startswith("editjudge plan"):
+        loaded = [m for m in ("torch", "transformers", "diffusers") if m in sys.modules]
+        real_print("[heavy modules loaded before the plan: %s]" % (loaded or "none"), file=sys.stderr)
+    real_print(*args, **kw)
+builtins.print = spy
+sys.exit(cli.main(sys.argv[1:]))
+"""
+
+
+def test_the_plan_prints_first_before_torch_or_diffusers_load(tmp_path, judge_path, precomputed_dir, tiny_editors):
+    data = make_config(tmp_path, judge_path, precomputed_dir)
+    data["editing"]["editors"].append({"name": "ip2p", "type": "diffusers", "model_path": str(tiny_editors["instruct-pix2pix"]),
+                                       "dtype": "float32", "batch_size": 2})
+    rc, text = run_in_pty([sys.executable, "-c", SPY, "--config", write(tmp_path, data), "--stage", "report"])
+    assert rc == 0, text
+    lines = text.splitlines()
+    assert lines[0] == "[heavy modules loaded before the plan: none]", text
+    assert lines[1].startswith("editjudge plan (") and lines[2].startswith("  benchmark  ")
+    assert "editor     bright: precomputed" in lines[3] and "editor     ip2p: diffusers" in lines[4]
+    assert lines[5].startswith("  judge      qwen3_vl") and "rubric simple" in lines[5]
+    assert lines[6] == "  devices    edit: cpu; score: cpu" and lines[7] == "  stages     report"
+    assert "nothing yet" in lines[8]
