@@ -374,7 +374,8 @@ def report(config: Config, items: list[BenchmarkItem], export: list[str] | None 
 
     records = read_scores(config)
     out = Path(config.output_dir)
-    files = write_reports(out, records, items, title=f"editjudge: {out.name}") if records else {}
+    files = write_reports(out, records, items, title=f"editjudge: {out.name}",
+                          score_range=tuple(config.reward_model.params.get("score_range", (0, 10)))) if records else {}
     for name in export or []:
         if name == "gedit":
             paths = export_gedit(out, records, items)

@@ -186,7 +186,20 @@ def _markdown(summary: dict, records: list[dict], items: Mapping[str, BenchmarkI
 # ---------------------------------------------------------------------------------------- chart
 
 
-def _chart(path: Path, summary: dict) -> Path | None:
+def _y_limits(summary: dict, score_range: tuple[float, float] | None) -> tuple[float, float] | None:
+    """The chart's y range: the judge's whole scale (so that a 6 reads as 6 of 10) and every score."""
+    lows = [st["min"] for e in summary["editors"].values() for st in e["categories"].values() if st["min"] is not None]
+    highs = [st["max"] for e in summary["editors"].values() for st in e["categories"].values() if st["max"] is not None]
+    if not highs:
+        return None
+    low, high = min(0.0, *lows), max(highs)
+    if score_range is not None:
+        low, high = min(low, float(score_range[0])), max(high, float(score_range[1]))
+    pad = 0.05 * ((high - low) or 1.0)
+    return low - (pad if low < 0 else 0), high + pad
+
+
+def _chart(path: Path, summary: dict, score_range: tuple[float, float] | None = None) -> Path | None:
     """Grouped bars per category (and the macro average), one colour per editor, ci95 error bars.
 
     None, with a warning, where matplotlib (the ``report`` extra) is not installed.
@@ -231,12 +244,9 @@ def _chart(path: Path, summary: dict) -> Path | None:
         ax.axvline(len(groups) - 1.5, color="0.6", linewidth=0.8, linestyle="--")
     # The y range follows the scores, not the error bars: with 2 or 3 items a 95% CI can be far wider than the
     # scale, and it would flatten every bar. Such bars run off the chart, which is the honest picture.
-    lows = [st["min"] for e in summary["editors"].values() for st in e["categories"].values() if st["min"] is not None]
-    highs = [st["max"] for e in summary["editors"].values() for st in e["categories"].values() if st["max"] is not None]
-    if highs:
-        low, high = min(0.0, *lows), max(highs)
-        pad = 0.05 * ((high - low) or 1.0)
-        ax.set_ylim(low - (pad if low < 0 else 0), high + pad)
+    limits = _y_limits(summary, score_range)
+    if limits:
+        ax.set_ylim(*limits)
     ax.set_ylabel("mean score (error bar: 95% CI)")
     fig.suptitle(summary["title"], fontsize=11)
     ax.grid(axis="y", alpha=0.3)
@@ -247,10 +257,11 @@ def _chart(path: Path, summary: dict) -> Path | None:
 
 
 def write_reports(out: Path, records: list[dict], items: list[BenchmarkItem], *, title: str = "editjudge report",
-                  thumbnail_size: int = 256, thumbnail_cache: bool = True) -> dict[str, Path]:
+                  thumbnail_size: int = 256, thumbnail_cache: bool = True,
+                  score_range: tuple[float, float] | None = None) -> dict[str, Path]:
     """Writes summary.json, summary.csv, report.md, scores_by_category.png, report.html into `out`; returns name->path.
 
-    Records are validated as :mod:`editjudge.aggregate` does (a malformed one is a ValueError). With
+    ``score_range`` (the judge's scale): the chart's axis spans it. Records are validated as :mod:`editjudge.aggregate` does (a malformed one is a ValueError). With
     ``thumbnail_cache``, thumbnails are kept in ``out/.thumbnails/`` so a re-run only decodes new images.
     """
     if not isinstance(thumbnail_size, int) or not 16 <= thumbnail_size <= 2048:
@@ -263,7 +274,7 @@ def write_reports(out: Path, records: list[dict], items: list[BenchmarkItem], *,
         "summary.csv": _write_csv(out / "summary.csv", summary),
         "report.md": write_atomic(out / "report.md", _markdown(summary, records, by_id)),
     }
-    chart = _chart(out / "scores_by_category.png", summary)
+    chart = _chart(out / "scores_by_category.png", summary, score_range)
     if chart is not None:
         paths["scores_by_category.png"] = chart
     paths["report.html"] = write_atomic(out / "report.html", render_html(out, summary, records, by_id,

@@ -282,3 +282,39 @@ def test_the_plan_prints_first_before_torch_or_diffusers_load(tmp_path, judge_pa
     assert lines[5].startswith("  judge      qwen3_vl") and "rubric simple" in lines[5]
     assert lines[6] == "  devices    edit: cpu; score: cpu" and lines[7] == "  stages     report"
     assert "nothing yet" in lines[8]
+
+
+# ------------------------------------------------------------------------------- 7: a demo whose scores mean something
+
+
+def test_the_demo_ranks_its_editors_as_built(tmp_path, judge_path):
+    """The demo config's precomputed editors (built by make_demo_outputs), scored by the real tiny judge."""
+    from editjudge.report import _y_limits
+    from editjudge.tools.make_demo_outputs import EDITORS, ensure_demo_outputs
+
+    folders = ensure_demo_outputs(tmp_path / "cache")
+    data = yaml.safe_load((ROOT / "configs" / "demo.yaml").read_text())
+    demo_names = [e["name"] for e in data["editing"]["editors"]]
+    assert set(EDITORS) <= set(demo_names)
+    data["editing"]["editors"] = [dict(e, image_dir=str(folders[e["name"]])) for e in data["editing"]["editors"]
+                                  if e["name"] in EDITORS]  # the random diffusers editor is tested elsewhere
+    data["benchmark"]["path"] = str(SAMPLE)
+    data["reward_model"]["params"]["model_path"] = judge_path
+    data["output_dir"] = str(tmp_path / "out")
+    result = main_py(write(tmp_path, data))
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())["editors"]
+    macro = {name: entry["overall"]["macro"] for name, entry in summary.items()}
+    assert macro["good-edits"] > 7.5 > macro["uneven-edits"] > 4 > 3 > macro["bad-edits"], macro
+    uneven = {c: st["mean"] for c, st in summary["uneven-edits"]["categories"].items()}
+    assert min(uneven[c] for c in ("color_material", "add_object", "style")) > 6.5, uneven
+    assert max(uneven[c] for c in ("text", "remove_object", "physics_causality")) < 4, uneven
+    md = (tmp_path / "out" / "report.md").read_text()
+    lowest = [line for line in md.split("## Lowest scores")[1].splitlines() if line.startswith("| ") and "score" not in line]
+    assert all("bad-edits" in line or "uneven-edits" in line for line in lowest[:10])
+    assert len({line.split("|")[1] for line in lowest}) > 1  # not a tie
+    assert "good-edits" in result.stdout.split("\n")[2]  # the table's first row
+    # The chart's axis spans the judge's scale even when every score is 6.
+    flat = {"editors": {"e": {"categories": {"c": {"min": 6.0, "max": 6.0}}}}}
+    low, high = _y_limits(flat, (0, 10))
+    assert low <= 0 and high >= 10

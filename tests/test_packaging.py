@@ -91,7 +91,7 @@ def test_relative_paths_in_a_config_are_relative_to_its_folder(tmp_path, tiny_mo
     assert Path(config.editing.editors[0].image_dir).resolve() == project / "made"
     assert Path(config.reward_model.params["model_path"]).resolve() == Path(tiny_models["judge"]).resolve()
     assert config.benchmark.image_cache == "cache-here"  # --set values are relative to where the command runs
-    hub = load_config(config_path, ["reward_model.params.model_path=Qwen/Qwen3-VL-8B-Instruct"])
+    hub = load_config(config_path, ["reward_model.params.model_path=Qwen/Qwen3-VL-8B-Instruct"], models=False)
     assert hub.reward_model.params["model_path"] == "Qwen/Qwen3-VL-8B-Instruct"  # a hub id stays a hub id
 
 
