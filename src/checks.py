@@ -18,8 +18,9 @@ from .layout import Layout
 
 def _rubric_names(config: Config) -> set[str]:
     from .models.reward.rubrics import get_rubric
+    from .models.reward.viescore_files import rubric_spec
 
-    rubric = get_rubric(config.reward_model.params.get("rubric", "simple"))
+    rubric = get_rubric(rubric_spec(config.reward_model.params))
     return {f for p in rubric.prompts for f in p.fields} | {name for name, _ in rubric.combine}
 
 

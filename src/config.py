@@ -176,6 +176,16 @@ def _check_values(config: Config, problems: list[str]) -> None:
         params = dict(config.reward_model.params)
         rubric = params.get("rubric", "simple")
         problems.extend(f"reward_model.params.{p}" for p in rubric_problems(rubric))
+        if params.get("viescore_prompts_dir") is not None:
+            from .models.reward.viescore_files import ViescoreFilesError, read_prompts
+
+            if rubric != "viescore":
+                problems.append("reward_model.params.viescore_prompts_dir: the official VIEScore prompts need "
+                                f"rubric: viescore (got {rubric!r})")
+            try:
+                read_prompts(str(params["viescore_prompts_dir"]))
+            except (ViescoreFilesError, OSError) as exc:
+                problems.append(f"reward_model.params.viescore_prompts_dir: {exc}")
         if rubric != "simple" and params.get("score_mode") == "logits":
             problems.append("reward_model.params.rubric: rubrics other than 'simple' read several named scores "
                             "from generated answers; use score_mode: generate")
@@ -248,6 +258,7 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
 PATH_KEYS = (("benchmark", "path"), ("benchmark", "image_cache"), ("output_dir",))
 EDITOR_PATH_KEYS = ("image_dir",)
 MODEL_PATH_KEYS = {"editor": ("model_path",), "reward_model.params": ("model_path", "adapter_path")}
+REWARD_PATH_KEYS = ("viescore_prompts_dir",)  # folders, resolved like PATH_KEYS
 
 
 def resolve_relative_paths(data: dict, folder: Path) -> dict:
@@ -284,14 +295,17 @@ def resolve_relative_paths(data: dict, folder: Path) -> dict:
         for key in MODEL_PATH_KEYS["reward_model.params"]:
             if key in params:
                 params[key] = resolved(params[key], must_exist=True)
+        for key in REWARD_PATH_KEYS:
+            if key in params:
+                params[key] = resolved(params[key])
     return data
 
 
 def load_config(path: str | Path, overrides: list[str] | None = None, models: bool = True) -> Config:
     """Read, resolve relative paths, override and validate; raise ConfigError listing every problem.
 
-    ``models=False`` leaves out ``model_problems`` (the slow checks: imports, the hub); the CLI runs
-    them after printing the plan."""
+    ``models=False`` leaves out ``model_problems`` (the slow checks: imports, the hub) when nothing else
+    is wrong; the CLI runs them after printing the plan."""
     path = Path(path)
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
@@ -305,8 +319,9 @@ def load_config(path: str | Path, overrides: list[str] | None = None, models: bo
     config = _build(Config, data, "", problems)
     if config is not None and config.benchmark is not None and config.reward_model is not None:
         _check_values(config, problems)
-        if models and config.editing is not None and None not in config.editing.editors:
-            problems.extend(model_problems(config))  # every problem at once
+        # Every problem at once: a config that fails anyway gets the model checks too, plan or not.
+        if (models or problems) and config.editing is not None and None not in config.editing.editors:
+            problems.extend(model_problems(config))
     if problems:
         raise ConfigError(str(path), problems)
     return config

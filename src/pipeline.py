@@ -73,11 +73,14 @@ def scoring_settings(config: Config) -> dict:
     from .models.reward.prompts import DEFAULT_SYSTEM_PROMPT, DEFAULT_USER_PROMPT
 
     from .models.reward.rubrics import get_rubric
+    from .models.reward.viescore_files import rubric_spec
 
     params = {k: v for k, v in config.reward_model.params.items() if k not in THROUGHPUT_PARAMS}
     params.setdefault("system_prompt", DEFAULT_SYSTEM_PROMPT)
     params.setdefault("user_prompt", DEFAULT_USER_PROMPT)
-    rubric = get_rubric(params.pop("rubric", "simple"))
+    rubric = get_rubric(rubric_spec(params))  # the official VIEScore files' text when viescore_prompts_dir is set
+    params.pop("rubric", None)
+    params.pop("viescore_prompts_dir", None)
     if not rubric.is_simple:  # the rubric's full text, so that editing a built-in rubric invalidates its scores
         params["rubric"] = dataclasses.asdict(rubric)
     return {"type": config.reward_model.type, "params": params}
@@ -257,6 +260,7 @@ def score_shard(*, rank: int, world_size: int, device: str, config_data: dict, o
     """Stage 2 for one worker: one judge load, this rank's (editor, item) pairs scored in batches."""
     from .models.reward import get_reward_model_class
     from .models.reward.rubrics import get_rubric
+    from .models.reward.viescore_files import rubric_spec
 
     config = config_from_dict(config_data)
     layout = Layout(Path(config.output_dir))
@@ -290,7 +294,7 @@ def score_shard(*, rank: int, world_size: int, device: str, config_data: dict, o
                 len(mine) * len(config.editing.editors), len(failures))
     if not todo:
         return
-    rubric = get_rubric(config.reward_model.params.get("rubric", "simple"))
+    rubric = get_rubric(rubric_spec(config.reward_model.params))
     model = get_reward_model_class(config.reward_model.type).from_config(_reward_params(config, device))
     batch_size = model.batch_size if isinstance(model.batch_size, int) else 16
     started = time.perf_counter()
@@ -374,8 +378,11 @@ def report(config: Config, items: list[BenchmarkItem], export: list[str] | None 
 
     records = read_scores(config)
     out = Path(config.output_dir)
+    from .models.reward.viescore_files import prompts_note
+
     files = write_reports(out, records, items, title=f"editjudge: {out.name}",
-                          score_range=tuple(config.reward_model.params.get("score_range", (0, 10)))) if records else {}
+                          score_range=tuple(config.reward_model.params.get("score_range", (0, 10))),
+                          prompts=prompts_note(config.reward_model.params)) if records else {}
     for name in export or []:
         if name == "gedit":
             paths = export_gedit(out, records, items)

@@ -61,8 +61,10 @@ def plan_lines(config: Config, *, stage: str, overwrite: bool, export: list[str]
         where = editor.model_path if editor.type == "diffusers" else editor.image_dir
         lines.append(f"  editor     {editor.name}: {editor.type} {_short(where)} (batch {editor.batch_size})")
     rubric = params.get("rubric", "simple")
-    lines.append(f"  judge      {judge.type} {_short(params.get('model_path'))} (rubric "
-                 f"{rubric if isinstance(rubric, str) else rubric.get('name', 'custom')}, "
+    rubric = rubric if isinstance(rubric, str) else rubric.get("name", "custom")
+    if params.get("viescore_prompts_dir"):
+        rubric += f" with the official prompts of {_short(params['viescore_prompts_dir'])}"
+    lines.append(f"  judge      {judge.type} {_short(params.get('model_path'))} (rubric {rubric}, "
                  f"score_mode {params.get('score_mode', 'generate')}, batch {params.get('batch_size', 4)})")
     lines.append(f"  devices    edit: {_devices(config.editing.devices)}; score: {_devices(judge.devices)}")
     lines.append(f"  stages     {' -> '.join(stages)}" + (f" -> export {', '.join(export)}" if export else ""))

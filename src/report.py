@@ -161,6 +161,8 @@ def _markdown(summary: dict, records: list[dict], items: Mapping[str, BenchmarkI
         lines.append(f"| {_md(editor)} | " + " | ".join(cells) + f" | {fmt(o['macro'])} | {sub_cells}{fmt(o['micro'])} | "
                      f"{o['failure_rate']:.1%} ({o['n_failed']}/{o['n']}) |")
     lines += ["", f"Weighting: {_md(WEIGHTING_NOTE)}", ""]
+    if summary.get("prompts"):
+        lines += [f"Prompts: {_md(summary['prompts'])}", ""]
     worst = lowest_scored(records)
     if worst:
         lines += [f"## Lowest scores ({len(worst)})", "", "| score | editor | category | item | instruction |",
@@ -258,10 +260,10 @@ def _chart(path: Path, summary: dict, score_range: tuple[float, float] | None = 
 
 def write_reports(out: Path, records: list[dict], items: list[BenchmarkItem], *, title: str = "editjudge report",
                   thumbnail_size: int = 256, thumbnail_cache: bool = True,
-                  score_range: tuple[float, float] | None = None) -> dict[str, Path]:
+                  score_range: tuple[float, float] | None = None, prompts: str | None = None) -> dict[str, Path]:
     """Writes summary.json, summary.csv, report.md, scores_by_category.png, report.html into `out`; returns name->path.
 
-    ``score_range`` (the judge's scale): the chart's axis spans it. Records are validated as :mod:`editjudge.aggregate` does (a malformed one is a ValueError). With
+    ``score_range`` (the judge's scale): the chart's axis spans it; ``prompts``: which prompts scored (summary.json, both reports). Records are validated as :mod:`editjudge.aggregate` does (a malformed one is a ValueError). With
     ``thumbnail_cache``, thumbnails are kept in ``out/.thumbnails/`` so a re-run only decodes new images.
     """
     if not isinstance(thumbnail_size, int) or not 16 <= thumbnail_size <= 2048:
@@ -269,6 +271,8 @@ def write_reports(out: Path, records: list[dict], items: list[BenchmarkItem], *,
     out = Path(out)
     by_id = {item.id: item for item in items}
     summary = summary_dict(records, title)  # validates the records (aggregate raises ValueError on bad ones)
+    if prompts:
+        summary["prompts"] = prompts  # which judge prompts made these scores
     paths = {
         "summary.json": write_atomic(out / "summary.json", json.dumps(summary, indent=2, ensure_ascii=False) + "\n"),
         "summary.csv": _write_csv(out / "summary.csv", summary),

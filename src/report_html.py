@@ -250,6 +250,7 @@ def render_html(out: Path, summary: dict, records: list[dict], items: Mapping[st
     csp = (f"default-src 'none'; img-src data:; style-src 'unsafe-inline'; script-src 'sha256-{script_hash}'; "
            "base-uri 'none'; form-action 'none'")
     head_row = "<tr><th>score</th><th>editor</th><th>category</th><th>item</th><th>{}</th></tr>"
+    prompts_line = f"<p><small>Prompts: {_e(summary['prompts'])}</small></p>" if summary.get("prompts") else ""
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <meta http-equiv="Content-Security-Policy" content="{csp}">
@@ -260,7 +261,7 @@ def render_html(out: Path, summary: dict, records: list[dict], items: Mapping[st
 <p>{len(records)} editor-item pairs · {len(summary['editors'])} editors · {len(summary['categories'])} categories ·
 {len(failures)} failed. Cells are mean scores; hover for n and the 95% CI.</p>
 <div class="scroll">{_summary_table(summary)}</div>
-<p><small>{_e(WEIGHTING_NOTE)}</small></p>
+<p><small>{_e(WEIGHTING_NOTE)}</small></p>{prompts_line}
 {chart_img}
 <div class="controls">editor <select id="f-editor"><option value="">all</option>{options(summary['editors'])}</select>
 category <select id="f-category"><option value="">all</option>{options(summary['categories'])}</select>

@@ -318,3 +318,80 @@ def test_the_demo_ranks_its_editors_as_built(tmp_path, judge_path):
     flat = {"editors": {"e": {"categories": {"c": {"min": 6.0, "max": 6.0}}}}}
     low, high = _y_limits(flat, (0, 10))
     assert low <= 0 and high >= 10
+
+
+# ------------------------------------------------------------------------------- 9: the official VIEScore prompts
+
+
+def fake_viescore(folder: Path, marker: str = "ALPHA") -> Path:
+    """A stand-in for GEdit-Bench's viescore folder: vie_prompts.py in the official layout, our own words."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "__init__.py").write_text("")
+    (folder / "vie_prompts.py").write_text(f'''
+import os  # never run: the file is parsed, not imported
+os.environ["PWNED"] = "1"
+_context_no_delimit = """Context {marker}: answer with JSON {{"score": [...], "reasoning": "..."}}."""
+_prompts_0shot_two_image_edit_rule = """Rule: two pictures, the source then its edit."""
+_prompts_0shot_tie_rule_SC = """Rate success and overediting as score = [a, b].
+Editing instruction: <instruction>
+"""
+_prompts_0shot_rule_PQ = """Rate naturalness and artifacts as score = [a, b]."""
+_unused = 3
+''')
+    return folder
+
+
+def test_official_viescore_prompts_are_read_from_a_local_folder_and_reported(tmp_path, judge_path, precomputed_dir):
+    from editjudge.models.reward.viescore_files import official_rubric
+
+    folder = fake_viescore(tmp_path / "GEdit-Bench" / "viescore")
+    rubric = official_rubric(tmp_path / "GEdit-Bench")  # the GEdit-Bench folder works too
+    semantics, quality = rubric["prompts"]
+    assert semantics["user_prompt"].startswith("Context ALPHA") and "Editing instruction: {instruction}" in \
+        semantics["user_prompt"] and semantics["with_source"] and semantics["system_prompt"] == ""
+    assert quality["user_prompt"].endswith("Rate naturalness and artifacts as score = [a, b].")
+    assert "PWNED" not in os.environ
+
+    data = make_config(tmp_path, judge_path, precomputed_dir)
+    data["benchmark"]["limit"] = 2
+    data["reward_model"]["params"].update(rubric="viescore", viescore_prompts_dir=str(folder), max_new_tokens=24)
+    config = write(tmp_path, data)
+    result = main_py(config)
+    assert result.returncode in (0, 1), result.stderr[-3000:]  # the tiny judge may not answer these prompts
+    assert "rubric viescore with the official prompts of" in result.stderr
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["prompts"].startswith(f"official VIEScore prompts read from {folder / 'vie_prompts.py'}")
+    assert "GPT-4.1 or Qwen2.5-VL-72B" in summary["prompts"]
+    md = (tmp_path / "out" / "report.md").read_text()
+    assert "Prompts: official VIEScore prompts read from" in md
+    assert "Prompts: official VIEScore prompts read from" in (tmp_path / "out" / "report.html").read_text()
+    lines = [json.loads(line) for line in (tmp_path / "out" / "scores.jsonl").read_text().splitlines()]
+    assert len(lines) == 2 and all(set(r["raw_outputs"]) == {"semantics", "quality"} for r in lines)
+
+    # The prompts' text is part of the resume key: other words in the files, every pair is scored again.
+    fake_viescore(folder, marker="BETA")
+    again = main_py(config, "--stage", "score")
+    assert again.returncode in (0, 1), again.stderr[-3000:]
+    assert "2 of 2 pairs to score" in again.stderr
+    # The built-in wording says it is not the official text.
+    del data["reward_model"]["params"]["viescore_prompts_dir"]
+    data["output_dir"] = str(tmp_path / "out2")
+    from editjudge.models.reward.viescore_files import prompts_note
+
+    assert "not the official text" in prompts_note(data["reward_model"]["params"])
+
+
+def test_viescore_prompts_dir_mistakes_are_config_errors(tmp_path, judge_path, precomputed_dir):
+    data = make_config(tmp_path, judge_path, precomputed_dir)
+    data["reward_model"]["params"]["viescore_prompts_dir"] = str(tmp_path)  # no vie_prompts.py; simple rubric
+    result = main_py(write(tmp_path, data))
+    assert result.returncode == 2
+    assert "has no vie_prompts.py" in result.stderr and "need rubric: viescore" in result.stderr
+
+
+def test_a_prompt_without_system_text_sends_no_system_message(judge):
+    from PIL import Image
+
+    messages = judge._build_messages(Image.new("RGB", (8, 8)), "", "hello")
+    assert [m["role"] for m in messages] == ["user"]
+    assert [m["role"] for m in judge._build_messages(Image.new("RGB", (8, 8)), "sys", "hello")] == ["system", "user"]

@@ -338,10 +338,10 @@ class Qwen3VLRewardModel:
             content.append({"type": "image", "image": original_image})
         content.append({"type": "image", "image": edited_image})
         content.append({"type": "text", "text": user_prompt})
-        return [
-            {"role": "system", "content": [{"type": "text", "text": system_prompt}]},
-            {"role": "user", "content": content},
-        ]
+        user = {"role": "user", "content": content}
+        if not system_prompt:  # "" (the official VIEScore prompts): no system message at all
+            return [user]
+        return [{"role": "system", "content": [{"type": "text", "text": system_prompt}]}, user]
 
     @staticmethod
     def _per_item(values, default, n: int, name: str) -> list:

@@ -242,7 +242,7 @@ def score_with_rubric(model, rubric: Rubric, edited_images: list, instructions: 
             raise ValueError(f"rubric prompt {prompt.name!r} needs the source images")
         results = model.batch_evaluate(
             edited_images,
-            system_prompts=[prompt.system_prompt or model.system_prompt] * n,
+            system_prompts=[model.system_prompt if prompt.system_prompt is None else prompt.system_prompt] * n,
             user_prompts=[fill_prompt(prompt.user_prompt, instruction) for instruction in instructions],
             original_images=original_images if prompt.with_source else None,
             parse=lambda text, fields=prompt.fields: min(parse_fields(text, list(fields), low, high).values()),
