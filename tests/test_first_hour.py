@@ -395,3 +395,41 @@ def test_a_prompt_without_system_text_sends_no_system_message(judge):
     messages = judge._build_messages(Image.new("RGB", (8, 8)), "", "hello")
     assert [m["role"] for m in messages] == ["user"]
     assert [m["role"] for m in judge._build_messages(Image.new("RGB", (8, 8)), "sys", "hello")] == ["system", "user"]
+
+
+# ------------------------------------------------------------------------------- 14: offline, no network
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]  # nothing listens there once the socket is closed
+
+
+def _hub_config(tmp_path, precomputed_dir) -> str:
+    data = make_config(tmp_path, "nobody-here/no-such-judge", precomputed_dir)
+    data["editing"]["editors"].append({"name": "hub-editor", "type": "diffusers", "model_path": "nobody-here/no-such-editor"})
+    return write(tmp_path, data)
+
+
+def test_no_network_is_detected_once_and_said_for_every_hub_model(tmp_path, precomputed_dir):
+    env = {"HF_ENDPOINT": f"http://127.0.0.1:{_closed_port()}", "HF_HOME": str(tmp_path / "hf"), "HF_HUB_OFFLINE": "0"}
+    result = main_py(_hub_config(tmp_path, precomputed_dir), env=env, timeout=120)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.count("WARNING editjudge.hub: no network: cannot reach http://127.0.0.1:") == 1
+    problems = [line for line in result.stderr.splitlines() if line.startswith("  - ")]
+    assert len(problems) == 2 and all("is not in the Hugging Face cache and there is no network" in p
+                                      for p in problems), problems
+    assert {p.split(":")[0] for p in problems} == {"  - editing.editors[1].model_path", "  - reward_model.params.model_path"}
+
+
+def test_offline_problems_print_once_per_model(tmp_path, precomputed_dir):
+    env = {"HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")}
+    result = main_py(_hub_config(tmp_path, precomputed_dir), env=env, timeout=120)
+    assert result.returncode == 2
+    lines = result.stderr.splitlines()
+    offline = [line for line in lines if "HF_HUB_OFFLINE" in line]
+    assert len(offline) == 2 and len(set(offline)) == 2, result.stderr
+    assert "no network" not in result.stderr  # offline is known: no probe
