@@ -433,3 +433,22 @@ def test_offline_problems_print_once_per_model(tmp_path, precomputed_dir):
     offline = [line for line in lines if "HF_HUB_OFFLINE" in line]
     assert len(offline) == 2 and len(set(offline)) == 2, result.stderr
     assert "no network" not in result.stderr  # offline is known: no probe
+
+
+# ------------------------------------------------------------------------------- 8: the GEdit-Bench config
+
+
+def test_the_gedit_config_is_valid_but_for_the_dataset_and_the_hub_models(monkeypatch):
+    from huggingface_hub import constants
+
+    from editjudge.config import ConfigError, load_config
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    with pytest.raises(ConfigError) as info:
+        load_config(ROOT / "configs" / "gedit.yaml")
+    problems = info.value.problems
+    assert any(p.startswith("benchmark.path:") and "GEdit-Bench does not exist" in p for p in problems), problems
+    rest = [p for p in problems if not p.startswith("benchmark.path:")]
+    assert len(rest) == 3 and all("HF_HUB_OFFLINE is set" in p for p in rest), rest  # 2 editors and the judge
+    data = yaml.safe_load((ROOT / "configs" / "gedit.yaml").read_text())
+    assert data["benchmark"]["format"] == "gedit" and data["reward_model"]["params"]["rubric"] == "viescore"
