@@ -127,7 +127,7 @@ def _set_threads(n_workers: int, device: str) -> None:
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // n_workers))
 
 
-def _worker_main(target: Callable, kwargs: dict, log_level: int, n_workers: int) -> None:
+def _worker_main(target: Callable, kwargs: dict, log_level: int, n_workers: int, progress_queue=None) -> None:
     logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s [rank %(rank)s] %(name)s: %(message)s",
                         force=True)
     rank = kwargs["rank"]
@@ -139,15 +139,19 @@ def _worker_main(target: Callable, kwargs: dict, log_level: int, n_workers: int)
         return record
 
     logging.setLogRecordFactory(factory)
+    from . import progress
+
+    progress.attach(progress_queue, forward_logs=True, rank=rank)  # bar updates and log lines go to the parent
     _set_threads(n_workers, kwargs["device"])
     target(**kwargs)
 
 
-def run_workers(target: Callable, devices: list[str], **kwargs) -> None:
+def run_workers(target: Callable, devices: list[str], progress_queue=None, **kwargs) -> None:
     """Run ``target(rank=r, world_size=n, device=devices[r], **kwargs)`` once per device.
 
     One device runs in this process; several run in spawned processes (CUDA-safe) and all must
-    exit cleanly, else WorkerError names the ranks that did not.
+    exit cleanly, else WorkerError names the ranks that did not. ``progress_queue``
+    (``editjudge.progress.StageProgress.queue``): where spawned workers report progress and log records.
     """
     n = len(devices)
     if n == 1:
@@ -158,7 +162,7 @@ def run_workers(target: Callable, devices: list[str], **kwargs) -> None:
     processes = []
     for rank, device in enumerate(devices):
         worker_kwargs = dict(kwargs, rank=rank, world_size=n, device=device)
-        process = context.Process(target=_worker_main, args=(target, worker_kwargs, level, n),
+        process = context.Process(target=_worker_main, args=(target, worker_kwargs, level, n, progress_queue),
                                   name=f"editjudge-rank{rank}")
         process.start()
         processes.append(process)

@@ -41,6 +41,7 @@ from .config import Config, config_from_dict, config_to_dict
 from .files import write_atomic
 from .jsonl import append_jsonl, read_jsonl, write_jsonl_atomic
 from .layout import Layout, PipelineError, output_folder_error, prepare_output  # noqa: F401 (part of this interface)
+from . import progress
 from .parallel import Launch, resolve_devices, run_workers, shard
 
 logger = logging.getLogger(__name__)
@@ -169,16 +170,23 @@ def edit_shard(*, rank: int, world_size: int, device: str, config_data: dict, ov
     recorded = {} if overwrite else {(r.get("editor"), r.get("item_id")): r for r in read_jsonl(layout.manifest)}
     part = layout.part("edit", rank)
     written = 0
-    for editor_config in config.editing.editors:
+    def work_of(editor_config):
         name = editor_config.name
         mine = shard(list(_chunks(items, editor_config.batch_size)), rank, world_size)
         # Invalid items (an empty instruction) are recorded, never edited, and never make a batch unfinished.
         invalid = [item for batch in mine for item in batch if item.problem
                    and (recorded.get((name, item.id)) or {}).get("error") != _error_text(InvalidItem(item.problem))]
-        append_jsonl(part, [_save_edit(layout, name, item, item_seed(config.seed, item.id),
-                                       InvalidItem(item.problem), 0.0) for item in invalid])
         batches = [[item for item in batch if not item.problem] for batch in mine
                    if not all(item.problem or _finished_edit(layout, recorded.get((name, item.id))) for item in batch)]
+        return mine, invalid, batches
+
+    work = [work_of(editor_config) for editor_config in config.editing.editors]
+    for editor_config, (_, _, batches) in zip(config.editing.editors, work):  # the stage's bar knows its total
+        progress.todo(editor_config.name, sum(map(len, batches)))
+    for editor_config, (mine, invalid, batches) in zip(config.editing.editors, work):
+        name = editor_config.name
+        append_jsonl(part, [_save_edit(layout, name, item, item_seed(config.seed, item.id),
+                                       InvalidItem(item.problem), 0.0) for item in invalid])
         todo = [item for batch in batches for item in batch]
         logger.info("editor %s on %s: %d of %d items to edit", name, device, len(todo), sum(map(len, mine)))
         if not todo:
@@ -187,11 +195,14 @@ def edit_shard(*, rank: int, world_size: int, device: str, config_data: dict, ov
         requests = {item.id: EditRequest(item.id, item.image, item.instruction, item_seed(config.seed, item.id),
                                          item.category) for item in todo}
         try:
+            if editor_config.type == "diffusers":
+                progress.quiet_library("diffusers")
             editor = build_editor(editor_config, device)
         except Exception as exc:  # an editor that cannot load fails its items; the others go on
             logger.exception("editor %s failed to load; its %d items are recorded as failed", name, len(todo))
             failure = RuntimeError(f"editor failed to load: {_error_text(exc)}")
             append_jsonl(part, [_save_edit(layout, name, item, requests[item.id].seed, failure, 0.0) for item in todo])
+            progress.done(name, len(todo), failed=len(todo))
             continue
         try:
             for batch in ([(item, requests[item.id]) for item in batch] for batch in batches):
@@ -211,7 +222,11 @@ def edit_shard(*, rank: int, world_size: int, device: str, config_data: dict, ov
                 append_jsonl(part, records)
                 written += 1
                 failed = sum(1 for r in records if r["error"])
-                logger.info("editor %s: edited %d items (%d failed), %.2f s/item", name, len(batch), failed, seconds)
+                progress.done(name, len(batch), failed=failed)
+                # Under the stage's bar (which shows the progress) batch lines are DEBUG.
+                logger.log(logging.DEBUG if progress.active() else logging.INFO,
+                           "editor %s: edited %s (%d items, %d failed), %.2f s/item", name,
+                           progress.describe_ids([item.id for item, _ in batch]), len(batch), failed, seconds)
         finally:
             editor.close()
 
@@ -243,14 +258,15 @@ def _judge_chunk(model, rubric, chunk: list, out: Path) -> list[dict]:
     from .models.reward.rubrics import score_with_rubric
 
     images = [out / edit["image"] for _, edit in chunk]
+    ids = [f"{editor}/{item.id}" for (editor, item), _ in chunk]  # batch log lines name items, not positions
     instructions = [item.instruction for (_, item), _ in chunk]
     sources = [item.image for (_, item), _ in chunk]
     if rubric.is_simple:
-        results = model.batch_evaluate(images, instructions=instructions,
+        results = model.batch_evaluate(images, instructions=instructions, item_ids=ids,
                                        original_images=sources if model.compare_with_original else None)
         return [{"score": r.score if r.error is None else None, "raw_output": r.raw_output, "error": r.error,
                  "fallback": r.fallback, "failed_stage": None if r.error is None else "score"} for r in results]
-    results = score_with_rubric(model, rubric, images, instructions, sources)
+    results = score_with_rubric(model, rubric, images, instructions, sources, item_ids=ids)
     return [{"score": r.score, "raw_output": "\n\n".join(f"[{k}] {v}" for k, v in r.raw_outputs.items()),
              "error": r.error, "fallback": r.fallback, "failed_stage": None if r.error is None else "score",
              "sub_scores": r.sub_scores, "raw_outputs": r.raw_outputs} for r in results]
@@ -292,10 +308,18 @@ def score_shard(*, rank: int, world_size: int, device: str, config_data: dict, o
     append_jsonl(part, failures)
     logger.info("scoring on %s: %d of %d pairs to score (%d failed edits recorded)", device, len(todo),
                 len(mine) * len(config.editing.editors), len(failures))
+    for editor_config in config.editing.editors:
+        progress.todo(editor_config.name, sum(1 for (editor, _), _ in todo if editor == editor_config.name))
     if not todo:
         return
     rubric = get_rubric(rubric_spec(config.reward_model.params))
-    model = get_reward_model_class(config.reward_model.type).from_config(_reward_params(config, device))
+    params = _reward_params(config, device)
+    if progress.active():  # the stage's bar replaces the judge's own, and no load bars
+        params["show_progress"] = False
+        progress.quiet_library("transformers")
+    model = get_reward_model_class(config.reward_model.type).from_config(params)
+    if progress.active():
+        model.batch_log_level = logging.DEBUG  # the bar shows the progress; batch lines only with --log-level DEBUG
     batch_size = model.batch_size if isinstance(model.batch_size, int) else 16
     started = time.perf_counter()
     # A few model batches per write: the judge groups by length within a chunk, and a kill loses at most one chunk.
@@ -305,6 +329,9 @@ def score_shard(*, rank: int, world_size: int, device: str, config_data: dict, o
                    for (key, edit), fields in zip(chunk, _judge_chunk(model, rubric, chunk, layout.out))]
         _fault_point("score-unrecorded", written)
         append_jsonl(part, records)
+        for editor_config in config.editing.editors:
+            mine_done = [r for r in records if r["editor"] == editor_config.name]
+            progress.done(editor_config.name, len(mine_done), failed=sum(1 for r in mine_done if r["score"] is None))
     stats, seconds = model.stats, time.perf_counter() - started
     # Where the stage's time went: the model's forward calls, building inputs (opening the edited
     # images included), and the rest (parsing, writing lines) outside the judge.
@@ -479,7 +506,9 @@ def _run(config: Config, items: list[BenchmarkItem], stages: list[str], overwrit
             else:
                 logger.info("stage %s: %d worker(s) on %s", name, len(devices), ", ".join(devices))
                 try:
-                    run_workers(target, devices, config_data=data, overwrite=overwrite)
+                    with progress.StageProgress(name, "edits" if name == "edit" else "pairs",
+                                                spawned=len(devices) > 1) as bar:
+                        run_workers(target, devices, config_data=data, overwrite=overwrite, progress_queue=bar.queue)
                 finally:
                     lines = merge_stage(config, name, items)  # keep what the workers finished, even if one died
             if leader:

@@ -228,7 +228,12 @@ def run_in_pty(args: list[str], env: dict | None = None, timeout: float = 300) -
     import select
     import time
 
+    import fcntl
+    import struct
+    import termios
+
     leader, follower = pty.openpty()
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 160, 0, 0))  # a 160-column terminal
     process = subprocess.Popen(args, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=follower, stderr=follower,
                                env=dict(os.environ, OMP_NUM_THREADS="1", COLUMNS="120", **(env or {})))
     os.close(follower)
@@ -452,3 +457,45 @@ def test_the_gedit_config_is_valid_but_for_the_dataset_and_the_hub_models(monkey
     assert len(rest) == 3 and all("HF_HUB_OFFLINE is set" in p for p in rest), rest  # 2 editors and the judge
     data = yaml.safe_load((ROOT / "configs" / "gedit.yaml").read_text())
     assert data["benchmark"]["format"] == "gedit" and data["reward_model"]["params"]["rubric"] == "viescore"
+
+
+# ------------------------------------------------------------------------------- 5: progress a person can read
+
+
+def test_one_bar_per_stage_fed_by_every_worker_with_logs_that_do_not_break_it(tmp_path, judge_path,
+                                                                             precomputed_dir):
+    import re
+
+    data = make_config(tmp_path, judge_path, precomputed_dir)
+    data["benchmark"]["limit"] = 6
+    data["editing"]["editors"].append({"name": "again", "type": "precomputed", "image_dir": str(precomputed_dir),
+                                       "batch_size": 2})
+    data["reward_model"]["params"].pop("show_progress")
+    # Two spawned workers in each stage: their progress and their log lines reach the parent's bar.
+    rc, text = run_in_pty([sys.executable, "main.py", "--config", write(tmp_path, data), "--devices", "cpu,cpu"])
+    assert rc == 0, text[-3000:]
+    segments = [s for s in re.split(r"[\r\n]", text) if s.strip()]
+    bars = {stage: [s for s in segments if s.startswith(f"{stage}: ") and "|" in s] for stage in ("edit", "score")}
+    # One bar per stage, in one unit, over both workers' items (2 editors x 6 items), ending complete.
+    assert bars["edit"] and all(" edits " in s for s in bars["edit"]), segments
+    assert "12/12 edits" in bars["edit"][-1] and "bright 6/6" in bars["edit"][-1] and "again 6/6" in bars["edit"][-1]
+    assert bars["score"] and "12/12 pairs" in bars["score"][-1]
+    # Per-editor totals once a stage ends.
+    assert any("editjudge.progress: edit: 12 edits in" in s and "bright 6/6, again 6/6" in s for s in segments)
+    assert any("editjudge.progress: score: 12 pairs in" in s for s in segments)
+    # Every log line starts a line of its own (never glued onto a bar), workers' lines included.
+    logs = [s for s in segments if re.search(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ (INFO|WARNING|ERROR)", s)]
+    assert logs and all(re.match(r"\d{4}-\d\d-\d\d ", s) for s in logs), [s for s in logs if not s[:1].isdigit()]
+    assert any("[rank 1] " in s for s in logs)  # a spawned worker's line, written by the parent
+    # No model-loading bars, and the judge's own bar is replaced by the stage's.
+    assert "Loading weights" not in text and "scoring:" not in text
+
+
+def test_batch_lines_name_items_not_positions(tmp_path, judge_path, precomputed_dir):
+    data = make_config(tmp_path, judge_path, precomputed_dir)
+    data["editing"]["editors"][0]["batch_size"] = 2
+    result = main_py(write(tmp_path, data), "--log-level", "DEBUG")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "editor bright: edited color_material_001, add_object_001 (2 items, 0 failed)" in result.stderr
+    assert "processed batch bright/color_material_001, bright/add_object_001" in result.stderr
+    assert "processed batch 0-" not in result.stderr

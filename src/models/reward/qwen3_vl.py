@@ -55,6 +55,7 @@ from .logits import append_digit, expected_scores, single_token_ids
 from .prompts import DEFAULT_SYSTEM_PROMPT, DEFAULT_USER_PROMPT, fill_prompt
 from .results import ScoreResult, ScoringStats
 from ...torch_utils import is_out_of_memory, resolve_dtype
+from ...progress import describe_ids
 from .settings import PIPELINE_PARAMS, config_problems, setting_problems
 
 logger = logging.getLogger(__name__)
@@ -147,6 +148,7 @@ class Qwen3VLRewardModel:
         self.stop_early = stop_early
         self.quantization = quantization
         self.stats = ScoringStats()
+        self.batch_log_level = logging.INFO  # the level of the per-batch lines
         self._parse_override = None  # set per batch_evaluate call (parse=)
         # The prefetch thread and the main thread share the tokenizer, whose padding settings are mutable.
         self._processor_lock = threading.RLock()
@@ -221,12 +223,13 @@ class Qwen3VLRewardModel:
 
     def batch_evaluate(self, edited_images, system_prompts=None, user_prompts=None, batch_size=None,
                        use_batch_inference=None, original_images=None, instructions=None,
-                       parse=None) -> list[ScoreResult]:
+                       parse=None, item_ids=None) -> list[ScoreResult]:
         """Like ``batch_score`` but each result keeps the raw answer, the error and the fallback flag.
 
         Prompts may be None (the configured prompt), one string for every item, or one per item.
         ``instructions`` (optional, one per item) fill ``{instruction}`` in the user prompts.
-        ``batch_size`` may be a positive integer or ``"auto"``. ``parse`` (generate mode only)
+        ``batch_size`` may be a positive integer or ``"auto"``. ``item_ids`` (optional, one per item)
+        name the items in the batch log lines instead of their positions in this call. ``parse`` (generate mode only)
         replaces the score parser for this call: answer text -> score, raising ScoreParseError;
         rubrics use it to read several named fields, and ``stop_early`` then ends a row once
         ``parse`` accepts its answer at a closing brace.
@@ -309,8 +312,9 @@ class Qwen3VLRewardModel:
                 self.stats.batch_timings.append((len(indices), time.perf_counter() - batch_started))
                 scored = [results[i].score for i in indices if results[i].ok]
                 average = sum(scored) / len(scored) if scored else math.nan
-                logger.info("processed batch %s: avg_score=%.3f (%d/%d scored)",
-                            _describe(indices), average, len(scored), len(indices))
+                logger.log(self.batch_log_level, "processed batch %s: avg_score=%.3f (%d/%d scored)",
+                            _describe(indices) if item_ids is None else describe_ids([item_ids[i] for i in indices]),
+                            average, len(scored), len(indices))
                 bar.update(len(indices))
         bar.close()
 
@@ -323,7 +327,7 @@ class Qwen3VLRewardModel:
         if n:
             forward = self.stats.forward_seconds - before[0]
             real, padding = self.stats.prefill_tokens - before[1], self.stats.padding_tokens - before[2]
-            logger.info("scored %d images in %.2fs (%.2f images/s, %.0f%% of it in the model, %.1f%% padding): "
+            logger.log(self.batch_log_level, "scored %d images in %.2fs (%.2f images/s, %.0f%% of it in the model, %.1f%% padding): "
                         "%d failed, %d via sequential fallback",
                         n, elapsed, n / elapsed if elapsed > 0 else 0.0, 100 * forward / elapsed if elapsed > 0 else 0,
                         100 * padding / (real + padding) if real + padding else 0.0, failures, fallbacks)
