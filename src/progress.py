@@ -13,7 +13,8 @@ The bar counts one unit (edits in stage 1, pairs in stage 2) with its rate and E
 holds the per-editor counts, and the stage ends with one line of per-editor totals. Workers'
 log records travel through the same queue and are written by the parent with ``tqdm.write``
 (``tqdm.contrib.logging.logging_redirect_tqdm``), so log lines never glue onto the bar. Model
-loading bars (transformers, diffusers, hub downloads) are silenced while a stage bar is shown.
+loading bars (transformers, diffusers, hub downloads) are silenced while a stage bar is shown (in a
+process that loaded a model itself, those libraries' bars stay off afterwards).
 """
 
 from __future__ import annotations
@@ -109,6 +110,7 @@ class StageProgress:
                                    "[{elapsed}<{remaining}, {rate_noinv_fmt}{postfix}]")
         global _queue
         self._previous, _queue = _queue, self.queue  # a worker in this process reports here too
+        self._env = os.environ.get("HF_HUB_DISABLE_PROGRESS_BARS")
         silence_load_bars()
         self._started = time.perf_counter()
         self._thread.start()
@@ -153,6 +155,10 @@ class StageProgress:
         self.queue.put("stop")
         self._thread.join(timeout=30)
         _queue = self._previous
+        if self._env is None:  # spawned workers inherit it while the stage runs; the process gets it back after
+            os.environ.pop("HF_HUB_DISABLE_PROGRESS_BARS", None)
+        else:
+            os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = self._env
         self.bar.close()
         logger.info("%s", self.totals())
         self._redirect.__exit__(*exc)

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import CACHE, ROOT, SAMPLE
+from tests.conftest import ROOT, SAMPLE
 
 
 def make_config(tmp_path: Path, judge: str, image_dir: Path, **extra) -> dict:

@@ -25,10 +25,8 @@ accuracy or portability for speed and memory. ``stats`` shows where the time wen
 
 from __future__ import annotations
 
-import inspect
 import logging
 import math
-import os
 import threading
 import time
 from collections.abc import Sequence
