@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.editjudge-installed
 CACHE ?= .cache/tiny-models
 
-.PHONY: demo test models bench clean
+.PHONY: demo test models bench bench-server clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,9 @@ test: $(STAMP)
 
 bench: models
 	$(PY) bench/reward_throughput.py
+
+bench-server: models
+	OMP_NUM_THREADS=1 $(PY) bench/reward_server.py
 
 clean:
 	rm -rf outputs .pytest_cache

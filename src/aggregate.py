@@ -2,15 +2,22 @@
 
 A record is a dict with at least ``item_id``, ``category``, ``editor`` and ``score`` (a number, or
 None for a failed item); other keys (raw_output, error, fallback, sub_scores, ...) are ignored.
-Failed items are counted everywhere and excluded from every mean.
+Failed items are counted everywhere; the headline means leave them out.
 
     records = [json.loads(line) for line in open("out/scores.jsonl")]
     category_stats(records)["source"]["style"].to_dict()  # n, n_failed, mean, std, ci95, ...
-    editor_overall(records)["source"]["macro"]
+    editor_overall(records, floor=0.0)["source"]["macro"]
 
 Weighting is explicit: ``macro`` is the mean of the category means (GEdit-Bench's convention, so
 every category weighs the same however many items it has), ``micro`` the mean over all scored
 items. Editors and categories keep the order in which they first appear.
+
+Dropping failures flatters an editor that fails on hard items, so beside the headline ``macro``
+(GEdit-Bench's: failed items dropped, categories with nothing scored skipped) ``editor_overall``
+gives two means that do not: ``macro_failed_as_min`` counts every failed item as the scale's
+minimum (``floor``), and ``macro_common`` averages only the items that every editor scored (the
+same items for all, so a like-for-like comparison). Both are macro means, comparable with the
+headline. An editor whose failure rate exceeds ``FAILURE_RATE_FLAG`` is flagged.
 """
 
 from __future__ import annotations
@@ -20,7 +27,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from functools import lru_cache
 
-__all__ = ["Stats", "category_stats", "editor_overall", "spearman", "t_quantile"]
+__all__ = ["FAILURE_RATE_FLAG", "Stats", "category_stats", "common_items", "editor_overall", "spearman", "t_quantile"]
+
+FAILURE_RATE_FLAG = 0.05  # an editor failing more often than this is flagged in every report
 
 
 def _betacf(a: float, b: float, x: float) -> float:
@@ -122,7 +131,13 @@ def _stats(scores: list[float | None]) -> Stats:
 
 def _grouped(records: Iterable[Mapping]) -> dict[str, dict[str, list[float | None]]]:
     """editor -> category -> scores, in first-appearance order; malformed records are a ValueError."""
-    groups: dict[str, dict[str, list[float | None]]] = {}
+    return {editor: {category: [score for _, score in pairs] for category, pairs in by_category.items()}
+            for editor, by_category in _grouped_items(records).items()}
+
+
+def _grouped_items(records: Iterable[Mapping]) -> dict[str, dict[str, list[tuple[str, float | None]]]]:
+    """editor -> category -> (item id, score) pairs, as ``_grouped``."""
+    groups: dict[str, dict[str, list[tuple[str, float | None]]]] = {}
     seen: set[tuple[str, str]] = set()
     for number, record in enumerate(records):
         if not isinstance(record, Mapping):
@@ -140,7 +155,7 @@ def _grouped(records: Iterable[Mapping]) -> dict[str, dict[str, list[float | Non
             raise ValueError(f"{where}: the same editor and item appear twice")
         seen.add(key)
         groups.setdefault(record["editor"], {}).setdefault(record["category"], []).append(
-            None if score is None else float(score))
+            (record["item_id"], None if score is None else float(score)))
     return groups
 
 
@@ -150,29 +165,59 @@ def category_stats(records: Iterable[Mapping]) -> dict[str, dict[str, Stats]]:
             for editor, by_category in _grouped(records).items()}
 
 
-def editor_overall(records: Iterable[Mapping]) -> dict[str, dict]:
-    """``{editor: {macro, micro, n, n_failed, n_scored, failure_rate, n_categories, n_categories_scored,
-    unscored_categories}}``.
+def _macro(by_category: Mapping[str, list[float | None]]) -> float | None:
+    """The mean of the category means, over the categories with a scored item; None without any."""
+    means = [st.mean for st in map(_stats, by_category.values()) if st.mean is not None]
+    return math.fsum(means) / len(means) if means else None
 
-    ``macro`` averages the means of the categories with at least one scored item; the others are
-    listed in ``unscored_categories`` (and counted in ``n_categories`` only). ``macro`` and
+
+def _common(groups: Mapping[str, Mapping[str, list[tuple[str, float | None]]]]) -> set[str]:
+    scored = [{item for pairs in by_category.values() for item, score in pairs if score is not None}
+              for by_category in groups.values()]
+    return set.intersection(*scored) if scored else set()
+
+
+def common_items(records: Iterable[Mapping]) -> set[str]:
+    """The item ids that every editor in ``records`` scored (``macro_common`` averages these)."""
+    return _common(_grouped_items(records))
+
+
+def editor_overall(records: Iterable[Mapping], floor: float = 0.0) -> dict[str, dict]:
+    """``{editor: {macro, macro_failed_as_min, macro_common, micro, n, n_failed, n_scored, n_common,
+    failure_rate, high_failure_rate, n_categories, n_categories_scored, unscored_categories}}``.
+
+    ``macro`` (the headline, GEdit-Bench's convention) averages the means of the categories with at
+    least one scored item; the others are listed in ``unscored_categories`` (and counted in
+    ``n_categories`` only). ``macro_failed_as_min`` is the macro mean with every failed item scored
+    ``floor`` (the scale's minimum), so every item and category counts. ``macro_common`` is the macro
+    mean over the ``n_common`` items that every editor in ``records`` scored (None when there are
+    none). ``high_failure_rate``: the failure rate exceeds ``FAILURE_RATE_FLAG``. ``macro`` and
     ``micro`` are None when the editor has no scored item at all.
     """
+    groups = _grouped_items(records)
+    common = _common(groups)
     overall = {}
-    for editor, by_category in _grouped(records).items():
-        stats = {category: _stats(scores) for category, scores in by_category.items()}
-        means = [st.mean for st in stats.values() if st.mean is not None]
-        scored = [x for scores in by_category.values() for x in scores if x is not None]
+    for editor, by_category in groups.items():
+        scores = {category: [score for _, score in pairs] for category, pairs in by_category.items()}
+        stats = {category: _stats(values) for category, values in scores.items()}
+        scored = [x for values in scores.values() for x in values if x is not None]
         n = sum(st.n for st in stats.values())
+        failure_rate = (n - len(scored)) / n
+        shared = {category: [score for item, score in pairs if item in common] for category, pairs in by_category.items()}
         overall[editor] = {
-            "macro": math.fsum(means) / len(means) if means else None,
+            "macro": _macro(scores),
+            "macro_failed_as_min": _macro({category: [floor if x is None else x for x in values]
+                                           for category, values in scores.items()}),
+            "macro_common": _macro(shared),
             "micro": math.fsum(scored) / len(scored) if scored else None,
             "n": n,
             "n_failed": n - len(scored),
             "n_scored": len(scored),
-            "failure_rate": (n - len(scored)) / n,
+            "n_common": sum(len(values) for values in shared.values()),
+            "failure_rate": failure_rate,
+            "high_failure_rate": failure_rate > FAILURE_RATE_FLAG,
             "n_categories": len(stats),
-            "n_categories_scored": len(means),
+            "n_categories_scored": sum(1 for st in stats.values() if st.mean is not None),
             "unscored_categories": [c for c, st in stats.items() if st.mean is None],
         }
     return overall

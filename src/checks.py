@@ -82,5 +82,5 @@ def all_failed(config: Config, stage: str) -> str | None:
         return _why(records, "edits") if records and all(r.get("error") for r in records) else None
     if stage == "report" and not layout.scores.exists():
         return None
-    records = [r for r in read_scores(config) if r.get("editor") in names]
+    records = [r for r in read_scores(config)[0] if r.get("editor") in names]
     return _why(records, "pairs") if records and all(r.get("score") is None for r in records) else None

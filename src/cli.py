@@ -8,6 +8,7 @@ The same command three ways: ``editjudge ...`` (installed), ``python -m editjudg
     python main.py --config configs/demo.yaml --stage score --limit 8 --batch-size 2
     python main.py --config config.yaml --devices cuda:0,cuda:1 --set reward_model.params.score_mode=logits
     torchrun --nnodes 2 --nproc-per-node 8 ... main.py --config config_multi_gpu.yaml   # several machines
+    python main.py serve --config config.yaml                # the judge as a reward server (serve --help)
 
 Stages: edit (OUT/edits/<editor>/<item>.png and OUT/edits/manifest.jsonl), score
 (OUT/scores.jsonl), report (summary.json/.csv, report.md, scores_by_category.png, report.html),
@@ -86,6 +87,11 @@ def overrides_from_args(args: argparse.Namespace) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["serve"]:  # the reward server (editjudge.serve): its own flags
+        from .serve import main as serve_main
+
+        return serve_main(argv[1:])
     args = build_parser().parse_args(argv)
     rank = f" [rank {os.environ['RANK']}]" if int(os.environ.get("WORLD_SIZE", "1")) > 1 else ""
     logging.basicConfig(level=args.log_level, format=f"%(asctime)s %(levelname)s{rank} %(name)s: %(message)s")
@@ -119,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     if result:
-        print(format_table(result["records"]))
+        print(format_table(result["records"], result["floor"]))
         for name, path in result["files"].items():
             print(f"{name}: {path}")
     failed = all_failed(config, args.stage) if int(os.environ.get("RANK", "0")) == 0 else None

@@ -49,18 +49,23 @@ class EditorConfig:
     dtype: str = "auto"
     trust_remote_code: bool = False
     max_area: int | None = None
+    # diffusers: where the weights live (none | model | sequential) and VAE decoding in tiles / one image at a time.
+    offload: str = "none"
+    vae_tiling: bool = False
+    vae_slicing: bool = False
 
 
 @dataclass
 class EditingConfig:
-    devices: str | list[str] = "auto"
+    devices: str | list[str | list[str]] = "auto"  # a group (nested list) is refused with its reason
     editors: list[EditorConfig] = field(default_factory=list)
 
 
 @dataclass
 class RewardModelConfig:
     type: str = "qwen3_vl"
-    devices: str | list[str] = "auto"
+    # A list entry may be a group of GPUs one replica spans: [[cuda:0, cuda:1], [cuda:2, cuda:3]].
+    devices: str | list[str | list[str]] = "auto"
     params: dict[str, Any] = field(default_factory=dict)
 
 
@@ -136,10 +141,24 @@ def _build(cls, data: Any, where: str, problems: list[str]):
         return None  # already reported as a missing required key
 
 
+def _check_offload(editing: EditingConfig, problems: list[str]) -> None:
+    """``offload: sequential`` streams weights onto a GPU: it cannot run on a CPU worker."""
+    from .parallel import device_problems, resolve_devices
+
+    sequential = [i for i, e in enumerate(editing.editors) if e is not None and e.offload == "sequential"]
+    if not sequential or device_problems(editing.devices, "", groups=False):
+        return
+    on_cpu = [d for d in resolve_devices(editing.devices) if isinstance(d, str) and d.startswith("cpu")]
+    for i in sequential if on_cpu else []:
+        problems.append(f"editing.editors[{i}].offload: 'sequential' needs a GPU, and editing.devices "
+                        f"{editing.devices!r} runs editors on the CPU (use offload: none or model there)")
+
+
 def _check_editing(editing: EditingConfig, problems: list[str]) -> None:
     from .parallel import device_problems
 
-    problems.extend(device_problems(editing.devices, "editing.devices", present=False))
+    problems.extend(device_problems(editing.devices, "editing.devices", groups=False, present=False))
+    _check_offload(editing, problems)
     seen = set()
     for i, editor in enumerate(editing.editors):
         where = f"editing.editors[{i}]"
@@ -152,14 +171,29 @@ def _check_editing(editing: EditingConfig, problems: list[str]) -> None:
         seen.add(editor.name)
 
 
+def _check_judge_groups(reward: RewardModelConfig, problems: list[str]) -> None:
+    """``max_memory`` caps the devices of a group; a judge on single devices takes each whole."""
+    from .parallel import is_group, resolve_devices
+
+    params = reward.params
+    if params.get("max_memory") is None:
+        return
+    spec = reward.devices
+    grouped = isinstance(params.get("device"), list) if spec == "auto" else (
+        isinstance(spec, (str, list)) and any(is_group(d) for d in resolve_devices(spec)))
+    if not grouped:
+        problems.append("reward_model.params.max_memory: applies to a judge on device groups (reward_model.devices: "
+                        "[[cuda:0, cuda:1], ...]); a judge on one device takes the whole device")
+
+
 def _check_values(config: Config, problems: list[str]) -> None:
     from .benchmark import BENCHMARK_FORMATS
-    from .models.reward import REWARD_MODELS
     from .parallel import device_problems
 
     if config.editing is not None:
         _check_editing(config.editing, problems)
     problems.extend(device_problems(config.reward_model.devices, "reward_model.devices", present=False))
+    _check_judge_groups(config.reward_model, problems)
     if config.benchmark.format not in BENCHMARK_FORMATS:
         problems.append(f"benchmark.format: {config.benchmark.format!r} is not one of {list(BENCHMARK_FORMATS)}")
     if config.benchmark.limit is not None and config.benchmark.limit < 1:
@@ -168,12 +202,20 @@ def _check_values(config: Config, problems: list[str]) -> None:
         problems.append(f"benchmark.max_instruction_chars: must be at least 1, got {config.benchmark.max_instruction_chars}")
     if not Path(config.benchmark.path).exists():
         problems.append(f"benchmark.path: {config.benchmark.path} does not exist")
-    if config.reward_model.type not in REWARD_MODELS:
-        problems.append(f"reward_model.type: {config.reward_model.type!r} is not one of {sorted(REWARD_MODELS)}")
+    problems.extend(reward_model_problems(config.reward_model))
+
+
+def reward_model_problems(reward_model: RewardModelConfig) -> list[str]:
+    """What is wrong with the ``reward_model`` section's type, rubric and params (its devices aside)."""
+    from .models.reward import REWARD_MODELS
+
+    problems: list[str] = []
+    if reward_model.type not in REWARD_MODELS:
+        problems.append(f"reward_model.type: {reward_model.type!r} is not one of {sorted(REWARD_MODELS)}")
     else:
         from .models.reward.rubrics import rubric_problems
 
-        params = dict(config.reward_model.params)
+        params = dict(reward_model.params)
         rubric = params.get("rubric", "simple")
         problems.extend(f"reward_model.params.{p}" for p in rubric_problems(rubric))
         if params.get("viescore_prompts_dir") is not None:
@@ -189,24 +231,26 @@ def _check_values(config: Config, problems: list[str]) -> None:
         if rubric != "simple" and params.get("score_mode") == "logits":
             problems.append("reward_model.params.rubric: rubrics other than 'simple' read several named scores "
                             "from generated answers; use score_mode: generate")
+        from .models.reward import reward_config_problems
+
+        problems.extend(f"reward_model.params.{p}" for p in reward_config_problems(reward_model.type, params))
+    return problems
 
 
 def model_problems(config: Config) -> list[str]:
-    """The checks that may import torch or diffusers or ask the hub: each editor's and the judge's settings
-    and files, and whether the named devices exist. ``load_config`` runs them unless ``models=False``."""
+    """The checks that may import torch or diffusers: each editor's settings and files (diffusers
+    pipelines' signatures), and whether this machine has the named devices. ``load_config`` runs
+    them unless ``models=False``."""
     from .models.editing import editor_problems
-    from .models.reward import REWARD_MODELS, reward_config_problems
     from .parallel import device_problems
 
     problems: list[str] = []
-    for where, spec in (("editing.devices", config.editing.devices), ("reward_model.devices", config.reward_model.devices)):
-        if not device_problems(spec, where, present=False):  # a malformed setting is reported already
-            problems.extend(device_problems(spec, where))
+    for where, spec, groups in (("editing.devices", config.editing.devices, False),
+                                ("reward_model.devices", config.reward_model.devices, True)):
+        if not device_problems(spec, where, groups=groups, present=False):  # a malformed one is reported already
+            problems.extend(device_problems(spec, where, groups=groups))
     for i, editor in enumerate(config.editing.editors):
         problems.extend(editor_problems(editor, f"editing.editors[{i}]"))
-    if config.reward_model.type in REWARD_MODELS:
-        problems.extend(f"reward_model.params.{p}" for p in
-                        reward_config_problems(config.reward_model.type, dict(config.reward_model.params)))
     return problems
 
 
@@ -301,19 +345,22 @@ def resolve_relative_paths(data: dict, folder: Path) -> dict:
     return data
 
 
-def load_config(path: str | Path, overrides: list[str] | None = None, models: bool = True) -> Config:
-    """Read, resolve relative paths, override and validate; raise ConfigError listing every problem.
-
-    ``models=False`` leaves out ``model_problems`` (the slow checks: imports, the hub) when nothing else
-    is wrong; the CLI runs them after printing the plan."""
-    path = Path(path)
+def _read_yaml(path: Path) -> Any:
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        return yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except FileNotFoundError:
         raise ConfigError(str(path), ["file not found"]) from None
     except yaml.YAMLError as exc:
         raise ConfigError(str(path), [f"not valid YAML: {exc}"]) from None
-    data = resolve_relative_paths(data, path.resolve().parent)
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None, models: bool = True) -> Config:
+    """Read, resolve relative paths, override and validate; raise ConfigError listing every problem.
+
+    ``models=False`` leaves out ``model_problems`` (the checks that import torch or diffusers) when
+    nothing else is wrong; the CLI runs them after printing the plan."""
+    path = Path(path)
+    data = resolve_relative_paths(_read_yaml(path), path.resolve().parent)
     data = apply_overrides(data, overrides or [])
     problems: list[str] = []
     config = _build(Config, data, "", problems)
@@ -325,6 +372,34 @@ def load_config(path: str | Path, overrides: list[str] | None = None, models: bo
     if problems:
         raise ConfigError(str(path), problems)
     return config
+
+
+def load_reward_model_config(path: str | Path, overrides: list[str] | None = None) -> RewardModelConfig:
+    """Only the ``reward_model`` section, validated (what ``editjudge serve`` needs); raise ConfigError.
+
+    The other sections may be there (the job's own config file serves as is) and are not checked,
+    but an unknown top-level key is still an error.
+    """
+    from .parallel import device_problems
+
+    path = Path(path)
+    data = _read_yaml(path)
+    if not isinstance(data, dict):
+        raise ConfigError(str(path), [f"top level: expected a mapping, got {type(data).__name__}"])
+    data = resolve_relative_paths(data, path.resolve().parent)
+    data = apply_overrides(data, overrides or [])
+    known = [f.name for f in dataclasses.fields(Config)]
+    problems = [f"{key}: {unknown_key(key, known)}" for key in data if key not in known]
+    if "reward_model" not in data:
+        problems.append("reward_model: required")
+        raise ConfigError(str(path), problems)
+    reward_model = _build(RewardModelConfig, data["reward_model"], "reward_model", problems)
+    if reward_model is not None:
+        problems.extend(device_problems(reward_model.devices, "reward_model.devices"))
+        problems.extend(reward_model_problems(reward_model))
+    if problems:
+        raise ConfigError(str(path), problems)
+    return reward_model
 
 
 def config_from_dict(data: dict) -> Config:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
 from pathlib import Path
@@ -27,3 +28,15 @@ def write_atomic(path: Path, data: str | bytes, *, durable: bool = False) -> Pat
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def file_sha1(path: Path) -> str | None:
+    """The SHA-1 of a file's bytes, read in 1 MiB blocks; None when it cannot be read (missing, a folder)."""
+    digest = hashlib.sha1()
+    try:
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+    except OSError:
+        return None
+    return digest.hexdigest()

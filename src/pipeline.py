@@ -7,18 +7,23 @@ The stage boundary is on disk, and other tools rely on this layout:
 
     OUT/config.resolved.yaml
     OUT/edits/<editor>/<item>.png       edited images (<item> is ``editjudge.paths.safe_name(item_id)``)
-    OUT/edits/manifest.jsonl            one line per editor and item: image, sha1, seed, seconds, error
-    OUT/scores.jsonl                    one line per editor and item: score, raw_output, error, fallback, ...
+    OUT/edits/manifest.jsonl            one line per editor and item: image, sha1, seed, seconds, error, edit_key, ...
+    OUT/scores.jsonl                    one line per editor and item: score, raw_output, error, item_key, ...
     OUT/scores.previous.jsonl           lines scored under other settings, moved aside (never deleted)
     OUT/summary.json, summary.csv, report.md, scores_by_category.png, report.html   (editjudge.report)
     OUT/export/gedit/...                GEdit-Bench's statistics layout (``--export gedit``)
 
-Each stage runs one worker per device (``editjudge.parallel``). Workers take rank-strided shards of
-the benchmark, append their lines to ``OUT/.parts/<stage>-rank<r>.jsonl`` (flushed and fsynced
-per batch) and the parent (rank 0 under torchrun) merges the parts into the files above in
+Each stage runs one worker per device, or per device group for a judge whose replica spans
+several GPUs (``editjudge.parallel``); each worker first makes its GPU the current CUDA device.
+Workers take rank-strided shards of the benchmark, append their lines to
+``OUT/.parts/<stage>-rank<r>.jsonl`` (flushed and fsynced per batch) and the parent (rank 0 under
+torchrun) merges the parts into the files above in
 editor-then-benchmark order. Resume is the same code: a rerun skips edits whose image exists
-and opens, and scores recorded for the same editor, item, edited image (sha1) and scoring
-settings (``scoring_settings_hash``); leftover parts of a killed run are merged first.
+and opens and whose ``edit_key`` matches (``edit_key``: the editor's settings, seed, instruction,
+source image and, for precomputed outputs, the output file), and scores recorded for the same
+editor, item, edited image (sha1), scoring settings (``scoring_settings_hash``) and ``item_key``
+(instruction and source image); leftover parts of a killed run are merged first. The report
+covers exactly this configuration's (editor, item) pairs (``read_scores``).
 """
 
 from __future__ import annotations
@@ -42,7 +47,8 @@ from .files import write_atomic
 from .jsonl import append_jsonl, read_jsonl, write_jsonl_atomic
 from .layout import Layout, PipelineError, output_folder_error, prepare_output  # noqa: F401 (part of this interface)
 from . import progress
-from .parallel import Launch, resolve_devices, run_workers, shard
+from .parallel import Launch, bind_device, device_label, resolve_devices, run_workers, shard
+from .resume import edit_key, item_key, source_hasher
 
 logger = logging.getLogger(__name__)
 
@@ -50,7 +56,7 @@ STAGES = ("edit", "score", "report", "all")
 
 # Reward-model params that change speed, not scores: changing them does not invalidate scores.
 THROUGHPUT_PARAMS = {"batch_size", "use_batch_inference", "device", "show_progress", "group_by_length",
-                     "prefetch", "stop_early"}
+                     "prefetch", "stop_early", "max_memory"}
 
 
 def load_items(config: Config, quiet: bool = False) -> list[BenchmarkItem]:
@@ -120,8 +126,8 @@ def _error_text(exc: BaseException) -> str:
 # ---------------------------------------------------------------------------------------- stage 1
 
 
-def _finished_edit(layout: Layout, record: dict | None) -> bool:
-    if record is None or record.get("error") or not record.get("image"):
+def _finished_edit(layout: Layout, record: dict | None, key: str) -> bool:
+    if record is None or record.get("error") or not record.get("image") or record.get("edit_key") != key:
         return False
     try:
         with Image.open(layout.out / record["image"]) as image:
@@ -131,9 +137,10 @@ def _finished_edit(layout: Layout, record: dict | None) -> bool:
     return True
 
 
-def _save_edit(layout: Layout, editor: str, item: BenchmarkItem, seed: int, output, seconds: float) -> dict:
+def _save_edit(layout: Layout, editor: str, item: BenchmarkItem, seed: int, output, seconds: float,
+               key: str | None = None, source_sha1: str | None = None) -> dict:
     record = {"editor": editor, "item_id": item.id, "category": item.category, "image": None, "sha1": None,
-              "seed": seed, "seconds": round(seconds, 4), "error": None}
+              "seed": seed, "seconds": round(seconds, 4), "error": None, "edit_key": key, "source_sha1": source_sha1}
     if item.instruction_truncated_from is not None:
         record["instruction_truncated_from"] = item.instruction_truncated_from
     if isinstance(output, BaseException):
@@ -169,21 +176,25 @@ def edit_shard(*, rank: int, world_size: int, device: str, config_data: dict, ov
     items = load_items(config, quiet=True)
     recorded = {} if overwrite else {(r.get("editor"), r.get("item_id")): r for r in read_jsonl(layout.manifest)}
     part = layout.part("edit", rank)
+    source_sha1 = source_hasher()
     written = 0
     def work_of(editor_config):
         name = editor_config.name
         mine = shard(list(_chunks(items, editor_config.batch_size)), rank, world_size)
+        keys = {item.id: edit_key(config, editor_config, item, device, source_sha1(item.image))
+                for batch in mine for item in batch if not item.problem}
         # Invalid items (an empty instruction) are recorded, never edited, and never make a batch unfinished.
         invalid = [item for batch in mine for item in batch if item.problem
                    and (recorded.get((name, item.id)) or {}).get("error") != _error_text(InvalidItem(item.problem))]
         batches = [[item for item in batch if not item.problem] for batch in mine
-                   if not all(item.problem or _finished_edit(layout, recorded.get((name, item.id))) for item in batch)]
-        return mine, invalid, batches
+                   if not all(item.problem or _finished_edit(layout, recorded.get((name, item.id)), keys[item.id])
+                              for item in batch)]
+        return mine, keys, invalid, batches
 
     work = [work_of(editor_config) for editor_config in config.editing.editors]
-    for editor_config, (_, _, batches) in zip(config.editing.editors, work):  # the stage's bar knows its total
+    for editor_config, (_, _, _, batches) in zip(config.editing.editors, work):  # the stage's bar knows its total
         progress.todo(editor_config.name, sum(map(len, batches)))
-    for editor_config, (mine, invalid, batches) in zip(config.editing.editors, work):
+    for editor_config, (mine, keys, invalid, batches) in zip(config.editing.editors, work):
         name = editor_config.name
         append_jsonl(part, [_save_edit(layout, name, item, item_seed(config.seed, item.id),
                                        InvalidItem(item.problem), 0.0) for item in invalid])
@@ -201,7 +212,8 @@ def edit_shard(*, rank: int, world_size: int, device: str, config_data: dict, ov
         except Exception as exc:  # an editor that cannot load fails its items; the others go on
             logger.exception("editor %s failed to load; its %d items are recorded as failed", name, len(todo))
             failure = RuntimeError(f"editor failed to load: {_error_text(exc)}")
-            append_jsonl(part, [_save_edit(layout, name, item, requests[item.id].seed, failure, 0.0) for item in todo])
+            append_jsonl(part, [_save_edit(layout, name, item, requests[item.id].seed, failure, 0.0, keys[item.id],
+                                           source_sha1(item.image)) for item in todo])
             progress.done(name, len(todo), failed=len(todo))
             continue
         try:
@@ -214,10 +226,10 @@ def edit_shard(*, rank: int, world_size: int, device: str, config_data: dict, ov
                         raise RuntimeError(f"editor returned {len(outputs)} results for {len(batch)} requests")
                 except Exception as exc:  # the editor broke its contract for this batch: fail these items only
                     logger.exception("editor %s raised on a batch of %d", name, len(batch))
-                    outputs = [exc] * len(batch)
+                    outputs = [exc.with_traceback(None)] * len(batch)  # its frames would pin the failed call's memory
                 seconds = (time.perf_counter() - started) / len(batch)
-                records = [_save_edit(layout, name, item, request.seed, output, seconds)
-                           for (item, request), output in zip(batch, outputs)]
+                records = [_save_edit(layout, name, item, request.seed, output, seconds, keys[item.id],
+                                      source_sha1(item.image)) for (item, request), output in zip(batch, outputs)]
                 _fault_point("edit-unrecorded", written)  # images saved, lines not yet written
                 append_jsonl(part, records)
                 written += 1
@@ -234,12 +246,13 @@ def edit_shard(*, rank: int, world_size: int, device: str, config_data: dict, ov
 # ---------------------------------------------------------------------------------------- stage 2
 
 
-def _score_record(edit_key: tuple[str, BenchmarkItem], edit: dict | None, settings: str, **fields) -> dict:
-    editor, item = edit_key
+def _score_record(pair: tuple[str, BenchmarkItem], edit: dict | None, settings: str, inputs: str | None,
+                  **fields) -> dict:
+    editor, item = pair
     record = {"item_id": item.id, "category": item.category, "editor": editor, "score": None, "raw_output": None,
               "error": None, "fallback": False, "failed_stage": None,
               "image": edit.get("image") if edit else None, "image_sha1": edit.get("sha1") if edit else None,
-              "settings": settings}
+              "settings": settings, "item_key": inputs}
     if item.instruction_truncated_from is not None:
         record["instruction_truncated_from"] = item.instruction_truncated_from
     record.update(fields)
@@ -255,18 +268,27 @@ def _reward_params(config: Config, device: str) -> dict:
 
 def _judge_chunk(model, rubric, chunk: list, out: Path) -> list[dict]:
     """Score one chunk of (key, edit) pairs; one result dict per pair (score fields of the record)."""
+    return judge_items(model, rubric, [out / edit["image"] for _, edit in chunk],
+                       [item.instruction for (_, item), _ in chunk], [item.image for (_, item), _ in chunk],
+                       item_ids=[f"{editor}/{item.id}" for (editor, item), _ in chunk])
+
+
+def judge_items(model, rubric, images: list, instructions: list[str], sources: list,
+                item_ids: list[str] | None = None) -> list[dict]:
+    """Score edited images (paths or PIL images) with ``rubric``: one dict of score fields per image.
+
+    The score stage and the reward server (``editjudge.serve``) both score through this. ``item_ids``
+    name the items in the judge's batch log lines.
+    """
+    ids = {} if item_ids is None else {"item_ids": item_ids}
     from .models.reward.rubrics import score_with_rubric
 
-    images = [out / edit["image"] for _, edit in chunk]
-    ids = [f"{editor}/{item.id}" for (editor, item), _ in chunk]  # batch log lines name items, not positions
-    instructions = [item.instruction for (_, item), _ in chunk]
-    sources = [item.image for (_, item), _ in chunk]
     if rubric.is_simple:
-        results = model.batch_evaluate(images, instructions=instructions, item_ids=ids,
+        results = model.batch_evaluate(images, instructions=instructions, **ids,
                                        original_images=sources if model.compare_with_original else None)
         return [{"score": r.score if r.error is None else None, "raw_output": r.raw_output, "error": r.error,
                  "fallback": r.fallback, "failed_stage": None if r.error is None else "score"} for r in results]
-    results = score_with_rubric(model, rubric, images, instructions, sources, item_ids=ids)
+    results = score_with_rubric(model, rubric, images, instructions, sources, item_ids=item_ids)
     return [{"score": r.score, "raw_output": "\n\n".join(f"[{k}] {v}" for k, v in r.raw_outputs.items()),
              "error": r.error, "fallback": r.fallback, "failed_stage": None if r.error is None else "score",
              "sub_scores": r.sub_scores, "raw_outputs": r.raw_outputs} for r in results]
@@ -286,23 +308,26 @@ def score_shard(*, rank: int, world_size: int, device: str, config_data: dict, o
     scored = {} if overwrite else {(r.get("editor"), r.get("item_id")): r for r in read_jsonl(layout.scores)
                                    if r.get("settings") == settings}
     part = layout.part("score", rank)
+    source_sha1 = source_hasher()
+    inputs = {item.id: None if item.problem else item_key(item, source_sha1(item.image)) for item in mine}
     failures, todo = [], []
     for editor_config in config.editing.editors:
         for item in mine:
             key = (editor_config.name, item)
             edit = edits.get((editor_config.name, item.id))
             if item.problem:
-                failures.append(_score_record(key, None, settings, failed_stage="input",
+                failures.append(_score_record(key, None, settings, None, failed_stage="input",
                                               error=_error_text(InvalidItem(item.problem))))
             elif edit is None:
-                failures.append(_score_record(key, None, settings, failed_stage="edit",
+                failures.append(_score_record(key, None, settings, inputs[item.id], failed_stage="edit",
                                               error="no edit recorded (run the edit stage first)"))
             elif edit.get("error"):
-                failures.append(_score_record(key, edit, settings, failed_stage="edit",
+                failures.append(_score_record(key, edit, settings, inputs[item.id], failed_stage="edit",
                                               error=f"edit failed: {edit['error']}"))
             else:
                 previous = scored.get((editor_config.name, item.id))
-                if previous and previous.get("failed_stage") is None and previous.get("image_sha1") == edit.get("sha1"):
+                if (previous and previous.get("failed_stage") is None and previous.get("image_sha1") == edit.get("sha1")
+                        and previous.get("item_key") == inputs[item.id]):
                     continue
                 todo.append((key, edit))
     append_jsonl(part, failures)
@@ -325,7 +350,7 @@ def score_shard(*, rank: int, world_size: int, device: str, config_data: dict, o
     # A few model batches per write: the judge groups by length within a chunk, and a kill loses at most one chunk.
     for written, chunk in enumerate(_chunks(todo, batch_size * 4)):
         _fault_point("score", written)
-        records = [_score_record(key, edit, settings, **fields)
+        records = [_score_record(key, edit, settings, inputs[key[1].id], **fields)
                    for (key, edit), fields in zip(chunk, _judge_chunk(model, rubric, chunk, layout.out))]
         _fault_point("score-unrecorded", written)
         append_jsonl(part, records)
@@ -393,40 +418,72 @@ def merge_stage(config: Config, stage: str, items: list[BenchmarkItem]) -> int:
 # ---------------------------------------------------------------------------------------- report
 
 
-def read_scores(config: Config) -> list[dict]:
+def read_scores(config: Config, items: list[BenchmarkItem] | None = None) -> tuple[list[dict], dict]:
+    """The score lines a report of this run covers, and that scope (``scope`` in summary.json).
+
+    Exactly the (editor, item) pairs of the configuration's editors and the benchmark's ``items``
+    (after ``categories`` and ``limit``; loaded when not given), scored under the current scoring
+    settings. Other lines (a removed editor, items outside ``--limit``) stay in scores.jsonl and are
+    not counted. A configuration without editors (``--stage report`` on what is on disk) covers every
+    editor recorded for these items.
+    """
+    if items is None:
+        items = load_items(config, quiet=True)
     settings = scoring_settings_hash(config)
-    return [r for r in read_jsonl(Layout(Path(config.output_dir)).scores) if r.get("settings") == settings]
+    lines = [r for r in read_jsonl(Layout(Path(config.output_dir)).scores) if r.get("settings") == settings]
+    ids = {item.id for item in items}
+    editors = ([e.name for e in config.editing.editors] if config.editing.editors else
+               list(dict.fromkeys(r.get("editor") for r in lines if r.get("item_id") in ids)))
+    wanted = {(editor, item.id) for editor in editors for item in items}
+    records = [r for r in lines if (r.get("editor"), r.get("item_id")) in wanted]
+    scope = {"editors": editors, "items": len(items), "pairs": len(wanted),
+             "pairs_without_record": len(wanted - {(r.get("editor"), r.get("item_id")) for r in records}),
+             "lines_not_counted": len(lines) - len(records)}
+    if scope["lines_not_counted"]:
+        logger.info("report: %d score line(s) are for other editors or items than this run's; kept in %s, not "
+                    "counted", scope["lines_not_counted"], Layout(Path(config.output_dir)).scores.name)
+    if scope["pairs_without_record"]:
+        logger.warning("report: %d of the %d (editor, item) pairs have no score yet (run the score stage)",
+                       scope["pairs_without_record"], scope["pairs"])
+    return records, scope
+
+
+def score_floor(config: Config) -> float:
+    """The scale's minimum: the low end of the judge's ``score_range`` (0 by default)."""
+    score_range = config.reward_model.params.get("score_range") or (0, 10)
+    return float(score_range[0])
 
 
 def report(config: Config, items: list[BenchmarkItem], export: list[str] | None = None) -> dict:
-    """Write the report files for the current scoring settings; returns the records and the files."""
+    """Write the report files for this run's pairs and scoring settings; returns the records and the files."""
     from .export_gedit import export_gedit
     from .report import write_reports
 
-    records = read_scores(config)
+    records, scope = read_scores(config, items)
     out = Path(config.output_dir)
     from .models.reward.viescore_files import prompts_note
 
-    files = write_reports(out, records, items, title=f"editjudge: {out.name}",
-                          score_range=tuple(config.reward_model.params.get("score_range", (0, 10))),
+    files = write_reports(out, records, items, title=f"editjudge: {out.name}", floor=score_floor(config),
+                          scope=scope, score_range=tuple(config.reward_model.params.get("score_range", (0, 10))),
                           prompts=prompts_note(config.reward_model.params)) if records else {}
     for name in export or []:
         if name == "gedit":
             paths = export_gedit(out, records, items)
             logger.info("GEdit-Bench export: %d files under %s", len(paths), out / "export" / "gedit")
-    return {"records": records, "files": files}
+    return {"records": records, "files": files, "floor": score_floor(config)}
 
 
 # ---------------------------------------------------------------------------------------- the run
 
 
-def _devices_for(config: Config, stage: str) -> list[str]:
+def _devices_for(config: Config, stage: str) -> list:
+    """One entry per worker of ``stage``: a device, or (judge only) a group of devices one replica spans."""
     if stage == "edit":
         return resolve_devices(config.editing.devices)
     spec = config.reward_model.devices
-    if spec == "auto" and isinstance(config.reward_model.params.get("device"), str) \
-            and config.reward_model.params["device"] != "auto":
-        spec = [config.reward_model.params["device"]]
+    device = config.reward_model.params.get("device")
+    if spec == "auto" and (isinstance(device, list) or isinstance(device, str) and device != "auto"):
+        spec = [device]  # the judge's own device (or group): one worker
     return resolve_devices(spec)
 
 
@@ -436,7 +493,8 @@ EXPORTS = ("gedit",)
 def run(config: Config, stage: str = "all", overwrite: bool = False, export: list[str] | None = None) -> dict:
     """Run ``stage`` ("edit", "score", "report" or "all").
 
-    Returns, on rank 0 once the report stage ran, ``{"records": [...], "files": {name: path}}``; else {}.
+    Returns, on rank 0 once the report stage ran, ``{"records": [...], "files": {name: path}, "floor": the
+    scale's minimum}`` (the records are the report's, see ``read_scores``); else {}.
     """
     if stage not in STAGES:
         raise ValueError(f"stage must be one of {STAGES}, got {stage!r}")
@@ -497,14 +555,16 @@ def _run(config: Config, items: list[BenchmarkItem], stages: list[str], overwrit
             devices = _devices_for(config, name)
             started = time.perf_counter()
             if launch:
-                target(rank=launch.rank, world_size=launch.world_size, device=launch.device(devices),
+                device = launch.device(devices)
+                bind_device(device)  # this rank's GPU, before the stage touches CUDA
+                target(rank=launch.rank, world_size=launch.world_size, device=device,
                        config_data=data, overwrite=overwrite)
                 launch.barrier()
                 if leader:
                     lines = merge_stage(config, name, items)
                 launch.barrier()
             else:
-                logger.info("stage %s: %d worker(s) on %s", name, len(devices), ", ".join(devices))
+                logger.info("stage %s: %d worker(s) on %s", name, len(devices), ", ".join(map(device_label, devices)))
                 try:
                     with progress.StageProgress(name, "edits" if name == "edit" else "pairs",
                                                 spawned=len(devices) > 1) as bar:

@@ -7,7 +7,10 @@
 The HTML page is built in :mod:`editjudge.report_html`; the GEdit-Bench export is :mod:`editjudge.export_gedit`.
 
 Every number comes from :mod:`editjudge.aggregate`: failed items (edit or judge failure) are counted and
-shown, never averaged; ``macro`` is the mean of category means, ``micro`` the mean over items.
+shown; the headline ``macro`` (mean of category means, GEdit-Bench's convention) and ``micro`` (mean
+over items) leave them out, and beside them every report shows the macro mean with failures counted
+as the scale's minimum and the macro mean over the items every editor scored, and flags an editor
+whose failure rate exceeds 5% (``report_common.MEAN_LABELS``, ``mean_descriptions``).
 All benchmark and model text in the HTML is escaped, and the page carries a Content-Security-Policy
 that lets only its own script (by hash) run, so an escaping slip still cannot execute anything.
 """
@@ -22,10 +25,12 @@ import math
 from collections.abc import Mapping
 from pathlib import Path
 
-from .aggregate import category_stats, editor_overall
+from .aggregate import FAILURE_RATE_FLAG, category_stats, common_items, editor_overall
 from .benchmark import BenchmarkItem
 from .files import write_atomic
-from .report_common import WEIGHTING_NOTE, WEIGHTS, failed_records, fmt, lowest_scored, shown_sub_scores, sub_score_macros
+from .report_common import (FLAG, MEAN_LABELS, WEIGHTING_NOTE, WEIGHTS, failed_records, failure_cell, fmt,
+                            lowest_scored, mean_descriptions, scope_text, shown_sub_scores,
+                            sub_score_macros)
 from .report_html import render_html
 
 logger = logging.getLogger(__name__)
@@ -68,11 +73,14 @@ def _sub_score_stats(records: list[dict]) -> dict[str, dict[str, dict[str, dict]
     return result
 
 
-def summary_dict(records: list[dict], title: str = "editjudge report") -> dict:
-    """What summary.json holds: per editor ``overall`` (aggregate.editor_overall), ``categories`` (Stats
-    dicts), ``micro_stats`` (Stats over all the editor's items) and, for rubric runs, ``sub_scores``."""
+def summary_dict(records: list[dict], title: str = "editjudge report", *, floor: float = 0.0,
+                 scope: dict | None = None) -> dict:
+    """What summary.json holds: per editor ``overall`` (aggregate.editor_overall with ``floor``, the
+    scale's minimum), ``categories`` (Stats dicts), ``micro_stats`` (Stats over all the editor's items)
+    and, for rubric runs, ``sub_scores``; ``means`` says what each kind of mean is, ``scope`` which
+    (editor, item) pairs the report covers (``editjudge.pipeline.read_scores``)."""
     stats = category_stats(records)
-    overall = editor_overall(records)
+    overall = editor_overall(records, floor)
     micro = category_stats([dict(r, category="all") for r in records])
     sub = _sub_score_stats(records)
     editors = {}
@@ -85,27 +93,36 @@ def summary_dict(records: list[dict], title: str = "editjudge report") -> dict:
             if sub_score_macros(sub[editor]):
                 entry["sub_score_overall"] = sub_score_macros(sub[editor])  # macro SC and PQ
         editors[editor] = entry
-    return {"title": title, "weighting": WEIGHTING_NOTE, "categories": _categories(stats), "editors": editors}
+    n_common = len(common_items(records))
+    summary = {"title": title, "weighting": WEIGHTING_NOTE, "means": mean_descriptions(floor, n_common),
+               "score_floor": floor, "n_common_items": n_common, "failure_rate_flag": FAILURE_RATE_FLAG,
+               "categories": _categories(stats), "editors": editors}
+    if scope is not None:
+        summary["scope"] = scope
+    return summary
 
 
-def format_table(records: list[dict]) -> str:
-    """Plain-text table: one row per editor, a column per category, then macro, micro and failed."""
+def format_table(records: list[dict], floor: float = 0.0) -> str:
+    """Plain-text table: one row per editor, a column per category, then the means and failed."""
     if not records:
         return "no scores recorded"
     stats = category_stats(records)
-    overall = editor_overall(records)
+    overall = editor_overall(records, floor)
     categories = _categories(stats)
-    summary = summary_dict(records)
-    subs = shown_sub_scores(summary)  # SC and PQ (macro) beside the overall score, for a viescore run
-    header = ["editor", *categories, "macro", *subs, "micro", "failed"]
+    summary = summary_dict(records, floor=floor)
+    subs = shown_sub_scores(summary)  # SC and PQ (macro) beside the overall scores, for a viescore run
+    header = ["editor", *categories, "macro", "fail=min", "common", "micro", *subs, "failed"]
     rows = [[editor, *(_cell(stats[editor].get(c)) for c in categories), fmt(o["macro"]),
-             *(fmt(summary["editors"][editor].get("sub_score_overall", {}).get(n)) for n in subs), fmt(o["micro"]),
-             f"{o['n_failed']}/{o['n']}"] for editor, o in overall.items()]
+             fmt(o["macro_failed_as_min"]), fmt(o["macro_common"]), fmt(o["micro"]),
+             *(fmt(summary["editors"][editor].get("sub_score_overall", {}).get(n)) for n in subs),
+             f"{o['n_failed']}/{o['n']}" + (" !" if o["high_failure_rate"] else "")] for editor, o in overall.items()]
     widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
     lines = ["  ".join(str(v).ljust(w) if i == 0 else str(v).rjust(w) for i, (v, w) in enumerate(zip(row, widths)))
              for row in [header, *rows]]
     lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines) + "\n" + WEIGHTS
+    legend = (f"fail=min: macro with failed items at the scale's minimum ({floor:g}); common: macro over the "
+              f"{len(common_items(records))} items every editor scored; ! = over {FAILURE_RATE_FLAG:.0%} failed")
+    return "\n".join(lines) + "\n" + WEIGHTS + "\n" + legend
 
 
 # ---------------------------------------------------------------------------------------- csv, markdown
@@ -120,15 +137,20 @@ def _write_csv(path: Path, summary: dict) -> Path:
     """The summary table for spreadsheets; category names from benchmark data are defused (``_spreadsheet_safe``)."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["editor", "category", *STATS_FIELDS])
+    writer.writerow(["editor", "category", *STATS_FIELDS, "flag"])
     blank = lambda v: "" if v is None else v  # noqa: E731
     for editor, entry in summary["editors"].items():
         for category, st in entry["categories"].items():
-            writer.writerow([editor, _spreadsheet_safe(category), *(blank(st[f]) for f in STATS_FIELDS)])
+            writer.writerow([editor, _spreadsheet_safe(category), *(blank(st[f]) for f in STATS_FIELDS), ""])
         o, m = entry["overall"], entry["micro_stats"]
-        writer.writerow([editor, "overall (macro)", o["n"], o["n_failed"], o["n_scored"], blank(o["macro"]),
-                         "", "", "", ""])
-        writer.writerow([editor, "overall (micro)", *(blank(m[f]) for f in STATS_FIELDS)])
+        writer.writerow([editor, MEAN_LABELS["macro"], o["n"], o["n_failed"], o["n_scored"], blank(o["macro"]),
+                         "", "", "", "", FLAG if o["high_failure_rate"] else ""])
+        # Failed items counted at the floor: all n items count as scored.
+        writer.writerow([editor, MEAN_LABELS["macro_failed_as_min"], o["n"], o["n_failed"], o["n"],
+                         blank(o["macro_failed_as_min"]), "", "", "", "", ""])
+        writer.writerow([editor, MEAN_LABELS["macro_common"], o["n_common"], 0, o["n_common"],
+                         blank(o["macro_common"]), "", "", "", "", ""])
+        writer.writerow([editor, MEAN_LABELS["micro"], *(blank(m[f]) for f in STATS_FIELDS), ""])
     return write_atomic(path, buffer.getvalue())
 
 
@@ -149,17 +171,22 @@ def _markdown(summary: dict, records: list[dict], items: Mapping[str, BenchmarkI
     categories = summary["categories"]
     lines = [f"# {_md(summary['title'])}", "", f"{len(records)} editor-item pairs, {len(summary['editors'])} editors, "
              f"{len(categories)} categories. Cells: mean score (failed items in brackets).", ""]
-    subs = shown_sub_scores(summary)
-    lines.append("| editor | " + " | ".join(_md(c) for c in categories) + " | overall (macro) | "
-                 + "".join(f"{n} (macro) | " for n in subs) + "overall (micro) | failure rate |")
-    lines.append("|---" * (len(categories) + 4 + len(subs)) + "|")
+    scope = scope_text(summary.get("scope"))
+    if scope:
+        lines += [_md(scope), ""]
+    subs = shown_sub_scores(summary)  # SC and PQ (macro) beside the overall scores, for a viescore run
+    lines.append("| editor | " + " | ".join(_md(c) for c in categories) + " | "
+                 + " | ".join(_md(label) for label in MEAN_LABELS.values()) + " | "
+                 + "".join(f"{n} (macro) | " for n in subs) + "failure rate |")
+    lines.append("|---" * (len(categories) + len(MEAN_LABELS) + len(subs) + 2) + "|")
     stats = category_stats(records)
     for editor, entry in summary["editors"].items():
         o = entry["overall"]
-        cells = [_cell(stats[editor].get(c)) for c in categories]
-        sub_cells = "".join(f"{fmt(entry.get('sub_score_overall', {}).get(n))} | " for n in subs)
-        lines.append(f"| {_md(editor)} | " + " | ".join(cells) + f" | {fmt(o['macro'])} | {sub_cells}{fmt(o['micro'])} | "
-                     f"{o['failure_rate']:.1%} ({o['n_failed']}/{o['n']}) |")
+        cells = [_cell(stats[editor].get(c)) for c in categories] + [fmt(o[key]) for key in MEAN_LABELS]
+        cells += [fmt(entry.get("sub_score_overall", {}).get(n)) for n in subs]
+        lines.append(f"| {_md(editor)} | " + " | ".join(cells) + f" | {_md(failure_cell(o))} |")
+    lines += ["", "Means:", ""]
+    lines += [f"- {_md(MEAN_LABELS[key])}: {_md(text)}" for key, text in summary["means"].items()]
     lines += ["", f"Weighting: {_md(WEIGHTING_NOTE)}", ""]
     if summary.get("prompts"):
         lines += [f"Prompts: {_md(summary['prompts'])}", ""]
@@ -259,18 +286,21 @@ def _chart(path: Path, summary: dict, score_range: tuple[float, float] | None = 
 
 
 def write_reports(out: Path, records: list[dict], items: list[BenchmarkItem], *, title: str = "editjudge report",
-                  thumbnail_size: int = 256, thumbnail_cache: bool = True,
-                  score_range: tuple[float, float] | None = None, prompts: str | None = None) -> dict[str, Path]:
+                  thumbnail_size: int = 256, thumbnail_cache: bool = True, floor: float = 0.0,
+                  scope: dict | None = None, score_range: tuple[float, float] | None = None,
+                  prompts: str | None = None) -> dict[str, Path]:
     """Writes summary.json, summary.csv, report.md, scores_by_category.png, report.html into `out`; returns name->path.
 
     ``score_range`` (the judge's scale): the chart's axis spans it; ``prompts``: which prompts scored (summary.json, both reports). Records are validated as :mod:`editjudge.aggregate` does (a malformed one is a ValueError). With
     ``thumbnail_cache``, thumbnails are kept in ``out/.thumbnails/`` so a re-run only decodes new images.
+    ``floor``: the scale's minimum, at which the "failed = min" mean counts failed items; ``scope``: what
+    the records cover, named in every report (``editjudge.pipeline.read_scores`` returns it).
     """
     if not isinstance(thumbnail_size, int) or not 16 <= thumbnail_size <= 2048:
         raise ValueError(f"thumbnail_size must be an int in 16-2048 px, got {thumbnail_size!r}")
     out = Path(out)
     by_id = {item.id: item for item in items}
-    summary = summary_dict(records, title)  # validates the records (aggregate raises ValueError on bad ones)
+    summary = summary_dict(records, title, floor=floor, scope=scope)  # validates the records (aggregate raises ValueError on bad ones)
     if prompts:
         summary["prompts"] = prompts  # which judge prompts made these scores
     paths = {

@@ -5,12 +5,54 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .aggregate import FAILURE_RATE_FLAG
 from .paths import is_inside
 
 WEIGHTS = ("macro = mean of the category means (every category weighs the same, GEdit-Bench's convention); "
            "micro = mean over all scored items.")
-WEIGHTING_NOTE = (WEIGHTS + " Failed items (edit or judge failure) are excluded from every "
-                  "mean and counted in n_failed and the failure rate.")
+WEIGHTING_NOTE = (WEIGHTS + " Failed items (edit or judge failure) are left out of these two means and counted "
+                  "in n_failed and the failure rate; 'macro, failed = min' counts them as the scale's minimum "
+                  "instead, and 'macro, common items' averages only the items every editor scored. An editor "
+                  f"whose failure rate exceeds {FAILURE_RATE_FLAG:.0%} is flagged.")
+# The kinds of mean every report shows, with the label it shows them under (summary.json: overall[key]).
+MEAN_LABELS = {"macro": "overall (macro)", "macro_failed_as_min": "macro, failed = min",
+               "macro_common": "macro, common items", "micro": "overall (micro)"}
+FLAG = f"flagged: over {FAILURE_RATE_FLAG:.0%} failed"
+
+
+def mean_descriptions(floor: float, n_common: int) -> dict[str, str]:
+    """What each kind of mean is (summary.json's ``means``; the reports' legend)."""
+    return {
+        "macro": "the headline, GEdit-Bench's convention: the mean of the category means over scored items; "
+                 "failed items, and categories with nothing scored, are left out",
+        "macro_failed_as_min": f"the same mean with every failed item counted as the scale's minimum ({floor:g}), "
+                               "so every item and category counts",
+        "macro_common": f"the same mean over only the {n_common} items that every editor scored: the same items "
+                        "for every editor",
+        "micro": "the mean over all scored items (failed items left out)",
+    }
+
+
+def scope_text(scope: dict | None) -> str | None:
+    """One sentence naming what a report covers, or None without a scope."""
+    if not scope:
+        return None
+    text = (f"Covers the {scope['pairs']} (editor, item) pairs of this configuration: editors "
+            f"{', '.join(scope['editors'])} on the benchmark's {scope['items']} items")
+    if scope.get("pairs_without_record"):
+        text += f"; {scope['pairs_without_record']} of them have no score yet"
+    if scope.get("lines_not_counted"):
+        text += (f". {scope['lines_not_counted']} other line(s) in scores.jsonl (other editors or items) "
+                 "are kept there but not counted")
+    return text + "."
+
+
+def failure_cell(overall: dict) -> str:
+    """``12.5% (7/56)``, with the flag when the rate exceeds FAILURE_RATE_FLAG."""
+    text = f"{overall['failure_rate']:.1%} ({overall['n_failed']}/{overall['n']})"
+    return f"{text} {FLAG}" if overall["high_failure_rate"] else text
+
+
 WORST_N = 20
 
 

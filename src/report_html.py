@@ -23,7 +23,8 @@ from PIL import Image, UnidentifiedImageError
 from .benchmark import BenchmarkItem
 from .images import ImageLoadError, open_image, to_rgb
 from .files import write_atomic
-from .report_common import WEIGHTING_NOTE, edited_path, failed_records, fmt, lowest_scored, shown_sub_scores
+from .report_common import (MEAN_LABELS, WEIGHTING_NOTE, edited_path, failed_records, failure_cell, fmt,
+                            lowest_scored, scope_text, shown_sub_scores)
 
 logger = logging.getLogger(__name__)
 
@@ -151,13 +152,16 @@ def _summary_table(summary: dict) -> str:
             failed = f' <span class="fail">({st["n_failed"]} failed)</span>' if st["n_failed"] else ""
             cells.append(f'<td title="{_e(tip)}">{fmt(st["mean"])}{failed}</td>')
         o = entry["overall"]
-        sub_cells = "".join(f'<td>{fmt(entry.get("sub_score_overall", {}).get(n))}</td>' for n in subs)
-        rows.append(f'<tr class="editor-row"><td>{_e(editor)}</td>{"".join(cells)}<td>{fmt(o["macro"])}</td>'
-                    f'{sub_cells}<td>{fmt(o["micro"])}</td>'
-                    f'<td>{o["failure_rate"]:.1%} ({o["n_failed"]}/{o["n"]})</td></tr>')
-    sub_head = "".join(f"<th>{_e(n)} (macro)</th>" for n in subs)
-    return (f'<table id="summary"><thead><tr><th>editor</th>{head}<th>overall (macro)</th>{sub_head}'
-            f'<th>overall (micro)</th><th>failure rate</th></tr></thead><tbody>{"".join(rows)}</tbody></table>')
+        means = "".join(f'<td data-mean="{key}">{fmt(o[key])}</td>' for key in MEAN_LABELS)
+        means += "".join(f'<td>{fmt(entry.get("sub_score_overall", {}).get(n))}</td>' for n in subs)
+        flagged = ' class="fail high-failure-rate"' if o["high_failure_rate"] else ""
+        rows.append(f'<tr class="editor-row"><td>{_e(editor)}</td>{"".join(cells)}{means}'
+                    f'<td{flagged}>{_e(failure_cell(o))}</td></tr>')
+    means_head = "".join(f'<th title="{_e(summary["means"][key])}">{_e(label)}</th>' for key, label in MEAN_LABELS.items())
+    means_head += "".join(f"<th>{_e(n)} (macro)</th>" for n in subs)
+    legend = "".join(f"<li><b>{_e(MEAN_LABELS[key])}</b>: {_e(text)}</li>" for key, text in summary["means"].items())
+    return (f'<table id="summary"><thead><tr><th>editor</th>{head}{means_head}'
+            f'<th>failure rate</th></tr></thead><tbody>{"".join(rows)}</tbody></table><ul id="means">{legend}</ul>')
 
 
 def _record_cell(record: dict, anchor: str, thumb: tuple[str | None, str]) -> str:
@@ -249,6 +253,7 @@ def render_html(out: Path, summary: dict, records: list[dict], items: Mapping[st
     script_hash = base64.b64encode(hashlib.sha256(_JS.encode()).digest()).decode()
     csp = (f"default-src 'none'; img-src data:; style-src 'unsafe-inline'; script-src 'sha256-{script_hash}'; "
            "base-uri 'none'; form-action 'none'")
+    scope = scope_text(summary.get("scope"))
     head_row = "<tr><th>score</th><th>editor</th><th>category</th><th>item</th><th>{}</th></tr>"
     prompts_line = f"<p><small>Prompts: {_e(summary['prompts'])}</small></p>" if summary.get("prompts") else ""
     return f"""<!DOCTYPE html>
@@ -260,6 +265,7 @@ def render_html(out: Path, summary: dict, records: list[dict], items: Mapping[st
 <h1>{_e(summary['title'])}</h1>
 <p>{len(records)} editor-item pairs · {len(summary['editors'])} editors · {len(summary['categories'])} categories ·
 {len(failures)} failed. Cells are mean scores; hover for n and the 95% CI.</p>
+{f'<p id="scope">{_e(scope)}</p>' if scope else ""}
 <div class="scroll">{_summary_table(summary)}</div>
 <p><small>{_e(WEIGHTING_NOTE)}</small></p>{prompts_line}
 {chart_img}

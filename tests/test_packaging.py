@@ -121,3 +121,12 @@ def test_reports_without_matplotlib_skip_only_the_chart(tmp_path, monkeypatch):
     assert "scores_by_category.png" not in paths and not (tmp_path / "scores_by_category.png").exists()
     assert {"summary.json", "summary.csv", "report.md", "report.html"} <= set(paths)
     assert "no chart: matplotlib is not installed" in (tmp_path / "report.html").read_text()
+
+
+def test_every_subpackage_of_src_is_installed():
+    import tomllib
+
+    declared = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {".".join(("editjudge", *p.parent.relative_to(ROOT / "src").parts))
+             for p in (ROOT / "src").rglob("__init__.py")}
+    assert found == declared

@@ -21,6 +21,23 @@ image) and sent ``batch_size`` at a time with one ``torch.Generator`` per item, 
 request's seed. When a batch call raises, that batch is retried one item at a time (logged and
 counted in ``batch_fallbacks``), so that one bad item fails alone.
 
+Memory (``offload``, ``vae_tiling``, ``vae_slicing`` in the editor entry): ``offload: model`` keeps
+each component (text encoder, transformer/UNet, VAE) in host memory and moves it to the worker's GPU
+while it runs (diffusers' ``enable_model_cpu_offload``: about the largest component's size on the
+GPU, little slower); ``offload: sequential`` streams every submodule's weights in as it runs
+(``enable_sequential_cpu_offload``: least GPU memory, much slower). Both compute on the worker's
+GPU with the same kernels, so they do not change pixels (``PIXEL_NEUTRAL_KEYS``). ``vae_tiling``
+decodes large images in overlapping tiles and ``vae_slicing`` decodes a batch one image at a
+time; both change pixels slightly (blended tile seams; per-image kernels), so they belong to what
+decides an edit. On the CPU there is nothing to offload to: ``offload: model`` still runs through
+the same hooks (pixels unchanged) with a warning that it saves nothing, and ``offload: sequential``
+is an error (accelerate's per-submodule hooks need an accelerator).
+
+When a batch runs out of memory the retry starts after the ``except`` block, once the exception
+(whose traceback holds the failed call's activations) is gone and memory is collected and released;
+an item's failure is returned as its exception with the traceback and chained exceptions cut, so
+results never pin a failed call's tensors.
+
 Reproducibility: an item's noise comes from its own CPU generator, so its edit does not depend on
 its neighbours in principle, but in floating point it does a little: CPU (and GPU) kernels pick
 their summation order from the whole batch's shape (oneDNN convolutions; matmuls with one row, such
@@ -84,6 +101,20 @@ PIPELINES: dict[str, PipelineSpec] = {
 RESERVED_PARAMS = ("prompt", "image", "generator", "num_images_per_prompt", "output_type", "return_dict")
 # Per-prompt string arguments that are expanded to one entry per prompt of a batch.
 PER_PROMPT_PARAMS = ("negative_prompt", "prompt_2", "negative_prompt_2")
+
+OFFLOAD_MODES = ("none", "model", "sequential")
+# Editor entry keys that change where the weights live or how fast, never the pixels: an edit made with
+# other values of these is still the same edit (for the edit-settings hash of resume). Every other key of
+# an editor entry (model_path, params, dtype, max_area, batch_size, vae_tiling, vae_slicing, ...) can
+# change pixels.
+PIXEL_NEUTRAL_KEYS = frozenset({"offload"})
+
+
+def _detached(exc: BaseException) -> BaseException:
+    """``exc`` without its traceback and chained exceptions, whose frames hold the failed call's tensors."""
+    exc.__traceback__ = None
+    exc.__context__ = exc.__cause__ = None
+    return exc
 
 
 
@@ -164,6 +195,8 @@ def config_problems(config_or_model_path, params: dict | None = None, batch_size
             problems.append(f"dtype: must be one of {', '.join(DTYPE_NAMES)}, got {config.dtype!r}")
         if config.max_area is not None and config.max_area < 64:
             problems.append(f"max_area: must be at least 64 pixels, got {config.max_area}")
+        if config.offload not in OFFLOAD_MODES:
+            problems.append(f"offload: must be one of {', '.join(OFFLOAD_MODES)}, got {config.offload!r}")
     params = params or {}
     if not model_path:
         return problems + ["model_path: required for type 'diffusers'"]
@@ -180,6 +213,8 @@ def config_problems(config_or_model_path, params: dict | None = None, batch_size
         supported = ", ".join(sorted(PIPELINES))
         return problems + [f"model_path: _class_name {class_name!r} in {index} is {what}; supported: {supported}"]
     spec = _spec_for(cls)
+    if not isinstance(config_or_model_path, (str, os.PathLike)) and config_or_model_path is not None:
+        problems.extend(_vae_problems(index, config_or_model_path))
     accepted = _call_parameters(cls)
     for key in params:
         if key in RESERVED_PARAMS or key in spec.derived:
@@ -197,6 +232,21 @@ def config_problems(config_or_model_path, params: dict | None = None, batch_size
         problems.append(f"batch_size: {class_name} takes at most {spec.max_batch} prompt(s) per call; "
                         f"set batch_size: {spec.max_batch}")
     return problems
+
+
+def _vae_problems(index: Path, config) -> list[str]:
+    """vae_tiling / vae_slicing need a VAE that has them."""
+    wanted = [key for key in ("vae_tiling", "vae_slicing") if getattr(config, key, False)]
+    if not wanted:
+        return []
+    import diffusers
+
+    entry = json.loads(index.read_text()).get("vae")
+    cls = getattr(diffusers, entry[1], None) if isinstance(entry, list) and len(entry) == 2 else None
+    if cls is None:
+        return [f"{key}: the pipeline in {index.parent} has no diffusers VAE" for key in wanted]
+    method = {"vae_tiling": "enable_tiling", "vae_slicing": "enable_slicing"}
+    return [f"{key}: {cls.__name__} does not support it" for key in wanted if not hasattr(cls, method[key])]
 
 
 def _round_to(value: int, multiple: int) -> int:
@@ -217,6 +267,9 @@ class DiffusersEditor:
         batch_size: int = 1,
         trust_remote_code: bool = False,
         max_area: int | None = None,
+        offload: str = "none",
+        vae_tiling: bool = False,
+        vae_slicing: bool = False,
     ):
         import torch
         from diffusers import DiffusionPipeline
@@ -228,27 +281,55 @@ class DiffusersEditor:
         self.batch_size = batch_size
         self.max_area = max_area
         problems = config_problems(self.model_path, self.params, batch_size)
+        if offload not in OFFLOAD_MODES:
+            problems.append(f"offload: must be one of {', '.join(OFFLOAD_MODES)}, got {offload!r}")
         if problems:
             raise ValueError(f"editor {name}: " + "; ".join(problems))
+        self._torch = torch
         self.torch_dtype = resolve_dtype(dtype, device)
         # `dtype`, not `torch_dtype` (deprecated in diffusers 0.42). A hub id not yet in the HF cache
         # is downloaded here unless HF_HUB_OFFLINE is set (then config_problems has refused it).
         self.pipe = DiffusionPipeline.from_pretrained(
             self.model_path, dtype=self.torch_dtype, trust_remote_code=trust_remote_code, use_safetensors=True,
         )
-        self.pipe.to(device)
+        self.offload = offload
+        self._place(device, offload)
+        if vae_tiling:
+            self.pipe.vae.enable_tiling()
+        if vae_slicing:
+            self.pipe.vae.enable_slicing()
         self.pipe.set_progress_bar_config(disable=True)
         self.spec = _spec_for(type(self.pipe))
         self.multiple = int(self.pipe.image_processor.config.vae_scale_factor)
         signature = inspect.signature(type(self.pipe).__call__).parameters
         self._default_true_cfg = signature["true_cfg_scale"].default if "true_cfg_scale" in signature else None
         self.batch_fallbacks = 0
-        self._torch = torch
-        logger.info("editor %s: %s from %s on %s (%s), sizes in multiples of %d",
-                    name, type(self.pipe).__name__, self.model_path, device, self.torch_dtype, self.multiple)
+        logger.info("editor %s: %s from %s on %s (%s, offload %s%s%s), sizes in multiples of %d",
+                    name, type(self.pipe).__name__, self.model_path, device, self.torch_dtype, offload,
+                    ", VAE tiling" if vae_tiling else "", ", VAE slicing" if vae_slicing else "", self.multiple)
+
+    def _place(self, device: str, offload: str) -> None:
+        """The pipeline on ``device``, or kept in host memory and moved there piece by piece (offload)."""
+        if offload == "none":
+            self.pipe.to(device)
+            return
+        if device == "cuda":  # diffusers would take cuda:0, not this worker's current GPU
+            device = f"cuda:{self._torch.cuda.current_device()}"
+        if self._torch.device(device).type == "cpu":
+            if offload == "sequential":  # accelerate's per-submodule hooks do not run with the CPU as executor
+                raise ValueError(f"editor {self.name}: offload: sequential needs a GPU; on the CPU use offload: none")
+            logger.warning("editor %s: offload %s on the CPU saves nothing (the weights are in host memory already)",
+                           self.name, offload)
+        if offload == "model":
+            self.pipe.enable_model_cpu_offload(device=device)
+        else:
+            self.pipe.enable_sequential_cpu_offload(device=device)
 
     # What an editor entry of type diffusers may set beside name and type.
-    CONFIG_KEYS = frozenset({"model_path", "params", "batch_size", "dtype", "trust_remote_code", "max_area"})
+    # Left out of the edit key (editjudge.resume): they change where weights wait, not the pixels.
+    PIXEL_NEUTRAL_KEYS = PIXEL_NEUTRAL_KEYS
+    CONFIG_KEYS = frozenset({"model_path", "params", "batch_size", "dtype", "trust_remote_code", "max_area",
+                             "offload", "vae_tiling", "vae_slicing"})
 
     @classmethod
     def config_problems(cls, config_or_model_path, params: dict | None = None, batch_size: int = 1) -> list[str]:
@@ -260,7 +341,8 @@ class DiffusersEditor:
         """From an editor config entry (editjudge.config.EditorConfig) on ``device``."""
         return cls(config.name, config.model_path, device=device, dtype=config.dtype, params=config.params,
                    batch_size=config.batch_size, trust_remote_code=config.trust_remote_code,
-                   max_area=config.max_area)
+                   max_area=config.max_area, offload=config.offload, vae_tiling=config.vae_tiling,
+                   vae_slicing=config.vae_slicing)
 
     # -- sizes -------------------------------------------------------------------------------
 
@@ -325,14 +407,17 @@ class DiffusersEditor:
         try:
             return self._run(prompts, images, seeds)
         except Exception as exc:  # noqa: BLE001 - retried item by item below, each failure kept
-            if len(chunk) == 1:
-                logger.warning("editor %s: item %s failed: %s", self.name, chunk[0][1].item_id, exc)
-                return [exc]
-            self.batch_fallbacks += 1
-            logger.warning("editor %s: batch of %d failed (%s: %s); retrying one item at a time",
-                           self.name, len(chunk), type(exc).__name__, exc)
-            if is_out_of_memory(exc):
-                self._free_cuda()
+            failure = _detached(exc)
+        # Out of the except block and without its traceback: the failed call's tensors can be freed now.
+        if is_out_of_memory(failure):
+            self._free_cuda()
+        if len(chunk) == 1:
+            logger.warning("editor %s: item %s failed: %s", self.name, chunk[0][1].item_id, failure)
+            return [failure]
+        self.batch_fallbacks += 1
+        logger.warning("editor %s: batch of %d failed (%s: %s); retrying one item at a time",
+                       self.name, len(chunk), type(failure).__name__, failure)
+        del failure
         return [self._run_chunk([item])[0] for item in chunk]
 
     def edit(self, requests: list[EditRequest]) -> list[Image.Image | Exception]:
@@ -346,7 +431,7 @@ class DiffusersEditor:
                 source = load_image(req.source)
             except Exception as exc:  # noqa: BLE001 - the item's result is its exception
                 logger.warning("editor %s: item %s: %s", self.name, req.item_id, exc)
-                results[i] = exc
+                results[i] = _detached(exc)
                 continue
             source_sizes[i] = source.size
             fed = self.pipeline_size(source.size)
@@ -373,6 +458,8 @@ class DiffusersEditor:
             self._torch.cuda.empty_cache()
 
     def close(self) -> None:
-        """Drop the pipeline and give its memory back."""
+        """Drop the pipeline (and its offload hooks) and give its memory back."""
+        if self.pipe is not None and self.offload != "none":
+            self.pipe.remove_all_hooks()
         self.pipe = None
         self._free_cuda()

@@ -8,6 +8,9 @@ applied) is resized to the source size (as GEdit-Bench's scorer does before comp
 ``params.resize_to_source`` is false; the original size is kept in ``image.info["resized_from"]``
 and lands in the manifest. With resizing on, an unreadable source fails the item, as it does for
 any other editor.
+
+Resume: the SHA-1 of the output file found for an item is part of that item's edit key
+(``resume_inputs``), so a replaced file is read again on the next run.
 """
 
 from __future__ import annotations
@@ -16,12 +19,29 @@ from pathlib import Path
 
 from PIL import Image
 
+from ...files import file_sha1
 from ...images import ImageLoadError, image_size, load_image
 from . import EditRequest
 from ...paths import is_inside, safe_name
 
 EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp")
 PARAMS = {"resize_to_source": bool}
+
+
+def find_output(image_dir: Path, item_id: str, category: str = "") -> Path | None:
+    """The first output file for the item among the names in the module docstring, or None."""
+    stems = dict.fromkeys([item_id, safe_name(item_id)])
+    folders = [image_dir]
+    if category:
+        folders.append(image_dir / category)
+    for folder in folders:
+        for stem in stems:
+            for ext in EXTENSIONS:
+                path = folder / f"{stem}{ext}"
+                # An id like "../x" must not reach outside image_dir.
+                if is_inside(image_dir, path) and path.is_file():
+                    return path
+    return None
 
 
 class PrecomputedEditor:
@@ -34,6 +54,8 @@ class PrecomputedEditor:
 
     # What an editor entry of type precomputed may set beside name and type.
     CONFIG_KEYS = frozenset({"image_dir", "params", "batch_size"})
+    # Fields that never change the images it gives (left out of the edit key, editjudge.resume).
+    PIXEL_NEUTRAL_KEYS = frozenset({"batch_size"})
 
     @classmethod
     def config_problems(cls, config) -> list[str]:
@@ -54,18 +76,14 @@ class PrecomputedEditor:
         return cls(config.name, config.image_dir, **config.params)
 
     def find(self, request: EditRequest) -> Path | None:
-        stems = dict.fromkeys([request.item_id, safe_name(request.item_id)])
-        folders = [self.image_dir]
-        if request.category:
-            folders.append(self.image_dir / request.category)
-        for folder in folders:
-            for stem in stems:
-                for ext in EXTENSIONS:
-                    path = folder / f"{stem}{ext}"
-                    # An id like "../x" must not reach outside image_dir.
-                    if is_inside(self.image_dir, path) and path.is_file():
-                        return path
-        return None
+        return find_output(self.image_dir, request.item_id, request.category)
+
+    @classmethod
+    def resume_inputs(cls, config, item_id: str, category: str) -> dict:
+        """What beyond the editor's settings decides this item's image: the output file's bytes (SHA-1;
+        None when there is none), so that replacing a file in ``image_dir`` redoes that item's edit."""
+        path = find_output(Path(config.image_dir), item_id, category)
+        return {"output_sha1": file_sha1(path) if path is not None else None}
 
     def _one(self, request: EditRequest) -> Image.Image:
         path = self.find(request)

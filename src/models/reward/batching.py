@@ -78,7 +78,9 @@ class ForwardClock:
     over one position per row is a generation step. The image encoder's calls count as prefill
     time (and as ``vision_seconds``), whether ``generate`` makes them before the first forward
     call or the forward call makes them itself; nested calls are timed once. On CUDA each call
-    is synchronized, so the times are the device's.
+    is synchronized on the GPUs that hold the model's weights (all of a replica's group, never a
+    bare ``synchronize()``, which would wait on, and create a context on, the current device), so
+    the times are the model's devices'.
     """
 
     def __init__(self, model: torch.nn.Module, stats: ScoringStats) -> None:
@@ -88,11 +90,16 @@ class ForwardClock:
         self._depth = 0
         self._started = 0.0
         self._kind = "prefill"
-        self._cuda = False
+        self._cuda_devices: list[torch.device] = []
         self._encoder_starts: list[float] = []
 
+    def _synchronize(self) -> None:
+        for device in self._cuda_devices:
+            torch.cuda.synchronize(device)
+
     def __enter__(self) -> "ForwardClock":
-        self._cuda = any(p.is_cuda for p in self.model.parameters())
+        devices = {p.device for p in self.model.parameters() if p.is_cuda}
+        self._cuda_devices = sorted(devices, key=lambda d: -1 if d.index is None else d.index)
         encoders = [m for name, m in self.model.named_modules() if name.rsplit(".", 1)[-1] in ENCODER_NAMES]
         # always_call: a call that raises (out of memory) still ends, or every later call would look nested.
         self._handles = [self.model.register_forward_pre_hook(self._before, with_kwargs=True),
@@ -112,8 +119,7 @@ class ForwardClock:
     def _start(self, kind: str) -> None:
         self._depth += 1
         if self._depth == 1:
-            if self._cuda:
-                torch.cuda.synchronize()
+            self._synchronize()
             self._kind = kind
             self._started = time.perf_counter()
 
@@ -122,8 +128,7 @@ class ForwardClock:
         self._depth = max(0, self._depth - 1)
         if self._depth:
             return None
-        if self._cuda:
-            torch.cuda.synchronize()
+        self._synchronize()
         return time.perf_counter() - self._started
 
     def _before_encoder(self, module, args) -> None:
@@ -134,8 +139,7 @@ class ForwardClock:
         started = self._encoder_starts.pop() if self._encoder_starts else self._started
         elapsed = self._stop()
         if elapsed is None:  # inside another timed call, which counts the time
-            if self._cuda:
-                torch.cuda.synchronize()
+            self._synchronize()
             elapsed = time.perf_counter() - started
         else:
             self.stats.prefill_seconds += elapsed

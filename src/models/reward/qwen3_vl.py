@@ -25,6 +25,7 @@ accuracy or portability for speed and memory. ``stats`` shows where the time wen
 
 from __future__ import annotations
 
+import gc
 import logging
 import math
 import threading
@@ -54,6 +55,7 @@ from .prompts import DEFAULT_SYSTEM_PROMPT, DEFAULT_USER_PROMPT, fill_prompt
 from .results import ScoreResult, ScoringStats
 from ...torch_utils import is_out_of_memory, resolve_dtype
 from ...progress import describe_ids
+from .placement import check_placement, load_kwargs
 from .settings import PIPELINE_PARAMS, config_problems, setting_problems
 
 logger = logging.getLogger(__name__)
@@ -113,21 +115,28 @@ class Qwen3VLRewardModel:
         prefetch: bool | str = "auto",
         stop_early: bool = True,
         quantization: str | None = None,
+        max_memory: int | str | dict | None = None,
     ) -> None:
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
+        group = list(device) if isinstance(device, (list, tuple)) else None
         problems = setting_problems(dict(
             batch_size=batch_size, dtype=dtype, score_mode=score_mode, max_new_tokens=max_new_tokens,
             score_range=score_range, attn_implementation=attn_implementation, quantization=quantization,
             group_by_length=group_by_length, prefetch=prefetch, stop_early=stop_early, device=device,
+            max_memory=max_memory,
         ))
+        if max_memory is not None and not group:
+            problems.append("max_memory applies to a judge on a device group (device=['cuda:0', 'cuda:1'])")
         if problems:
             raise ValueError("invalid Qwen3VLRewardModel settings: " + "; ".join(problems))
 
         from transformers import AutoModelForImageTextToText, AutoProcessor
 
         self.model_path = str(model_path)
-        self.device = torch.device(device)
+        # Inputs go to a group's first device; accelerate's hooks move activations between the others.
+        self.device = torch.device(group[0] if group else device)
+        self.devices = group or [str(self.device)]
         self.dtype = resolve_dtype(dtype, self.device)
         self.batch_size = batch_size
         self.use_batch_inference = use_batch_inference
@@ -162,13 +171,16 @@ class Qwen3VLRewardModel:
             if max_pixels is not None:
                 size["longest_edge"] = int(max_pixels)
             self.processor.image_processor.size = size
+        # Straight onto the device, or split over the group's devices: never a full copy in host memory first.
         self.model = AutoModelForImageTextToText.from_pretrained(
             self.model_path,
             dtype=self.dtype,
             attn_implementation=attn_implementation,
             trust_remote_code=trust_remote_code,
             use_safetensors=True,
-        ).to(self.device)
+            **load_kwargs(group or self.device, max_memory),
+        )
+        self.placement = check_placement(self.model, self.devices)  # {device: weight tensors}
         self.model.eval()
         if quantization == "int8":
             self._quantize_int8()
@@ -177,7 +189,8 @@ class Qwen3VLRewardModel:
             self._digit_ids = single_token_ids(self.processor.tokenizer, [str(d) for d in range(10)])
         logger.info(
             "loaded %s on %s (%s, %s, score_mode=%s, batch_size=%s, prefetch=%s, quantization=%s)",
-            self.model_path, self.device, str(self.dtype).removeprefix("torch."),
+            self.model_path, " + ".join(f"{d} ({n} tensors)" for d, n in self.placement.items()) if group
+            else self.device, str(self.dtype).removeprefix("torch."),
             attn_implementation, score_mode, batch_size, self.prefetch, quantization,
         )
 
@@ -477,45 +490,53 @@ class Qwen3VLRewardModel:
     # ------------------------------------------------------------------ running the model
 
     def _score_batch_with_fallback(self, requests: list[_Request]) -> list[ScoreResult]:
+        """Score a batch; on out-of-memory retry it in halves, on any other error item by item.
+
+        The retry starts only after the ``except`` block: inside it the exception's traceback still
+        holds the failed attempt's frames (activations, KV cache), which no ``empty_cache`` can free.
+        Only the failure's text and kind leave the block; then memory is collected and released.
+        """
         if not requests:
             return []
+        label = f"batch {_describe([r.index for r in requests])}"
         try:
             return self._score_batch(requests)
         except Exception as exc:  # noqa: BLE001 - any failure of a batch is recoverable item by item
-            label = f"batch {_describe([r.index for r in requests])}"
-            if is_out_of_memory(exc) and len(requests) > 1:
-                self.stats.oom_splits += 1
-                self._free_memory()
-                self._learn_from_out_of_memory(len(requests))
-                half = len(requests) // 2
-                logger.warning("out of memory in %s (%d items): retrying in halves of %d and %d",
-                               label, len(requests), half, len(requests) - half)
-                results, position = [], 0
-                while position < len(requests):
-                    size = half if position == 0 else len(requests) - half
-                    if self._auto_active:  # what fits now, not the other half's size
-                        size = min(size, self._auto_batch_size)
-                    results += self._score_batch_with_fallback(requests[position:position + size])
-                    position += size
-                return results
-            cause = f"{label}: {type(exc).__name__}: {exc}"
-            self.stats.batch_fallbacks += 1
-            self.stats.fallback_causes.append(cause)
-            logger.warning("error in %s; falling back to sequential scoring for this batch", cause)
-            self._free_memory()
-            return self._batch_score_sequential(requests, fallback=True)
+            out_of_memory, cause = is_out_of_memory(exc), f"{label}: {type(exc).__name__}: {exc}"
+        self._free_memory()  # the exception and its traceback are gone: what the attempt held can be freed
+        if out_of_memory and len(requests) > 1:
+            self.stats.oom_splits += 1
+            self._learn_from_out_of_memory(len(requests))
+            half = len(requests) // 2
+            logger.warning("out of memory in %s (%d items): retrying in halves of %d and %d",
+                           label, len(requests), half, len(requests) - half)
+            results, position = [], 0
+            while position < len(requests):
+                size = half if position == 0 else len(requests) - half
+                if self._auto_active:  # what fits now, not the other half's size
+                    size = min(size, self._auto_batch_size)
+                results += self._score_batch_with_fallback(requests[position:position + size])
+                position += size
+            return results
+        self.stats.batch_fallbacks += 1
+        self.stats.fallback_causes.append(cause)
+        logger.warning("error in %s; falling back to sequential scoring for this batch", cause)
+        return self._batch_score_sequential(requests, fallback=True)
 
     def _batch_score_sequential(self, requests: list[_Request], fallback: bool = True) -> list[ScoreResult]:
         """Score one item at a time; an item that raises fails alone."""
         results = []
         for request in requests:
+            error = None
             try:
                 # A batch of one is already its own item (and keeps any inputs built ahead).
                 result = self._score_batch(requests if len(requests) == 1 else [request])[0]
             except Exception as exc:  # noqa: BLE001 - recorded on the item, never a made-up score
-                if is_out_of_memory(exc):
+                error, out_of_memory = f"{type(exc).__name__}: {exc}", is_out_of_memory(exc)
+            if error is not None:  # outside the except block, so the failed attempt's memory can go
+                if out_of_memory:
                     self._free_memory()
-                result = ScoreResult.failure(f"{type(exc).__name__}: {exc}")
+                result = ScoreResult.failure(error)
             result.fallback = fallback
             results.append(result)
             if fallback:
@@ -605,5 +626,11 @@ class Qwen3VLRewardModel:
         return self._closing_ids
 
     def _free_memory(self) -> None:
-        if self.device.type == "cuda":
-            torch.cuda.empty_cache()
+        """Collect what a failed attempt left (reference cycles through its frames), then give the
+        CUDA allocator's cached blocks back (on every GPU of the replica)."""
+        gc.collect()
+        if torch.cuda.is_available() and torch.cuda.is_initialized():
+            for device in self.devices:
+                if device.startswith("cuda"):
+                    with torch.cuda.device(torch.device(device)):
+                        torch.cuda.empty_cache()

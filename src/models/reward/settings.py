@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 
 from ...torch_utils import DTYPE_NAMES
+from .placement import placement_problems
 
 SCORE_MODES = ("generate", "logits")
 ATTN_IMPLEMENTATIONS = ("sdpa", "eager", "flash_attention_2")
@@ -21,7 +22,7 @@ def setting_problems(values: dict) -> list[str]:
 
     is_int = lambda v: isinstance(v, int) and not isinstance(v, bool)  # noqa: E731
     check("batch_size", lambda v: v == "auto" or (is_int(v) and v >= 1), "'auto' or a positive integer")
-    check("dtype", lambda v: v in DTYPE_NAMES, f"one of {list(DTYPE_NAMES)}")
+    check("dtype", lambda v: v in DTYPE_NAMES, f"'auto' or one of {[d for d in DTYPE_NAMES if d != 'auto']}")
     check("score_mode", lambda v: v in SCORE_MODES, f"one of {list(SCORE_MODES)}")
     check("max_new_tokens", lambda v: is_int(v) and v >= 1, "a positive integer")
     check("attn_implementation", lambda v: v in ATTN_IMPLEMENTATIONS, f"one of {list(ATTN_IMPLEMENTATIONS)}")
@@ -45,12 +46,14 @@ def setting_problems(values: dict) -> list[str]:
         if importlib.util.find_spec("flash_attn") is None:
             problems.append("attn_implementation 'flash_attention_2' needs the flash-attn package, which is not "
                             "installed (use 'sdpa')")
-        if str(values.get("device", "")).startswith("cpu"):
+        device = values.get("device", "")
+        if str(device[0] if isinstance(device, (list, tuple)) and device else device).startswith("cpu"):
             problems.append("attn_implementation 'flash_attention_2' runs on CUDA only (use 'sdpa' on CPU)")
         if values.get("dtype") == "float32":
             problems.append("attn_implementation 'flash_attention_2' needs dtype bfloat16 or float16, got 'float32'")
     if values.get("quantization") == "int8" and importlib.util.find_spec("torchao") is None:
         problems.append("quantization 'int8' needs the torchao package, which is not installed")
+    problems.extend(placement_problems(values))  # a device group, max_memory
     return problems
 
 
@@ -59,7 +62,7 @@ def setting_problems(values: dict) -> list[str]:
 MODEL_PARAMS = ("model_path", "device", "dtype", "attn_implementation", "batch_size", "use_batch_inference",
                 "max_new_tokens", "min_pixels", "max_pixels", "system_prompt", "user_prompt", "compare_with_original",
                 "score_mode", "score_range", "logits_prefix", "trust_remote_code", "show_progress", "group_by_length",
-                "prefetch", "stop_early", "quantization")
+                "prefetch", "stop_early", "quantization", "max_memory")
 PIPELINE_PARAMS = ("rubric", "viescore_prompts_dir")
 ACCEPTED_PARAMS = MODEL_PARAMS + PIPELINE_PARAMS
 # What a judge folder (or hub repo) needs before any weights load: alternatives per entry.

@@ -1,0 +1,255 @@
+"""A client for the reward server (``editjudge serve``), for RL trainers. Standard library HTTP, no pickle.
+
+    from editjudge.client import RewardClient, flow_grpo_reward_fn
+    client = RewardClient("http://127.0.0.1:8000", timeout=120, retries=3)   # token: $EDITJUDGE_SERVER_TOKEN
+    results = client.score(edited, sources, instructions, groups=[0, 0, 1, 1])
+    scores = [r.score for r in results]           # None where the item failed (r.error says why)
+    advantages = [r.reward for r in results]      # group-normalised, when groups are given
+
+    reward_fn = flow_grpo_reward_fn(client)       # fn(images, prompts, metadata) -> (scores, info)
+
+Images may be PIL images, numpy arrays (HWC or CHW, uint8 or floats in [0, 1]), torch tensors, file
+paths or encoded bytes; they travel as base64 PNG (paths and bytes as they are). Connection errors,
+timeouts, 429 (after its Retry-After) and 503 are retried ``retries`` times with backoff; then,
+or at once for any other error answer, ``RewardServerError`` says what happened.
+"""
+
+from __future__ import annotations
+
+import base64
+import http.client
+import io
+import json
+import logging
+import math
+import os
+import socket
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+from PIL import Image
+
+logger = logging.getLogger(__name__)
+
+TOKEN_ENV = "EDITJUDGE_SERVER_TOKEN"
+RETRIED_STATUSES = (429, 502, 503, 504)
+MAX_RETRY_AFTER = 60.0
+
+
+class RewardServerError(RuntimeError):
+    """The server refused a request, or could not be reached after the retries.
+
+    ``status`` is the HTTP status (None when no answer came), ``code`` and ``field`` come from the
+    server's error body.
+    """
+
+    def __init__(self, message: str, status: int | None = None, code: str | None = None,
+                 field: str | None = None) -> None:
+        super().__init__(message)
+        self.status, self.code, self.field = status, code, field
+
+
+class RewardScoringError(RuntimeError):
+    """Items the judge could not score, where the caller asked for every item to have a score."""
+
+
+@dataclass
+class RewardResult:
+    id: Any
+    score: float | None
+    sub_scores: dict
+    raw_output: str | None
+    error: str | None
+    group: Any = None
+    reward: float | None = None  # (score - group mean) / (group std + epsilon), when grouped
+
+
+def _to_pil(image) -> Image.Image:
+    if hasattr(image, "detach") and hasattr(image, "cpu"):  # a torch tensor, without importing torch
+        image = image.detach().cpu().float().numpy() if image.is_floating_point() else image.detach().cpu().numpy()
+    import numpy as np
+
+    array = np.asarray(image)
+    if array.ndim == 3 and array.shape[0] in (1, 3, 4) and array.shape[-1] not in (1, 3, 4):
+        array = array.transpose(1, 2, 0)  # CHW -> HWC
+    if array.ndim == 3 and array.shape[-1] == 1:
+        array = array[..., 0]
+    if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[-1] not in (3, 4)):
+        raise ValueError(f"cannot read an image from an array of shape {tuple(np.asarray(image).shape)}")
+    if array.dtype != np.uint8:
+        if np.issubdtype(array.dtype, np.floating):
+            array = np.clip(np.round(array * 255), 0, 255)  # floats are taken as [0, 1], as trainers hold them
+        array = array.astype(np.uint8)
+    return Image.fromarray(array)
+
+
+def encode_image(image) -> str:
+    """Base64 of ``image``: a path's or bytes' content as is, anything else as PNG (lossless)."""
+    if isinstance(image, (bytes, bytearray)):
+        data = bytes(image)
+    elif isinstance(image, (str, os.PathLike)):
+        with open(image, "rb") as handle:
+            data = handle.read()
+    else:
+        pil = image if isinstance(image, Image.Image) else _to_pil(image)
+        buffer = io.BytesIO()
+        pil.save(buffer, format="PNG")
+        data = buffer.getvalue()
+    return base64.b64encode(data).decode("ascii")
+
+
+class RewardClient:
+    """Talks to one reward server. Thread-safe: each call opens its own connection."""
+
+    def __init__(self, url: str = "http://127.0.0.1:8000", token: str | None = None, timeout: float = 300.0,
+                 retries: int = 3, backoff: float = 0.5) -> None:
+        if retries < 0:
+            raise ValueError(f"retries must be 0 or more, got {retries}")
+        if timeout <= 0:
+            raise ValueError(f"timeout must be positive, got {timeout}")
+        self.url = url.rstrip("/")
+        self.token = token if token is not None else (os.environ.get(TOKEN_ENV) or None)
+        self.timeout, self.retries, self.backoff = timeout, retries, backoff
+
+    def __repr__(self) -> str:  # never the token
+        return f"RewardClient({self.url!r}, timeout={self.timeout}, retries={self.retries})"
+
+    # ------------------------------------------------------------------ calls
+
+    def health(self) -> dict:
+        """``GET /health`` (raises RewardServerError while the judge is not ready)."""
+        return json.loads(self._request("GET", "/health"))
+
+    def metrics(self) -> str:
+        return self._request("GET", "/metrics").decode()
+
+    def score(self, edited: Sequence, sources: Sequence | None, instructions: Sequence[str] | str,
+              groups: Sequence | None = None, ids: Sequence | None = None,
+              rubric: str | None = None) -> list[RewardResult]:
+        """One result per edited image, in order. ``sources`` may be None when the rubric does not use them."""
+        payload = self.build_payload(edited, sources, instructions, groups, ids, rubric)
+        answer = self.score_payload(payload)
+        return [RewardResult(**{k: r.get(k) for k in RewardResult.__dataclass_fields__}) for r in answer["results"]]
+
+    @staticmethod
+    def build_payload(edited: Sequence, sources: Sequence | None, instructions: Sequence[str] | str,
+                      groups: Sequence | None = None, ids: Sequence | None = None,
+                      rubric: str | None = None) -> dict:
+        """The request body for ``POST /v1/score`` (schema version 1)."""
+        edited = list(edited)
+        n = len(edited)
+        instructions = [instructions] * n if isinstance(instructions, str) else list(instructions)
+        for name, values in (("sources", sources), ("instructions", instructions), ("groups", groups), ("ids", ids)):
+            if values is not None and len(values) != n:
+                raise ValueError(f"{name} has {len(values)} entries but edited has {n}")
+        items = []
+        for i, image in enumerate(edited):
+            item: dict[str, Any] = {"edited": encode_image(image), "instruction": instructions[i]}
+            if sources is not None and sources[i] is not None:
+                item["source"] = encode_image(sources[i])
+            if groups is not None:
+                item["group"] = groups[i]
+            if ids is not None:
+                item["id"] = ids[i]
+            items.append(item)
+        payload: dict[str, Any] = {"version": 1, "items": items}
+        if rubric is not None:
+            payload["rubric"] = rubric
+        return payload
+
+    def score_payload(self, payload: dict) -> dict:
+        """Send a prepared body; the server's JSON answer."""
+        return json.loads(self._request("POST", "/v1/score", json.dumps(payload).encode()))
+
+    # ------------------------------------------------------------------ transport
+
+    def _request(self, method: str, path: str, body: bytes | None = None) -> bytes:
+        url = self.url + path
+        headers = {"Accept": "application/json"}
+        if body is not None:
+            headers["Content-Type"] = "application/json"
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        attempts = self.retries + 1
+        last = ""
+        for attempt in range(1, attempts + 1):
+            delay = self.backoff * 2 ** (attempt - 1)
+            request = urllib.request.Request(url, data=body, method=method, headers=headers)
+            try:
+                with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                    return response.read()
+            except urllib.error.HTTPError as exc:
+                error = _error_from(exc)
+                if exc.code not in RETRIED_STATUSES:
+                    raise error from None
+                retry_after = exc.headers.get("Retry-After")
+                if retry_after and retry_after.isdigit():
+                    delay = min(MAX_RETRY_AFTER, max(delay, float(retry_after)))
+                last = str(error)
+                final = error
+            except (urllib.error.URLError, http.client.HTTPException, ConnectionError, socket.timeout,
+                    TimeoutError) as exc:
+                reason = getattr(exc, "reason", exc)
+                last = f"{type(reason).__name__}: {reason}" if str(reason) else type(reason).__name__
+                final = RewardServerError(f"reward server {self.url} unreachable: {last}")
+            if attempt < attempts:
+                logger.warning("%s %s failed (attempt %d of %d: %s); retrying in %.1f s", method, url, attempt,
+                               attempts, last, delay)
+                time.sleep(delay)
+        raise RewardServerError(f"{method} {url} failed after {attempts} attempt(s); last error: {last}",
+                                status=getattr(final, "status", None), code=getattr(final, "code", None)) from None
+
+
+def _error_from(exc: urllib.error.HTTPError) -> RewardServerError:
+    try:
+        body = json.loads(exc.read() or b"{}")
+        error = body.get("error") or {}
+    except (ValueError, OSError, AttributeError):
+        error = {}
+    message = error.get("message") or exc.reason
+    return RewardServerError(f"reward server answered {exc.code}: {message}", status=exc.code,
+                             code=error.get("code"), field=error.get("field"))
+
+
+def flow_grpo_reward_fn(client: RewardClient, source_key: str = "source_image", group_key: str | None = None,
+                        failure_score: float | None = None):
+    """A Flow-GRPO-style reward function: ``fn(images, prompts, metadata, ref_images=None) -> (scores, info)``.
+
+    (``only_strict=`` is accepted, as Flow-GRPO's trainers pass it, and changes nothing.)
+
+    ``images``: a batch tensor (N, C, H, W) in [0, 1] or a list of images; ``prompts``: the edit
+    instructions; the source images come from ``ref_images`` or each ``metadata[i][source_key]``
+    (when the server's rubric needs them), the group from ``metadata[i][group_key]``. ``scores`` is
+    a float32 numpy array. An item the judge could not score raises RewardScoringError, unless
+    ``failure_score`` is given: then it gets that score and is listed in ``info["failed"]``.
+    """
+    import numpy as np
+
+    def fn(images, prompts, metadata=None, ref_images=None, only_strict: bool = True):
+        # only_strict: Flow-GRPO's trainers pass it to multi_score; one judge score has no strict variant.
+        edited = list(images)
+        n = len(edited)
+        metadata = list(metadata) if metadata is not None else [{} for _ in range(n)]
+        if ref_images is not None:
+            sources = list(ref_images)
+        else:
+            sources = [m.get(source_key) if isinstance(m, dict) else None for m in metadata]
+            if all(s is None for s in sources):
+                sources = None
+        groups = [m.get(group_key) for m in metadata] if group_key else None
+        results = client.score(edited, sources, list(prompts), groups=groups)
+        failed = [i for i, r in enumerate(results) if r.score is None]
+        if failed and failure_score is None:
+            raise RewardScoringError(f"{len(failed)} of {n} items have no score; first: item {failed[0]}: "
+                                     f"{results[failed[0]].error}")
+        scores = np.array([failure_score if r.score is None else r.score for r in results], dtype=np.float32)
+        info = {"failed": failed, "errors": [r.error for r in results], "raw_outputs": [r.raw_output for r in results],
+                "sub_scores": [r.sub_scores for r in results]}
+        if groups is not None:
+            info["rewards"] = np.array([math.nan if r.reward is None else r.reward for r in results], dtype=np.float32)
+        return scores, info
+
+    return fn

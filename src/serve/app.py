@@ -1,0 +1,254 @@
+"""The reward server's HTTP side (FastAPI): authentication, limits, validation, then the batch queue.
+
+Every check that can refuse a request runs before any image is decoded, and a refused request
+never reaches the judge: the server answers a 4xx JSON error naming the field and goes on serving.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+import math
+import time
+from contextlib import asynccontextmanager
+from dataclasses import asdict
+from typing import Any, Callable
+
+import anyio
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, PlainTextResponse
+from starlette.exceptions import HTTPException
+
+from .batcher import BatchQueue, Job, Judges, ShuttingDown
+from .metrics import CONTENT_TYPE, Metrics
+from .settings import ServeSettings
+from .schema import (VERSION, ApiError, ScoreRequest, item_result, load_rgb, normalization_info, normalize_groups,
+                     open_image, parse_request)
+
+logger = logging.getLogger(__name__)
+
+
+def needs_source(model, rubric) -> bool:
+    """Whether the judge is shown the source image: a rubric prompt asks for it, or the simple one compares."""
+    if rubric.is_simple:
+        return bool(getattr(model, "compare_with_original", False))
+    return any(prompt.with_source for prompt in rubric.prompts)
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    length = request.headers.get("content-length")
+    if length is not None:
+        if not length.isdigit():
+            raise ApiError(400, "bad_content_length", f"Content-Length {length!r} is not a number")
+        if int(length) > limit:
+            raise ApiError(413, "body_too_large", f"the body is {int(length):,} bytes, over this server's limit of "
+                                                  f"{limit:,} (split the request)")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise ApiError(413, "body_too_large", f"the body is over this server's limit of {limit:,} bytes "
+                                                  "(split the request)")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _open_items(payload: ScoreRequest, with_source: bool, max_pixels: int) -> list[tuple[Any, Any]]:
+    """Every image of the request opened lazily (headers checked), or the first ApiError."""
+    opened: list[tuple[Any, Any]] = []
+    try:
+        for i, item in enumerate(payload.items):
+            edited = open_image(item.edited, f"items[{i}].edited", max_pixels)
+            opened.append((edited, None))
+            if with_source:
+                opened[-1] = (edited, open_image(item.source, f"items[{i}].source", max_pixels))
+    except ApiError:
+        _close(opened)
+        raise
+    return opened
+
+
+def _load_items(opened: list[tuple[Any, Any]]) -> list[tuple[Any, Any]]:
+    try:
+        return [(load_rgb(edited, f"items[{i}].edited"),
+                 None if source is None else load_rgb(source, f"items[{i}].source"))
+                for i, (edited, source) in enumerate(opened)]
+    finally:
+        _close(opened)
+
+
+def _close(opened: list[tuple[Any, Any]]) -> None:
+    for pair in opened:
+        for image in pair:
+            if image is not None:
+                image.close()
+
+
+def _pixels(pair: tuple[Any, Any]) -> int:
+    return sum(image.size[0] * image.size[1] for image in pair if image is not None)
+
+
+def build_app(settings: ServeSettings, build_model: Callable[[str], Any], rubric, devices: list[str],
+              token: str | None) -> FastAPI:
+    """The ASGI app; the judge replicas load on a background thread once it starts (``/health`` says when)."""
+    queue = BatchQueue(settings.max_queue, settings.max_queue_pixels)
+    judges: Judges
+    metrics = Metrics(queue_depth=lambda: len(queue), queue_capacity=settings.max_queue,
+                      ready=lambda: judges.ready, queue_pixels=lambda: queue.held_pixels)
+    judges = Judges(build_model, rubric, devices, queue, settings.batch_size, settings.max_wait_ms / 1000, metrics)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        judges.start(on_failure=lambda: app.state.on_load_failure())
+        yield
+        await anyio.to_thread.run_sync(judges.stop)  # joins the judge threads: off the event loop
+
+    app = FastAPI(title="editjudge reward server", version=str(VERSION), lifespan=lifespan,
+                  docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.judges, app.state.metrics, app.state.queue = judges, metrics, queue
+    app.state.on_load_failure = lambda: None  # the runner sets this to stop the server
+
+    def check_token(request: Request) -> None:
+        if token is None:
+            return
+        header = request.headers.get("authorization", "")
+        scheme, _, given = header.partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), token.encode()):
+            raise ApiError(401, "unauthorized", "a valid bearer token is required (Authorization: Bearer ...)",
+                           "Authorization", headers={"WWW-Authenticate": "Bearer"})
+
+    def error_response(exc: ApiError) -> JSONResponse:
+        return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers)
+
+    def not_ready() -> ApiError:
+        if judges.state == "loading":
+            return ApiError(503, "loading", "the judge is still loading; retry shortly", headers={"Retry-After": "2"})
+        return ApiError(503, judges.state, f"the judge is not available ({judges.state})")
+
+    def queue_full(n: int) -> ApiError:
+        depth = len(queue)
+        wait = metrics.seconds_to_drain(depth)
+        retry = max(1, min(60, math.ceil(wait))) if wait is not None else 1
+        return ApiError(429, "queue_full", f"the queue is full ({depth} of {settings.max_queue} items, "
+                                           f"{queue.held_pixels:,} of {settings.max_queue_pixels:,} pixels held; this "
+                                           f"request has {n} items); retry after {retry} s",
+                        headers={"Retry-After": str(retry)})
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException):  # unknown paths and methods, in our error format
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        return error_response(ApiError(exc.status_code, code, f"{request.method} {request.url.path}: {exc.detail}",
+                                       headers=dict(exc.headers or {})))
+
+    @app.get("/health")
+    async def health():
+        body: dict[str, Any] = {"version": VERSION, "status": judges.state}
+        if judges.ready:
+            body.update(rubric=rubric.name, needs_source=needs_source(judges.models[0], rubric),
+                        replicas=len(judges.models), devices=devices,
+                        batching={"batch_size": settings.batch_size, "max_wait_ms": settings.max_wait_ms},
+                        limits={"max_items": settings.max_items, "max_queue": settings.max_queue,
+                                "max_queue_pixels": settings.max_queue_pixels,
+                                "max_body_bytes": settings.max_body_bytes,
+                                "max_image_pixels": settings.max_image_pixels})
+            return body
+        if judges.error:
+            body["error"] = judges.error
+        return JSONResponse(body, status_code=503)
+
+    @app.get("/metrics")
+    async def metrics_page(request: Request):
+        try:
+            check_token(request)
+        except ApiError as exc:
+            return error_response(exc)
+        return PlainTextResponse(metrics.render(), media_type=CONTENT_TYPE)
+
+    @app.post("/v1/score")
+    async def score(request: Request):
+        started = time.perf_counter()
+        try:
+            body = await _score(request)
+            status = 200
+            response = JSONResponse(body)
+        except ApiError as exc:
+            status = exc.status
+            response = error_response(exc)
+        metrics.request(status, time.perf_counter() - started)
+        return response
+
+    async def _score(request: Request) -> dict:
+        check_token(request)
+        if not judges.ready:
+            raise not_ready()
+        payload = parse_request(await _read_body(request, settings.max_body_bytes))
+        if payload.rubric is not None and payload.rubric != rubric.name:
+            raise ApiError(422, "unknown_rubric", f"rubric: {payload.rubric!r} is not served here; this server "
+                                                  f"scores with {rubric.name!r}", "rubric")
+        n = len(payload.items)
+        if n > settings.max_items:
+            raise ApiError(413, "too_many_items", f"items: {n} items is over this server's limit of "
+                                                  f"{settings.max_items} per request (split the request)", "items")
+        with_source = needs_source(judges.models[0], rubric)
+        if with_source:
+            missing = [i for i, item in enumerate(payload.items) if item.source is None]
+            if missing:
+                raise ApiError(422, "invalid_field", f"items[{missing[0]}].source: required (the {rubric.name!r} "
+                                                     f"rubric shows the judge the source image)",
+                               f"items[{missing[0]}].source")
+        opened = await anyio.to_thread.run_sync(_open_items, payload, with_source, settings.max_image_pixels)
+        pixels = [_pixels(pair) for pair in opened]
+        if sum(pixels) > settings.max_queue_pixels:
+            _close(opened)
+            raise ApiError(413, "too_many_pixels", f"items: the request's images hold {sum(pixels):,} pixels, over "
+                                                   f"this server's queue capacity of {settings.max_queue_pixels:,} "
+                                                   "(split the request)", "items")
+        try:
+            reserved = queue.reserve(n, sum(pixels))  # before decoding: decoded images always have room
+        except ShuttingDown:
+            _close(opened)
+            raise ApiError(503, "shutting_down", "the server is shutting down") from None
+        if not reserved:
+            _close(opened)
+            raise queue_full(n)
+        try:
+            images = await anyio.to_thread.run_sync(_load_items, opened)
+        except BaseException:
+            queue.release(n, sum(pixels))
+            raise
+
+        loop = asyncio.get_running_loop()
+        futures = [loop.create_future() for _ in range(n)]
+
+        def deliver(future: asyncio.Future) -> Callable[[dict | BaseException], None]:
+            def done(result: dict | BaseException) -> None:
+                try:
+                    loop.call_soon_threadsafe(_resolve, future, result)
+                except RuntimeError:  # the event loop is gone (the server stopped): nobody waits for it
+                    pass
+            return done
+
+        jobs = [Job(edited, source, item.instruction, deliver(future), pixels=count)
+                for (edited, source), item, future, count in zip(images, payload.items, futures, pixels)]
+        try:
+            queue.put(jobs)
+        except ShuttingDown:
+            raise ApiError(503, "shutting_down", "the server is shutting down") from None
+        judged = await asyncio.gather(*futures)
+        if any(isinstance(r, ShuttingDown) for r in judged):
+            raise ApiError(503, "shutting_down", "the server stopped before this request was scored")
+        results = [item_result(item, r) for item, r in zip(payload.items, judged)]
+        groups = normalize_groups(results)
+        answer = {"version": VERSION, "rubric": rubric.name, "results": results}
+        if groups:
+            answer.update(groups=groups, normalization=normalization_info())
+        return answer
+
+    app.state.settings = asdict(settings)
+    return app
+
+
+def _resolve(future: asyncio.Future, result) -> None:
+    if not future.done():  # the request may have been cancelled (client gone)
+        future.set_result(result)

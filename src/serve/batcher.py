@@ -1,0 +1,225 @@
+"""Dynamic batching: items from concurrent requests merged into judge batches.
+
+Request handlers put their decoded items on one bounded ``BatchQueue``; each judge replica has a
+thread that takes up to ``batch_size`` items, waiting at most ``max_wait`` seconds after the
+oldest item arrived for the batch to fill, scores them with ``editjudge.pipeline.judge_items``
+(the score stage's own code, so every judge backend and rubric behaves as in a job) and hands
+each item its result. A large request is simply many items: it spreads over several batches.
+A batch whose judge call raises is scored again item by item, so one bad item fails alone.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from .metrics import Metrics
+
+logger = logging.getLogger(__name__)
+
+
+class ShuttingDown(RuntimeError):
+    """The server stopped before this item was scored."""
+
+
+@dataclass
+class Job:
+    """One item waiting for the judge; ``done`` receives its score fields or an exception."""
+
+    edited: Any
+    source: Any
+    instruction: str
+    done: Callable[[dict | BaseException], None]
+    pixels: int = 0  # of its decoded images, counted against the queue's pixel capacity
+    enqueued: float = field(default_factory=time.monotonic)
+
+
+class BatchQueue:
+    """A FIFO of jobs bounded in items and in decoded pixels.
+
+    A request first ``reserve``s room for all of its items, from the image headers' sizes before any
+    image is decoded, then ``put``s them; one that does not fit whole is refused. The room stays
+    held until a judge thread takes the jobs, so the images decoded for waiting items never
+    exceed ``pixel_capacity``.
+    """
+
+    def __init__(self, capacity: int, pixel_capacity: int) -> None:
+        self.capacity, self.pixel_capacity = capacity, pixel_capacity
+        self._jobs: deque[Job] = deque()
+        self._cond = threading.Condition()
+        self._closed = False
+        self._held_items = 0  # reserved or waiting
+        self._held_pixels = 0
+
+    def __len__(self) -> int:
+        return len(self._jobs)
+
+    @property
+    def held_pixels(self) -> int:
+        return self._held_pixels
+
+    def reserve(self, items: int, pixels: int) -> bool:
+        with self._cond:
+            if self._closed:
+                raise ShuttingDown("the server is shutting down")
+            if self._held_items + items > self.capacity or self._held_pixels + pixels > self.pixel_capacity:
+                return False
+            self._held_items += items
+            self._held_pixels += pixels
+            return True
+
+    def release(self, items: int, pixels: int) -> None:
+        """Give back a reservation that will not be put (its request failed)."""
+        with self._cond:
+            self._held_items -= items
+            self._held_pixels -= pixels
+
+    def put(self, jobs: list[Job]) -> None:
+        """Queue jobs whose room was reserved (``reserve(len(jobs), sum of their pixels)``)."""
+        with self._cond:
+            if self._closed:
+                raise ShuttingDown("the server is shutting down")
+            self._jobs.extend(jobs)
+            self._cond.notify_all()
+
+    def take(self, max_items: int, max_wait: float) -> list[Job] | None:
+        """Up to ``max_items`` jobs, once full or ``max_wait`` after the oldest arrived; None once closed."""
+        with self._cond:
+            while True:
+                while not self._jobs and not self._closed:
+                    self._cond.wait()
+                if self._closed:
+                    return None
+                deadline = self._jobs[0].enqueued + max_wait
+                while 0 < len(self._jobs) < max_items and not self._closed:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        break
+                    self._cond.wait(remaining)
+                if self._closed:
+                    return None
+                if self._jobs:  # another replica may have taken them meanwhile
+                    batch = [self._jobs.popleft() for _ in range(min(max_items, len(self._jobs)))]
+                    self._held_items -= len(batch)
+                    self._held_pixels -= sum(job.pixels for job in batch)
+                    return batch
+
+    def close(self) -> list[Job]:
+        """Stop handing out jobs; returns the ones still waiting (the caller fails them)."""
+        with self._cond:
+            self._closed = True
+            left = list(self._jobs)
+            self._jobs.clear()
+            self._held_items = self._held_pixels = 0
+            self._cond.notify_all()
+            return left
+
+
+def _error_text(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"
+
+
+class JudgeWorker(threading.Thread):
+    """One judge replica's loop: take a batch, score it, deliver the results."""
+
+    def __init__(self, model, rubric, queue: BatchQueue, batch_size: int, max_wait: float, metrics: Metrics,
+                 name: str, replica: str = "0") -> None:
+        super().__init__(name=name, daemon=True)
+        self.replica = replica
+        self.model, self.rubric, self.queue = model, rubric, queue
+        self.batch_size, self.max_wait, self.metrics = batch_size, max_wait, metrics
+
+    def run(self) -> None:
+        while (jobs := self.queue.take(self.batch_size, self.max_wait)) is not None:
+            started = time.perf_counter()
+            results = self.score(jobs)
+            seconds = time.perf_counter() - started
+            self.metrics.batch(len(jobs), sum(1 for r in results if r.get("error")), seconds, self.replica)
+            logger.debug("%s: batch of %d in %.3f s", self.name, len(jobs), seconds)
+            for job, result in zip(jobs, results):
+                job.done(result)
+
+    def score(self, jobs: list[Job]) -> list[dict]:
+        from ..pipeline import judge_items
+
+        try:
+            results = judge_items(self.model, self.rubric, [j.edited for j in jobs], [j.instruction for j in jobs],
+                                  [j.source for j in jobs])
+            if len(results) != len(jobs):
+                raise RuntimeError(f"the judge returned {len(results)} results for {len(jobs)} items")
+            return results
+        except Exception as exc:  # noqa: BLE001 - recorded per item, never a made-up score
+            if len(jobs) == 1:
+                logger.exception("%s: the judge raised on one item", self.name)
+                return [{"score": None, "raw_output": None, "error": f"judge error: {_error_text(exc)}"}]
+            logger.warning("%s: the judge raised on a batch of %d (%s); scoring its items one by one",
+                           self.name, len(jobs), _error_text(exc))
+            return [self.score([job])[0] for job in jobs]
+
+
+class Judges:
+    """The judge replicas (one per device, loaded on a background thread) and their shared queue."""
+
+    def __init__(self, build: Callable[[str], Any], rubric, devices: list[str], queue: BatchQueue,
+                 batch_size: int, max_wait: float, metrics: Metrics) -> None:
+        self.build, self.rubric, self.devices = build, rubric, devices
+        self.queue, self.batch_size, self.max_wait, self.metrics = queue, batch_size, max_wait, metrics
+        self.state = "loading"  # -> ready | failed | stopped
+        self.error: str | None = None
+        self.models: list = []
+        self.workers: list[JudgeWorker] = []
+        self._loader: threading.Thread | None = None
+
+    @property
+    def ready(self) -> bool:
+        return self.state == "ready"
+
+    def start(self, on_failure: Callable[[], None]) -> None:
+        self._loader = threading.Thread(target=self._load, args=(on_failure,), name="judge-loader", daemon=True)
+        self._loader.start()
+
+    def _load(self, on_failure: Callable[[], None]) -> None:
+        started = time.perf_counter()
+        try:
+            for device in self.devices:
+                self.models.append(self.build(device))
+        except Exception as exc:  # noqa: BLE001 - the server cannot serve without its judge: it stops
+            self.state, self.error = "failed", _error_text(exc)
+            logger.exception("the judge failed to load; the server stops")
+            on_failure()
+            return
+        if self.state != "loading":  # stopped while loading
+            self._close_models()
+            return
+        for i, model in enumerate(self.models):
+            worker = JudgeWorker(model, self.rubric, self.queue, self.batch_size, self.max_wait, self.metrics,
+                                 name=f"judge-{i}-{self.devices[i]}", replica=str(i))
+            worker.start()
+            self.workers.append(worker)
+        self.state = "ready"
+        if not logger.isEnabledFor(logging.DEBUG):  # the judge's lines per batch, at the server's rate, are noise
+            logging.getLogger("editjudge.models.reward").setLevel(logging.WARNING)
+        logger.info("judge ready: %d replica(s) on %s, loaded in %.1f s; batches of up to %d items, waiting up to "
+                    "%.0f ms", len(self.models), ", ".join(self.devices), time.perf_counter() - started,
+                    self.batch_size, self.max_wait * 1000)
+
+    def stop(self) -> None:
+        """Stop taking batches, fail what still waits, let the running batches finish."""
+        if self.state in ("loading", "ready"):
+            self.state = "stopped"
+        left = self.queue.close()
+        for job in left:
+            job.done(ShuttingDown("the server stopped before this item was scored"))
+        for worker in self.workers:
+            worker.join(timeout=30)
+        self._close_models()
+
+    def _close_models(self) -> None:
+        for model in self.models:
+            close = getattr(model, "close", None)
+            if callable(close):
+                close()

@@ -1,0 +1,146 @@
+"""``editjudge serve``: flags, configuration, then uvicorn (see ``editjudge.serve`` for examples)."""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import ipaddress
+import json
+import logging
+import os
+import sys
+
+from ..config import ConfigError, RewardModelConfig, load_reward_model_config
+from .settings import ServeSettings
+
+logger = logging.getLogger(__name__)
+
+AUTO_BATCH = 32  # items per judge call when reward_model.params.batch_size is auto (the judge splits further)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    defaults = ServeSettings()
+    parser = argparse.ArgumentParser(prog="editjudge serve", description="Serve the config's judge over HTTP for RL "
+                                     "training: POST /v1/score, GET /health, GET /metrics.")
+    parser.add_argument("--config", required=True,
+                        help="YAML file with a reward_model section (the job's config works)")
+    parser.add_argument("--host", default=defaults.host,
+                        help="address to bind (default 127.0.0.1: this machine only; 0.0.0.0 for every interface)")
+    parser.add_argument("--port", type=int, default=defaults.port, help="default 8000")
+    parser.add_argument("--batch-size", type=int,
+                        help="items per judge batch, merged across requests; 1 turns dynamic batching off "
+                             f"(default: reward_model.params.batch_size, {AUTO_BATCH} when that is auto)")
+    parser.add_argument("--max-wait-ms", type=float, default=defaults.max_wait_ms,
+                        help="how long the oldest waiting item waits for its batch to fill (default %(default)s)")
+    parser.add_argument("--max-queue", type=int, default=defaults.max_queue,
+                        help="items waiting at most; a request that does not fit gets 429 (default %(default)s)")
+    parser.add_argument("--max-items", type=int, default=defaults.max_items,
+                        help="items per request at most (default %(default)s)")
+    parser.add_argument("--max-body-mb", type=float, default=defaults.max_body_bytes / 2**20,
+                        help="request body limit in MiB, checked before reading it (default %(default)s)")
+    parser.add_argument("--max-image-pixels", type=int, default=defaults.max_image_pixels,
+                        help="per-image pixel limit, checked from the header before decoding (default %(default)s)")
+    parser.add_argument("--max-queue-pixels", type=int, default=defaults.max_queue_pixels,
+                        help="decoded pixels the waiting items may hold (their memory: 3 bytes each); a request "
+                             "that does not fit gets 429, one larger than this 413 (default %(default)s)")
+    parser.add_argument("--token-env", default=defaults.token_env,
+                        help="environment variable holding the bearer token; when it is set, requests without "
+                             "the token get 401 (default %(default)s)")
+    parser.add_argument("--devices", help="comma-separated devices, one judge replica each (overrides "
+                                          "reward_model.devices)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE",
+                        help="override a config key, e.g. --set reward_model.params.score_mode=logits (repeatable)")
+    parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    return parser
+
+
+def _devices(reward_model: RewardModelConfig) -> list[str]:
+    from ..parallel import resolve_devices
+
+    spec = reward_model.devices
+    device = reward_model.params.get("device")
+    if spec == "auto" and isinstance(device, str) and device != "auto":
+        spec = [device]
+    return resolve_devices(spec)
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    overrides = list(args.set)
+    if args.batch_size is not None:
+        overrides.append(f"reward_model.params.batch_size={args.batch_size}")
+    if args.devices:
+        devices = [d.strip() for d in args.devices.split(",") if d.strip()]
+        overrides.append(f"reward_model.devices={json.dumps(devices)}")
+    try:
+        reward_model = load_reward_model_config(args.config, overrides)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    params = {k: v for k, v in reward_model.params.items() if k != "rubric"}
+    configured = params.get("batch_size", 4)  # Qwen3VLRewardModel's default
+    batch_size = args.batch_size or (configured if isinstance(configured, int) else AUTO_BATCH)
+    settings = ServeSettings(host=args.host, port=args.port, batch_size=batch_size, max_wait_ms=args.max_wait_ms,
+                             max_queue=args.max_queue, max_items=args.max_items,
+                             max_body_bytes=int(args.max_body_mb * 2**20), max_image_pixels=args.max_image_pixels,
+                             max_queue_pixels=args.max_queue_pixels, token_env=args.token_env)
+    problems = settings.problems()
+    if problems:
+        print("invalid serve flags:\n" + "\n".join(f"  - {p}" for p in problems), file=sys.stderr)
+        return 2
+
+    from ..models.reward import get_reward_model_class
+    from ..models.reward.rubrics import get_rubric
+
+    rubric = get_rubric(reward_model.params.get("rubric", "simple"))
+    model_class = get_reward_model_class(reward_model.type)
+    if "show_progress" in inspect.signature(model_class).parameters:
+        params.setdefault("show_progress", False)  # a bar per batch is noise in a server's log
+
+    def build_model(device: str):
+        return model_class.from_config(dict(params, device=device))
+
+    token = os.environ.get(settings.token_env) or None
+    return run(settings, build_model, rubric, _devices(reward_model), token)
+
+
+def run(settings: ServeSettings, build_model, rubric, devices: list[str], token: str | None) -> int:
+    """Serve until stopped (Ctrl-C, SIGTERM); 1 when the judge failed to load."""
+    try:
+        import uvicorn
+
+        from .app import build_app
+    except ModuleNotFoundError as exc:
+        print(f"error: editjudge serve needs the server extra ({exc.name} is missing): "
+              "pip install 'editjudge[server]'", file=sys.stderr)
+        return 2
+
+    app = build_app(settings, build_model, rubric, devices, token)
+    server = uvicorn.Server(uvicorn.Config(app, host=settings.host, port=settings.port, log_config=None,
+                                           access_log=False, timeout_graceful_shutdown=30))
+    app.state.on_load_failure = lambda: setattr(server, "should_exit", True)
+    where = f"http://{settings.host}:{settings.port}"
+    if _is_loopback(settings.host):
+        logger.info("reward server on %s: loopback only, other machines cannot connect (--host 0.0.0.0 to allow "
+                    "them)", where)
+    else:
+        logger.warning("reward server on %s: NOT loopback, reachable from other machines", where)
+    if token:
+        logger.info("bearer token required (from $%s)", settings.token_env)
+    else:
+        logger.warning("no bearer token ($%s is not set): anyone who can connect can use the judge",
+                       settings.token_env)
+    logger.info("judge loading on %s (rubric %r); GET /health answers 200 once it is ready",
+                ", ".join(devices), rubric.name)
+    server.run()
+    return 1 if app.state.judges.state == "failed" else 0
