@@ -54,7 +54,8 @@ logger = logging.getLogger(__name__)
 
 STAGES = ("edit", "score", "report", "all")
 
-# Reward-model params that change speed, not scores: changing them does not invalidate scores.
+# Reward-model params that change speed, not scores or failures (each is proven so in
+# tests/test_judge_fidelity.py, which also checks every other param changes the hash).
 THROUGHPUT_PARAMS = {"batch_size", "use_batch_inference", "device", "show_progress", "group_by_length",
                      "prefetch", "stop_early", "max_memory"}
 
@@ -81,6 +82,7 @@ def scoring_settings(config: Config) -> dict:
 
     from .models.reward.rubrics import get_rubric
     from .models.reward.viescore_files import rubric_spec
+    from .models.reward.settings import SCORING_VERSION
 
     params = {k: v for k, v in config.reward_model.params.items() if k not in THROUGHPUT_PARAMS}
     params.setdefault("system_prompt", DEFAULT_SYSTEM_PROMPT)
@@ -90,7 +92,7 @@ def scoring_settings(config: Config) -> dict:
     params.pop("viescore_prompts_dir", None)
     if not rubric.is_simple:  # the rubric's full text, so that editing a built-in rubric invalidates its scores
         params["rubric"] = dataclasses.asdict(rubric)
-    return {"type": config.reward_model.type, "params": params}
+    return {"type": config.reward_model.type, "params": params, "judge_version": SCORING_VERSION}
 
 
 def scoring_settings_hash(config: Config) -> str:
@@ -310,6 +312,11 @@ def score_shard(*, rank: int, world_size: int, device: str, config_data: dict, o
     part = layout.part("score", rank)
     source_sha1 = source_hasher()
     inputs = {item.id: None if item.problem else item_key(item, source_sha1(item.image)) for item in mine}
+    # Settings that only this worker's device decides (dtype auto): recorded, and a score made under
+    # others is redone, while the settings hash stays the same wherever the report is read.
+    judge_class = get_reward_model_class(config.reward_model.type)
+    resolved = getattr(judge_class, "resolved_settings", lambda params, device: {})(
+        _reward_params(config, device), device)
     failures, todo = [], []
     for editor_config in config.editing.editors:
         for item in mine:
@@ -327,7 +334,7 @@ def score_shard(*, rank: int, world_size: int, device: str, config_data: dict, o
             else:
                 previous = scored.get((editor_config.name, item.id))
                 if (previous and previous.get("failed_stage") is None and previous.get("image_sha1") == edit.get("sha1")
-                        and previous.get("item_key") == inputs[item.id]):
+                        and previous.get("item_key") == inputs[item.id] and previous.get("resolved", {}) == resolved):
                     continue
                 todo.append((key, edit))
     append_jsonl(part, failures)
@@ -342,7 +349,7 @@ def score_shard(*, rank: int, world_size: int, device: str, config_data: dict, o
     if progress.active():  # the stage's bar replaces the judge's own, and no load bars
         params["show_progress"] = False
         progress.quiet_library("transformers")
-    model = get_reward_model_class(config.reward_model.type).from_config(params)
+    model = judge_class.from_config(params)
     if progress.active():
         model.batch_log_level = logging.DEBUG  # the bar shows the progress; batch lines only with --log-level DEBUG
     batch_size = model.batch_size if isinstance(model.batch_size, int) else 16
@@ -350,7 +357,7 @@ def score_shard(*, rank: int, world_size: int, device: str, config_data: dict, o
     # A few model batches per write: the judge groups by length within a chunk, and a kill loses at most one chunk.
     for written, chunk in enumerate(_chunks(todo, batch_size * 4)):
         _fault_point("score", written)
-        records = [_score_record(key, edit, settings, inputs[key[1].id], **fields)
+        records = [_score_record(key, edit, settings, inputs[key[1].id], **fields, resolved=resolved)
                    for (key, edit), fields in zip(chunk, _judge_chunk(model, rubric, chunk, layout.out))]
         _fault_point("score-unrecorded", written)
         append_jsonl(part, records)

@@ -176,7 +176,10 @@ def test_out_of_memory_in_batches_is_backed_off_in_both_stages(tmp_path, judge_p
     with caplog.at_level("WARNING"):
         run(faulted, "all")
     assert 3 in sizes["edit"] and 4 in sizes["score"] and 2 in sizes["score"]  # batches were tried, then split
-    assert snapshot(tmp_path / "out") == single  # the same images and scores as a run that never batched
+    def keyless(snap):  # the edit key holds the editor's batch_size (3 here, 1 there) by design
+        return {**snap, "manifest": [{k: v for k, v in r.items() if k != "edit_key"} for r in snap["manifest"]]}
+
+    assert keyless(snapshot(tmp_path / "out")) == keyless(single)  # the same images and scores as a run that never batched
     assert "retrying one item at a time" in caplog.text and "out of memory in" in caplog.text
     scores = lines(tmp_path / "out" / "scores.jsonl")
     assert len(scores) == 2 * LIMIT and all(r["error"] is None for r in scores if r["editor"] == "ip2p")
@@ -189,7 +192,7 @@ BAD_ANSWERS = {  # instruction of a sample item -> (what the judge answers, the 
     "Add a small embroidered flag patch on her left shoulder.": ("I cannot judge this image.", "no score found"),
     "Render the portrait as a loose watercolor painting.": ('{"score": 42}', "outside the range"),
     "Change the astronaut's orange flight suit to a deep navy blue.":
-        ('{"score": 3} and on reflection {"score": 8}', "conflicting scores"),
+        ("Score: 3, and on reflection score: 8", "conflicting scores"),  # (a first JSON score would decide)
 }
 
 

@@ -23,6 +23,10 @@ from editjudge.models.reward.parsing import ScoreParseError, parse_score
         ("The sky was changed as asked.\n8", 8.0),
         ("10", 10.0),
         ("0", 0.0),
+        # The first JSON score is the answer and nothing after it is read (so stop_early cannot change it).
+        ('{"score": 3} ... {"score": 8}', 3.0),
+        ('{"score": 4}\nFinal score: 9', 4.0),
+        ('<think>maybe {"score": 2}</think>\n{"score": 8}', 2.0),  # parse_score alone: see answer_text
     ],
 )
 def test_accepted_formats(text, expected):
@@ -39,7 +43,6 @@ def test_accepted_formats(text, expected):
         ('{"score": 11}', "outside the range"),
         ("Score: -1", "outside the range"),
         ("12/10", "no score"),  # denominator matches but value out of range is caught below
-        ('{"score": 3} ... {"score": 8}', "conflicting"),
         ("Score: 3. Later, score: 9.", "conflicting"),
         ("4/10 or maybe 6/10", "conflicting"),
         ("7/5", "no score"),

@@ -210,3 +210,15 @@ def test_the_score_stage_alone_rescores_an_item_whose_instruction_or_source_chan
     rows = {(r["editor"], r["item_id"]): r for r in _lines(layout.scores)}
     assert rows["pre", "it1"]["item_key"] != {(r["editor"], r["item_id"]): r for r in
                                               _lines(finished / "out" / "scores.jsonl")}["pre", "it1"]["item_key"]
+
+
+def test_a_score_made_under_another_resolved_dtype_is_redone(finished, tmp_path, judge_path):
+    """dtype auto is float32 here and bfloat16 on a GPU: a score a GPU worker made is redone on the CPU,
+    though the settings hash (the same wherever the report is read) is the same."""
+    layout = _copy_marked(finished, tmp_path)
+    rows = _lines(layout.scores)
+    assert all(r["resolved"] == {"dtype": "float32"} for r in rows)  # the judge's dtype: auto, on the CPU
+    rows[0]["resolved"] = {"dtype": "bfloat16"}  # as a GPU worker would have recorded it
+    layout.scores.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    _run(tmp_path, _config(tmp_path, judge_path))
+    assert _redone(layout) == (set(), {(rows[0]["editor"], rows[0]["item_id"])})

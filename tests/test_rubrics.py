@@ -19,12 +19,15 @@ def test_parse_fields_accepts_json_viescore_lists_and_labels():
     assert parse_fields("Editing success: 9\nover_editing = 4", fields) == {"editing_success": 9, "over_editing": 4}
     assert parse_fields('{"Naturalness": 5, "ARTIFACTS": 2}', ["naturalness", "artifacts"]) == \
         {"naturalness": 5, "artifacts": 2}
+    # The first complete JSON object is the answer: what follows it is not read.
+    assert parse_fields('{"editing_success": 8, "over_editing": 2} then {"editing_success": 5, "over_editing": 2}',
+                        fields) == {"editing_success": 8, "over_editing": 2}
 
 
 @pytest.mark.parametrize("text, message", [
     ('{"editing_success": 8}', "no value for ['over_editing']"),
     ('{"editing_success": 8, "over_editing": 11}', "over_editing 11 outside the range"),
-    ('{"editing_success": 8, "over_editing": 2} then {"editing_success": 5, "over_editing": 2}', "conflicting"),
+    ("editing_success: 8\nover_editing: 2\nediting_success: 5", "conflicting"),
     ("", "empty answer"),
     ('{"score": 7}', "no value for"),  # a single score is not two sub-scores: never guessed
 ])

@@ -15,7 +15,6 @@ from PIL import Image
 
 from ...images import ImageLoadError, image_size
 
-from .parsing import ScoreParseError, _json_scores
 from .results import ScoringStats
 
 
@@ -174,17 +173,18 @@ class ForwardClock:
 
 
 class _ScoreWritten:
-    """Stopping criterion: a row is done once its answer holds a complete JSON score.
+    """Stopping criterion: a row is done once its answer is decided (``decided(text)``).
 
-    A JSON object is the parser's first choice, so nothing the model writes afterwards can change
-    the score it already gave, except a second, different JSON score (a conflict, which the parser
-    would reject): such an answer is cut at its first score. ``ends[row]`` is where a row was cut,
-    in generated tokens; without an end-of-sequence token, generate keeps extending a finished row.
-    Rows are decoded only when a token that can close an object arrives.
+    ``decided`` must be true only where no later text can change the parse (``json_decided``: the
+    first JSON object with the score has closed, and the parser reads nothing after it), so
+    stopping there changes no score and no failure, only how much of the answer is kept.
+    ``ends[row]`` is where a row was cut, in generated tokens; without an end-of-sequence token,
+    generate keeps extending a finished row. Rows are decoded only when a token that can close an
+    object arrives.
     """
 
-    def __init__(self, tokenizer, lock, closing_ids: frozenset[int], prompt_length: int, parse=None) -> None:
-        self.parse = parse
+    def __init__(self, tokenizer, lock, closing_ids: frozenset[int], prompt_length: int, decided) -> None:
+        self.decided = decided
         self.tokenizer = tokenizer
         self.lock = lock
         self.closing_ids = closing_ids
@@ -199,15 +199,6 @@ class _ScoreWritten:
             if self.ends[row] is None and token in self.closing_ids:
                 with self.lock:
                     text = self.tokenizer.decode(input_ids[row, self.prompt_length:], skip_special_tokens=True)
-                if self._complete(text):
+                if self.decided(text):
                     self.ends[row] = generated
         return torch.tensor([end is not None for end in self.ends], device=input_ids.device)
-
-    def _complete(self, text: str) -> bool:
-        if self.parse is None:
-            return bool(_json_scores(text, "score"))
-        try:
-            self.parse(text)
-        except ScoreParseError:
-            return False
-        return True

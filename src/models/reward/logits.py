@@ -4,13 +4,21 @@ The assistant turn is prefilled with ``{"score": `` and the next token's distrib
 digits gives the score's expected value. "10" is two tokens: with ``append_digit`` the input also
 ends in "1", so the same pass gives P("0" | "1") at the last position, while causal attention
 leaves the first digit's distribution, one position earlier, as it was.
+
+The kept positions' logits and their softmax are computed in float32 (``Float32Head``), whatever
+the model's dtype: an 8B model's logits are in the tens, where bfloat16 steps by 0.125, enough to
+move a digit's probability by several percent (``bench/logits_precision.py`` measures the gap).
 """
 
 from __future__ import annotations
 
+import logging
+
 import torch
 
 from .results import ScoreResult
+
+logger = logging.getLogger(__name__)
 
 NO_SCORE_MASS = 1e-6  # below this probability on the score digits, the judge is not answering a score
 
@@ -24,6 +32,53 @@ def single_token_ids(tokenizer, texts: list[str]) -> list[int]:
             raise ValueError(f"score_mode 'logits' needs {text!r} to be one token; the tokenizer gives {encoded}")
         ids.append(encoded[0])
     return ids
+
+
+HEAD_CHUNK_ROWS = 16384  # vocabulary rows upcast at a time: 256 MiB of float32 for a 4096-wide head
+
+
+def float32_logits(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None,
+                   chunk_rows: int = HEAD_CHUNK_ROWS) -> torch.Tensor:
+    """``hidden @ weight.T + bias`` in float32, the weight upcast a slice of rows at a time."""
+    h = hidden.float()
+    out = torch.empty(*h.shape[:-1], weight.shape[0], dtype=torch.float32, device=h.device)
+    for start in range(0, weight.shape[0], chunk_rows):
+        rows = weight[start:start + chunk_rows].to(device=h.device, dtype=torch.float32)
+        out[..., start:start + rows.shape[0]] = h @ rows.T
+    if bias is not None:
+        out += bias.to(device=h.device, dtype=torch.float32)
+    return out
+
+
+class Float32Head:
+    """While entered, the model's output head (lm_head) returns float32 logits computed in float32
+    from its (bfloat16 or float16) input hidden states, instead of logits rounded to the model's dtype.
+
+        with Float32Head(model):
+            logits = model(**inputs, logits_to_keep=2).logits    # float32
+    """
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        self.head = model.get_output_embeddings()
+        self._handle = None
+
+    def __enter__(self) -> "Float32Head":
+        self._handle = self.head.register_forward_hook(self._hook)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._handle.remove()
+
+    @staticmethod
+    def _hook(module, args, output):
+        weight = getattr(module, "weight", None)
+        if not isinstance(weight, torch.Tensor) or weight.is_meta or not weight.dtype.is_floating_point:
+            logger.warning("the output head's weight cannot be read (%s): logits stay in the model's dtype",
+                           type(weight).__name__)
+            return output
+        if output.dtype == torch.float32 and weight.dtype == torch.float32:
+            return output
+        return float32_logits(args[0], weight, getattr(module, "bias", None))
 
 
 def append_digit(inputs, token_id: int):
@@ -42,6 +97,7 @@ def expected_scores(logits: torch.Tensor, digit_ids: list[int], low: int, high: 
     judge puts (almost) no probability on a score digit."""
     needs_ten = high == 10
     digits = torch.tensor(digit_ids, device=logits.device)
+    logits = logits.float()
     probs = torch.softmax(logits[:, 0], dim=-1)[:, digits].cpu()
     p_zero_after_one = torch.softmax(logits[:, 1], dim=-1)[:, digits[0]].cpu() if needs_ten else None
     results = []

@@ -1,13 +1,19 @@
 """Turn a judge's free-text answer into a score, or a clear reason why not.
 
 Accepted, in order of precedence:
-1. JSON objects with a ``score`` key, also inside prose or code fences: ``{"score": 7}``;
+1. a JSON object with a ``score`` key, also inside prose or code fences: ``{"score": 7}``. The
+   first such object is the answer and nothing after it is read, so an answer is decided the
+   moment that object closes (which is where ``stop_early`` ends generation: see ``json_decided``);
 2. a labelled final answer: ``Final score: 7``, ``Overall score is 7``;
 3. a labelled score: ``Score: 7``, ``score = 7``;
 4. a fraction of the configured maximum: ``7/10``, ``7 out of 10``;
 5. a last line that is only a number (reasoning followed by the score).
-Within one level, different values are a conflict and a failure. A value outside the range is a
+Within levels 2-5, different values are a conflict and a failure. A value outside the range is a
 failure. Nothing here ever invents a score.
+
+Thinking checkpoints (Qwen3-VL-*-Thinking) reason inside ``<think>...</think>`` first:
+``answer_text`` keeps what follows the first ``</think>``, and an answer whose ``<think>`` block
+never closes has no score (the reasoning may quote numbers; they are never read as the score).
 """
 
 from __future__ import annotations
@@ -23,8 +29,28 @@ _FRACTION = re.compile(_NUMBER + r"\s*(?:/|out\s+of)\s*(\d+(?:\.\d+)?)", re.I)
 _LAST_LINE_NUMBER = re.compile(r"^[\s*#>]*" + _NUMBER + r"\s*\**\.?\s*$")
 
 
+THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
+
+
 class ScoreParseError(ValueError):
     """The answer holds no usable score; the message says why."""
+
+
+def answer_text(text: str, opened: bool = False) -> str:
+    """The part of a generated answer that holds the score: everything after the first ``</think>``.
+
+    ``opened``: the chat template itself opened a ``<think>`` block (the generation starts inside
+    it). An answer that opens one, or starts inside one, and never closes it has no answer part.
+    """
+    if text is None:
+        raise ScoreParseError("empty answer")
+    head, closed, rest = text.partition(THINK_CLOSE)
+    if closed:
+        return rest
+    if opened or THINK_OPEN in text:
+        raise ScoreParseError(f"the answer never closed its {THINK_OPEN} block (no {THINK_CLOSE}, so no answer "
+                              f"after the reasoning): {_clip(text)!r}")
+    return text
 
 
 def _json_objects(text: str):
@@ -76,7 +102,7 @@ def parse_score(text: str, low: float = 0.0, high: float = 10.0, key: str = "sco
     value = None
     json_values = _json_scores(text, key.lower())
     if json_values:
-        value = _one(json_values, "JSON", text)
+        value = json_values[0]  # the first object is the answer; what follows it is never read
     elif finals := _FINAL.findall(text):
         value = float(finals[-1])
     elif labelled := _LABELLED.findall(text):
@@ -95,6 +121,16 @@ def parse_score(text: str, low: float = 0.0, high: float = 10.0, key: str = "sco
     if not low <= value <= high:
         raise ScoreParseError(f"score {value:g} outside the range [{low:g}, {high:g}] in answer {_clip(text)!r}")
     return value
+
+
+def json_decided(text: str, fields: list[str] | tuple[str, ...] = ("score",)) -> bool:
+    """True once ``text`` holds the JSON object that decides its parse (``parse_score`` with
+    ``fields[0]`` as the key for one field, ``parse_fields`` for several): the first object that
+    gives every field. Appending text cannot change that object (a flat ``{...}`` is matched from
+    its own braces only), so the parse of any longer answer is the parse of this one."""
+    if len(fields) == 1:
+        return bool(_json_scores(text, fields[0].lower()))
+    return bool(_json_fields(text, list(fields)))
 
 
 def _json_fields(text: str, fields: list[str]) -> list[dict[str, float]]:
@@ -116,9 +152,10 @@ def _json_fields(text: str, fields: list[str]) -> list[dict[str, float]]:
 def parse_fields(text: str, fields: list[str], low: float = 0.0, high: float = 10.0) -> dict[str, float]:
     """Several named scores from one answer, e.g. ``{"naturalness": 8, "artifacts": 6}``.
 
-    Accepted: a JSON object with every field (names compared case-insensitively), a VIEScore-style
-    ``{"score": [8, 6]}`` read in field order, or one ``field: N`` line per field. A field that
-    is missing, given two different values, or out of range is a ScoreParseError. A one-field
+    Accepted: a JSON object with every field (names compared case-insensitively; the first such
+    object is the answer), a VIEScore-style ``{"score": [8, 6]}`` read in field order, or one
+    ``field: N`` line per field. A field that is missing, given two different labelled values,
+    or out of range is a ScoreParseError. A one-field
     list falls back to :func:`parse_score` with that field as the JSON key.
     """
     if text is None or not text.strip():
@@ -127,7 +164,7 @@ def parse_fields(text: str, fields: list[str], low: float = 0.0, high: float = 1
         return {fields[0]: parse_score(text, low, high, key=fields[0])}
     objects = _json_fields(text, fields)
     if objects:
-        values = {name: _one([o[name] for o in objects], f"JSON {name}", text) for name in fields}
+        values = objects[0]  # the first complete object is the answer, as in parse_score
     else:
         values, missing = {}, []
         for name in fields:

@@ -94,6 +94,16 @@ def load_kwargs(device, max_memory: Any = None) -> dict:
     return {"device_map": str(device)}
 
 
+def _canonical(name: str) -> str:
+    """One name per device: ``cpu:0`` is ``cpu`` (the CPU has one device), ``cuda:1`` stays."""
+    import torch
+
+    if name in ("meta", "disk"):
+        return name
+    device = torch.device(name)
+    return "cpu" if device.type == "cpu" else str(device)
+
+
 def check_placement(model, devices: list[str]) -> dict[str, int]:
     """``{device: number of weight tensors}`` of a loaded model; raises when any weight left the group.
 
@@ -105,7 +115,7 @@ def check_placement(model, devices: list[str]) -> dict[str, int]:
     for tensor in model.parameters():
         counts[str(tensor.device)] = counts.get(str(tensor.device), 0) + 1
     mapped = {f"cuda:{v}" if isinstance(v, int) else str(v) for v in (getattr(model, "hf_device_map", None) or {}).values()}
-    outside = sorted((set(counts) | mapped) - set(devices))
+    outside = sorted({_canonical(d) for d in set(counts) | mapped} - {_canonical(d) for d in devices})
     if outside:
         names = [d for d in outside if d != "meta"] or ["disk or host memory (offloaded)"]
         raise ValueError(f"the judge does not fit on {'+'.join(devices)}: weights were placed on {', '.join(names)}; "

@@ -11,13 +11,23 @@ counted in ``stats``. An item that fails on its own (unreadable image, answer wi
 gets ``nan`` and its error while the rest of its batch keeps its scores.
 
 ``score_mode="logits"`` skips generation: the assistant turn is prefilled up to the score
-(``{"score": ``) and the expected value of the next-token distribution over digits is returned.
+(``{"score": ``) and the expected value of the next-token distribution over digits is returned,
+from logits and a softmax computed in float32 whatever the model's dtype.
 
-Speed options, none of which changes a float32 score: ``group_by_length`` batches items of
+Judging is greedy: the checkpoint's generation_config (Qwen3-VL-Instruct's samples) is replaced
+by a greedy one and what it dropped is logged; ``sampling={...}`` samples instead, seeded per item,
+``num_samples`` answers averaged (see ``sampling.py``). Images given with an item are always
+shown: the source first (``original_images``), then the edited image. A thinking checkpoint's
+answer is read after its ``</think>``; one still thinking at ``max_new_tokens`` fails with a
+message saying so, and logits mode refuses a thinking template. At debug level each item's
+images and their visual-token counts are logged (``max_pixels`` bounds them).
+
+Speed options, none of which changes a float32 score or failure: ``group_by_length`` batches items of
 similar token count together (results still come back in input order), ``prefetch`` opens the
 images and builds the inputs of the next batch on a background thread while the model runs
 (``"auto"``: on an accelerator, not on the CPU, where the model already uses every core),
-``stop_early`` ends generation once every answer in the batch holds its JSON score, and
+``stop_early`` ends generation once every answer in the batch holds the JSON object its score is
+read from (the parser reads nothing after it, so the rest could not change the result), and
 ``batch_size="auto"`` picks the batch size from free memory and halves it on out-of-memory.
 ``dtype``, ``attn_implementation`` and ``quantization="int8"`` (torchao, weight-only) trade
 accuracy or portability for speed and memory. ``stats`` shows where the time went.
@@ -49,10 +59,11 @@ from .batching import (  # noqa: F401  (ForwardClock is part of this module's in
     _ScoreWritten,
     _submit,
 )
-from .parsing import ScoreParseError, parse_score
-from .logits import append_digit, expected_scores, single_token_ids
+from .answers import AnswerMixin
+from .logits import Float32Head, append_digit, expected_scores, single_token_ids
 from .prompts import DEFAULT_SYSTEM_PROMPT, DEFAULT_USER_PROMPT, fill_prompt
 from .results import ScoreResult, ScoringStats
+from .sampling import Sampling
 from ...torch_utils import is_out_of_memory, resolve_dtype
 from ...progress import describe_ids
 from .placement import check_placement, load_kwargs
@@ -89,7 +100,7 @@ class _Batch(list):
     error: BaseException | None = None
 
 
-class Qwen3VLRewardModel:
+class Qwen3VLRewardModel(AnswerMixin):
     """Scores edited images with a Qwen3-VL checkpoint (a local folder or a hub id)."""
 
     def __init__(
@@ -116,6 +127,7 @@ class Qwen3VLRewardModel:
         stop_early: bool = True,
         quantization: str | None = None,
         max_memory: int | str | dict | None = None,
+        sampling: dict | None = None,
     ) -> None:
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -125,6 +137,7 @@ class Qwen3VLRewardModel:
             score_range=score_range, attn_implementation=attn_implementation, quantization=quantization,
             group_by_length=group_by_length, prefetch=prefetch, stop_early=stop_early, device=device,
             max_memory=max_memory,
+            sampling=sampling, min_pixels=min_pixels, max_pixels=max_pixels,
         ))
         if max_memory is not None and not group:
             problems.append("max_memory applies to a judge on a device group (device=['cuda:0', 'cuda:1'])")
@@ -154,6 +167,7 @@ class Qwen3VLRewardModel:
         self.prefetch = self.device.type != "cpu" if prefetch == "auto" else prefetch
         self.stop_early = stop_early
         self.quantization = quantization
+        self.sampling = Sampling.from_config(sampling)
         self.stats = ScoringStats()
         self.batch_log_level = logging.INFO  # the level of the per-batch lines
         self._parse_override = None  # set per batch_evaluate call (parse=)
@@ -171,6 +185,7 @@ class Qwen3VLRewardModel:
             if max_pixels is not None:
                 size["longest_edge"] = int(max_pixels)
             self.processor.image_processor.size = size
+        self.thinking = self._check_thinking()
         # Straight onto the device, or split over the group's devices: never a full copy in host memory first.
         self.model = AutoModelForImageTextToText.from_pretrained(
             self.model_path,
@@ -182,6 +197,7 @@ class Qwen3VLRewardModel:
         )
         self.placement = check_placement(self.model, self.devices)  # {device: weight tensors}
         self.model.eval()
+        self._configure_generation()
         if quantization == "int8":
             self._quantize_int8()
         self._digit_ids = None
@@ -198,6 +214,15 @@ class Qwen3VLRewardModel:
     def config_problems(cls, params: dict) -> list[str]:
         """What is wrong with a ``reward_model.params`` block, without loading anything (``settings.py``)."""
         return config_problems(params)
+
+    @classmethod
+    def resolved_settings(cls, params: dict, device) -> dict:
+        """What the settings hash cannot know before a device is chosen and that changes scores:
+        ``dtype: auto`` is float32 on the CPU and bfloat16 (or float16) on a GPU."""
+        first = device[0] if isinstance(device, (list, tuple)) else device
+        if first == "auto":
+            first = "cuda" if torch.cuda.is_available() else "cpu"
+        return {"dtype": str(resolve_dtype(params.get("dtype", "auto"), first)).removeprefix("torch.")}
 
     @classmethod
     def from_config(cls, params: dict) -> "Qwen3VLRewardModel":
@@ -239,11 +264,15 @@ class Qwen3VLRewardModel:
 
         Prompts may be None (the configured prompt), one string for every item, or one per item.
         ``instructions`` (optional, one per item) fill ``{instruction}`` in the user prompts.
-        ``batch_size`` may be a positive integer or ``"auto"``. ``item_ids`` (optional, one per item)
-        name the items in the batch log lines instead of their positions in this call. ``parse`` (generate mode only)
-        replaces the score parser for this call: answer text -> score, raising ScoreParseError;
-        rubrics use it to read several named fields, and ``stop_early`` then ends a row once
-        ``parse`` accepts its answer at a closing brace.
+        ``original_images`` (optional, one per item, None for none) are shown before the edited
+        image, whatever ``compare_with_original`` says (that setting decides whether the pipeline
+        passes them to the plain prompt). ``batch_size`` may be a positive integer or ``"auto"``.
+        ``parse`` (generate mode only) replaces the score parser for this call: answer text (after
+        any ``</think>``) -> score, raising ScoreParseError; rubrics use it to read several named
+        fields. ``stop_early`` ends a row only where ``parse.decided(text)`` says the answer is
+        decided; a ``parse`` without ``decided`` turns early stopping off for the call.
+        ``item_ids`` (optional, one per item) name the items in the batch log lines instead of their
+        positions in this call.
         """
         if parse is not None and self.score_mode != "generate":
             raise ValueError("parse= needs score_mode 'generate' (logits mode reads one digit)")
@@ -370,7 +399,8 @@ class Qwen3VLRewardModel:
     def _open(self, index, edited, original, system_prompt, user_prompt) -> _Request | ScoreResult:
         try:
             edited_image = load_image(edited)
-            original_image = load_image(original) if (self.compare_with_original and original is not None) else None
+            # A source given with an item is always shown: a prompt that asks for it must get it.
+            original_image = load_image(original) if original is not None else None
         except ImageLoadError as exc:
             return ScoreResult.failure(str(exc))
         return _Request(index, edited_image, original_image, system_prompt, user_prompt)
@@ -405,16 +435,21 @@ class Qwen3VLRewardModel:
         """The model inputs for ``requests``, on the CPU: left-padded token ids, pixels and grids."""
         with self._processor_lock, self._left_padding():
             if self.score_mode == "logits":
-                return self._prepare_logits(requests)
-            messages = [self._build_messages(r.edited, r.system_prompt, r.user_prompt, r.original) for r in requests]
-            return self.processor.apply_chat_template(
-                messages,
-                tokenize=True,
-                add_generation_prompt=True,
-                return_dict=True,
-                return_tensors="pt",
-                processor_kwargs={"padding": True},
-            )
+                inputs = self._prepare_logits(requests)
+            else:
+                messages = [self._build_messages(r.edited, r.system_prompt, r.user_prompt, r.original)
+                            for r in requests]
+                inputs = self.processor.apply_chat_template(
+                    messages,
+                    tokenize=True,
+                    add_generation_prompt=True,
+                    return_dict=True,
+                    return_tensors="pt",
+                    processor_kwargs={"padding": True},
+                )
+        if logger.isEnabledFor(logging.DEBUG):
+            self._log_visual_tokens(requests, inputs)
+        return inputs
 
     def _inputs(self, requests: list[_Request]):
         if isinstance(requests, _Batch):
@@ -447,7 +482,7 @@ class Qwen3VLRewardModel:
         text_tokens: dict[tuple, int] = {}
         lengths = []
         for i, source in enumerate(edited):
-            with_original = self.compare_with_original and originals[i] is not None
+            with_original = originals[i] is not None
             key = (systems[i], users[i], with_original)
             if key not in text_tokens:
                 # The template with one placeholder token per image; each placeholder becomes the image's tokens.
@@ -559,34 +594,6 @@ class Qwen3VLRewardModel:
         finally:
             tokenizer.padding_side = original_side
 
-    def _score_batch_generate(self, requests: list[_Request]) -> list[ScoreResult]:
-        inputs = self._inputs(requests)
-        prompt_length = inputs["input_ids"].shape[1]
-        options, stop = {}, None
-        if self.stop_early:
-            from transformers import StoppingCriteriaList
-
-            stop = _ScoreWritten(self.processor.tokenizer, self._processor_lock, self.closing_token_ids(),
-                                 prompt_length, self._parse_override)
-            options["stopping_criteria"] = StoppingCriteriaList([stop])
-        with torch.inference_mode():
-            generated = self.model.generate(**inputs, max_new_tokens=self.max_new_tokens, do_sample=False, **options)
-        # Left padding puts every prompt's end at the same column, so one slice trims them all.
-        trimmed = list(generated[:, prompt_length:])
-        if stop is not None and stop.ends:
-            trimmed = [row if end is None else row[:end] for row, end in zip(trimmed, stop.ends)]
-        with self._processor_lock:
-            texts = self.processor.batch_decode(trimmed, skip_special_tokens=True, clean_up_tokenization_spaces=False)
-        return [self._parse(text) for text in texts]
-
-    def _parse(self, text: str) -> ScoreResult:
-        try:
-            if self._parse_override is not None:
-                return ScoreResult(score=float(self._parse_override(text)), raw_output=text)
-            return ScoreResult(score=parse_score(text, *self.score_range), raw_output=text)
-        except ScoreParseError as exc:
-            return ScoreResult.failure(f"unparseable judge answer: {exc}", raw_output=text)
-
     def _prefilled_texts(self, requests: list[_Request]) -> list[str]:
         prompts = [
             self.processor.apply_chat_template(
@@ -607,8 +614,9 @@ class Qwen3VLRewardModel:
     def _score_batch_logits(self, requests: list[_Request]) -> list[ScoreResult]:
         low, high = int(self.score_range[0]), int(self.score_range[1])
         inputs = self._inputs(requests)
-        with torch.inference_mode():
-            logits = self.model(**inputs, logits_to_keep=2 if high == 10 else 1).logits.float()
+        # The kept positions' logits in float32: bfloat16 logits in an 8B model's range step by 0.125.
+        with torch.inference_mode(), Float32Head(self.model):
+            logits = self.model(**inputs, logits_to_keep=2 if high == 10 else 1).logits
         return expected_scores(logits, self._digit_ids, low, high)
 
     def _quantize_int8(self) -> None:
@@ -616,14 +624,6 @@ class Qwen3VLRewardModel:
         from torchao.quantization import Int8WeightOnlyConfig, quantize_
 
         quantize_(self.model, Int8WeightOnlyConfig(), filter_fn=_int8_filter)
-
-    def closing_token_ids(self) -> frozenset[int]:
-        """Ids of the tokens that can close a JSON object (contain ``}``)."""
-        if self._closing_ids is None:
-            with self._processor_lock:
-                vocab = self.processor.tokenizer.get_vocab()
-            self._closing_ids = frozenset(i for token, i in vocab.items() if "}" in token)
-        return self._closing_ids
 
     def _free_memory(self) -> None:
         """Collect what a failed attempt left (reference cycles through its frames), then give the

@@ -12,16 +12,37 @@ MAX_BATCH_TIMINGS = 10_000
 
 @dataclass
 class ScoreResult:
-    """The outcome of scoring one image. ``score`` is ``nan`` exactly when ``error`` is set."""
+    """The outcome of scoring one image. ``score`` is ``nan`` exactly when ``error`` is set.
+
+    ``answer`` is the part of ``raw_output`` the score was read from (after a thinking
+    checkpoint's ``</think>``); ``samples`` holds each sample's own result when the judge sampled
+    several answers (``sampling.num_samples``), ``score`` being their mean.
+    """
 
     score: float
     raw_output: str | None = None
     error: str | None = None
     fallback: bool = False
+    answer: str | None = None
+    samples: list["ScoreResult"] | None = None
 
     @property
     def ok(self) -> bool:
         return self.error is None and not math.isnan(self.score)
+
+    @property
+    def spread(self) -> float | None:
+        """The standard deviation of the samples' scores; None without several scored samples."""
+        if not self.samples or len(self.samples) < 2 or not all(s.ok for s in self.samples):
+            return None
+        scores = [s.score for s in self.samples]
+        mean = sum(scores) / len(scores)
+        return math.sqrt(sum((s - mean) ** 2 for s in scores) / len(scores))
+
+    def answers(self) -> list[str | None]:
+        """The answer text of each sample (one entry without sampling), for parsers of several fields."""
+        parts = self.samples if self.samples else [self]
+        return [p.answer if p.answer is not None else p.raw_output for p in parts]
 
     @classmethod
     def failure(cls, error: str, raw_output: str | None = None, fallback: bool = False) -> "ScoreResult":

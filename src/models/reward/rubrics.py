@@ -7,7 +7,7 @@
       name: my_rubric
       prompts:
         - name: semantics
-          with_source: true                 # the source image goes first, then the edited one
+          with_source: true                 # shown two images: the source first, then the edited one
           user_prompt: 'Instruction: "{instruction}" ... Answer {"success": N, "faithful": N}.'
           fields: [success, faithful]
         - name: quality
@@ -19,6 +19,10 @@
       score: overall                        # the item's score
 
 Every prompt goes through the judge's normal batching (one ``batch_evaluate`` call per prompt).
+A prompt with ``with_source`` is always given the item's source image, before the edited image
+(write the prompt in that order: "first the original, then the edited"); the others see the
+edited image alone. With ``sampling.num_samples`` above 1, each field is the mean of the samples'
+values, and the combination is computed from those means.
 ``combine`` expressions allow numbers, names, + - * / **, and min, max, mean, sqrt: nothing else.
 """
 
@@ -29,7 +33,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from .parsing import ScoreParseError, parse_fields
+from .parsing import ScoreParseError, json_decided, parse_fields
 from .prompts import DEFAULT_SYSTEM_PROMPT, DEFAULT_USER_PROMPT, fill_prompt
 
 
@@ -215,6 +219,20 @@ def get_rubric(spec: Any) -> Rubric:
     return Rubric(name, prompts, tuple((data.get("combine") or {}).items()), data.get("score", "score"))
 
 
+class FieldsParser:
+    """The ``parse=`` of one rubric prompt: an answer's lowest field (the call's score), and
+    ``decided``, where early stopping may end the answer (its JSON object with every field closed)."""
+
+    def __init__(self, fields: tuple[str, ...], low: float, high: float) -> None:
+        self.fields, self.low, self.high = list(fields), low, high
+
+    def __call__(self, text: str) -> float:
+        return min(parse_fields(text, self.fields, self.low, self.high).values())
+
+    def decided(self, text: str) -> bool:
+        return json_decided(text, self.fields)
+
+
 @dataclass
 class RubricResult:
     score: float | None
@@ -246,7 +264,7 @@ def score_with_rubric(model, rubric: Rubric, edited_images: list, instructions: 
             user_prompts=[fill_prompt(prompt.user_prompt, instruction) for instruction in instructions],
             original_images=original_images if prompt.with_source else None,
             **({"item_ids": item_ids} if item_ids is not None else {}),
-            parse=lambda text, fields=prompt.fields: min(parse_fields(text, list(fields), low, high).values()),
+            parse=FieldsParser(prompt.fields, low, high),
         )
         for i, result in enumerate(results):
             raws[i][prompt.name] = result.raw_output
@@ -254,7 +272,9 @@ def score_with_rubric(model, rubric: Rubric, edited_images: list, instructions: 
             parsed: dict[str, float] = {}
             if result.error is None:
                 try:
-                    parsed = parse_fields(result.raw_output, list(prompt.fields), low, high)
+                    # One answer, or one per sample: each field is the mean over the samples.
+                    answers = [parse_fields(text, list(prompt.fields), low, high) for text in result.answers()]
+                    parsed = {f: sum(a[f] for a in answers) / len(answers) for f in prompt.fields}
                 except ScoreParseError as exc:
                     errors[i].append(f"{prompt.name}: {exc}")
             else:

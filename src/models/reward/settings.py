@@ -7,6 +7,12 @@ import importlib.util
 from ...torch_utils import DTYPE_NAMES
 from .placement import placement_problems
 
+# Part of the scoring settings hash: bump it when a change to the judge's code changes the scores
+# that the same settings give, so that a resumed run rescores instead of mixing old and new scores.
+# 2: sources always shown, float32 logits, greedy without the checkpoint's generation_config,
+#    the first JSON answer decides, answers read after </think>.
+SCORING_VERSION = 2
+
 SCORE_MODES = ("generate", "logits")
 ATTN_IMPLEMENTATIONS = ("sdpa", "eager", "flash_attention_2")
 QUANTIZATIONS = ("int8",)
@@ -28,6 +34,17 @@ def setting_problems(values: dict) -> list[str]:
     check("attn_implementation", lambda v: v in ATTN_IMPLEMENTATIONS, f"one of {list(ATTN_IMPLEMENTATIONS)}")
     check("quantization", lambda v: v is None or v in QUANTIZATIONS, f"null or one of {list(QUANTIZATIONS)}")
     check("prefetch", lambda v: v == "auto" or isinstance(v, bool), "'auto', true or false")
+    for key in ("min_pixels", "max_pixels"):
+        check(key, lambda v: v is None or (is_int(v) and v >= 1), "null or a positive integer (pixels)")
+    if all(is_int(values.get(k)) for k in ("min_pixels", "max_pixels")) and values["min_pixels"] > values["max_pixels"]:
+        problems.append(f"min_pixels ({values['min_pixels']}) must not exceed max_pixels ({values['max_pixels']})")
+    if "sampling" in values:
+        from .sampling import sampling_problems  # imports torch: only when sampling is configured
+
+        problems.extend(sampling_problems(values["sampling"]))
+        if values["sampling"] is not None and values.get("score_mode") == "logits":
+            problems.append("sampling applies to score_mode 'generate' (logits mode reads the digit distribution "
+                            "itself, with nothing to sample)")
     for key in ("group_by_length", "stop_early", "use_batch_inference", "compare_with_original"):
         check(key, lambda v: isinstance(v, bool), "true or false")
     if "score_range" in values:
@@ -62,7 +79,7 @@ def setting_problems(values: dict) -> list[str]:
 MODEL_PARAMS = ("model_path", "device", "dtype", "attn_implementation", "batch_size", "use_batch_inference",
                 "max_new_tokens", "min_pixels", "max_pixels", "system_prompt", "user_prompt", "compare_with_original",
                 "score_mode", "score_range", "logits_prefix", "trust_remote_code", "show_progress", "group_by_length",
-                "prefetch", "stop_early", "quantization", "max_memory")
+                "prefetch", "stop_early", "quantization", "max_memory", "sampling")
 PIPELINE_PARAMS = ("rubric", "viescore_prompts_dir")
 ACCEPTED_PARAMS = MODEL_PARAMS + PIPELINE_PARAMS
 # What a judge folder (or hub repo) needs before any weights load: alternatives per entry.
@@ -84,4 +101,9 @@ def config_problems(params: dict) -> list[str]:
         if problem:
             problems.append(f"model_path: {problem}")
     problems.extend(setting_problems({k: v for k, v in params.items() if k in MODEL_PARAMS}))
+    from .thinking import thinking_problem
+
+    thinking = thinking_problem(params)
+    if thinking:
+        problems.append(thinking)
     return problems
