@@ -233,14 +233,16 @@ def reward_model_problems(reward_model: RewardModelConfig) -> list[str]:
                             "from generated answers; use score_mode: generate")
         from .models.reward import reward_config_problems
 
-        problems.extend(f"reward_model.params.{p}" for p in reward_config_problems(reward_model.type, params))
+        # The model's files are checked in model_problems (the job) and when the server loads it.
+        problems.extend(f"reward_model.params.{p}" for p in
+                        reward_config_problems(reward_model.type, params, files=False))
     return problems
 
 
 def model_problems(config: Config) -> list[str]:
-    """The checks that may import torch or diffusers: each editor's settings and files (diffusers
-    pipelines' signatures), and whether this machine has the named devices. ``load_config`` runs
-    them unless ``models=False``."""
+    """The checks that may import torch or diffusers or ask the hub: each editor's settings and files
+    (diffusers pipelines' signatures), the judge's files, and whether this machine has the named
+    devices. ``load_config`` runs them unless ``models=False``."""
     from .models.editing import editor_problems
     from .parallel import device_problems
 
@@ -251,6 +253,11 @@ def model_problems(config: Config) -> list[str]:
             problems.extend(device_problems(spec, where, groups=groups))
     for i, editor in enumerate(config.editing.editors):
         problems.extend(editor_problems(editor, f"editing.editors[{i}]"))
+    from .models.reward import REWARD_MODELS, reward_file_problems
+
+    if config.reward_model.type in REWARD_MODELS:  # the judge's files: folder, HF cache or hub (probed once)
+        problems.extend(f"reward_model.params.{p}" for p in
+                        reward_file_problems(config.reward_model.type, dict(config.reward_model.params)))
     return problems
 
 

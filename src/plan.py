@@ -30,7 +30,11 @@ def _short(path) -> str:
 
 
 def _devices(spec) -> str:
-    return AUTO_DEVICES if spec == "auto" else ", ".join(spec) if isinstance(spec, list) else str(spec)
+    from .parallel import device_label
+
+    if spec == "auto":
+        return AUTO_DEVICES
+    return ", ".join(device_label(d) for d in spec) if isinstance(spec, list) else str(spec)
 
 
 def _done(config: Config, overwrite: bool) -> str:

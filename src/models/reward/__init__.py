@@ -10,12 +10,20 @@ from .results import ScoreResult, ScoringStats
 REWARD_MODELS = {"qwen3_vl": "editjudge.models.reward.qwen3_vl:Qwen3VLRewardModel"}
 # Each type's config check, importable without torch (the run's plan prints before torch loads).
 REWARD_MODEL_CHECKS = {"qwen3_vl": "editjudge.models.reward.settings:config_problems"}
+REWARD_MODEL_FILE_CHECKS = {"qwen3_vl": "editjudge.models.reward.settings:model_path_problems"}
 
 
-def reward_config_problems(name: str, params: dict) -> list[str]:
-    """What is wrong with ``params`` for the reward model type ``name``, without loading it."""
-    module, _, attr = REWARD_MODEL_CHECKS[name].partition(":")
+def reward_file_problems(name: str, params: dict) -> list[str]:
+    """Whether the model files of ``params`` are there (folder, HF cache, hub), without loading them."""
+    module, _, attr = REWARD_MODEL_FILE_CHECKS[name].partition(":")
     return getattr(importlib.import_module(module), attr)(params)
+
+
+def reward_config_problems(name: str, params: dict, files: bool = True) -> list[str]:
+    """What is wrong with ``params`` for the reward model type ``name``, without loading it; ``files``:
+    also whether the model's files are there (a local folder's, the HF cache's or the hub's)."""
+    module, _, attr = REWARD_MODEL_CHECKS[name].partition(":")
+    return getattr(importlib.import_module(module), attr)(params, files=files)
 
 
 def get_reward_model_class(name: str):

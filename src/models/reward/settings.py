@@ -87,19 +87,29 @@ JUDGE_FILES = (("config.json",), ("model.safetensors", "model.safetensors.index.
                ("preprocessor_config.json", "processor_config.json"), ("tokenizer.json", "vocab.json"))
 
 
-def config_problems(params: dict) -> list[str]:
-    """What is wrong with a ``reward_model.params`` block, found without importing torch or loading weights."""
+def model_path_problems(params: dict) -> list[str]:
+    """Whether ``model_path`` has the judge's files (``JUDGE_FILES``): a local folder, or a hub id in the
+    HF cache (or on the hub, probed once); the judge's part of ``editjudge.config.model_problems``."""
     from ...hub import model_files_problem
+
+    path = params.get("model_path")
+    if not isinstance(path, str) or not path:
+        return []  # reported by config_problems
+    problem = model_files_problem(path, JUDGE_FILES, "model_path")
+    return [f"model_path: {problem}"] if problem else []
+
+
+def config_problems(params: dict, files: bool = True) -> list[str]:
+    """What is wrong with a ``reward_model.params`` block, found without importing torch or loading weights.
+    ``files``: also whether the model's files are there (``model_path_problems``)."""
     from ...suggest import unknown_key
 
     problems = [f"{key}: {unknown_key(key, ACCEPTED_PARAMS)}" for key in params if key not in ACCEPTED_PARAMS]
     path = params.get("model_path")
     if not isinstance(path, str) or not path:
         problems.append("model_path: required, a local folder or a hub id")
-    else:
-        problem = model_files_problem(path, JUDGE_FILES, "model_path")
-        if problem:
-            problems.append(f"model_path: {problem}")
+    elif files:
+        problems.extend(model_path_problems(params))
     problems.extend(setting_problems({k: v for k, v in params.items() if k in MODEL_PARAMS}))
     from .thinking import thinking_problem
 
