@@ -15,6 +15,8 @@ REWARD_MODEL_FILE_CHECKS = {"qwen3_vl": "editjudge.models.reward.settings:model_
 
 def reward_file_problems(name: str, params: dict) -> list[str]:
     """Whether the model files of ``params`` are there (folder, HF cache, hub), without loading them."""
+    if name not in REWARD_MODEL_FILE_CHECKS:  # a remote judge (an API) has no files here
+        return []
     module, _, attr = REWARD_MODEL_FILE_CHECKS[name].partition(":")
     return getattr(importlib.import_module(module), attr)(params)
 
@@ -22,6 +24,8 @@ def reward_file_problems(name: str, params: dict) -> list[str]:
 def reward_config_problems(name: str, params: dict, files: bool = True) -> list[str]:
     """What is wrong with ``params`` for the reward model type ``name``, without loading it; ``files``:
     also whether the model's files are there (a local folder's, the HF cache's or the hub's)."""
+    if name not in REWARD_MODEL_CHECKS:  # a type without a light check: its class's own (may import more)
+        return get_reward_model_class(name).config_problems(params)
     module, _, attr = REWARD_MODEL_CHECKS[name].partition(":")
     return getattr(importlib.import_module(module), attr)(params, files=files)
 
