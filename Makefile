@@ -1,12 +1,13 @@
 # make demo: set up .venv, build the tiny local models and the demo's editors, run the job on the sample benchmark.
 # make test: set up .venv and run the test suite.
+# make vllm: build the vLLM judge's own environment (.venv-vllm, a link into ~/.cache/editjudge/).
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.editjudge-installed
 CACHE ?= .cache/tiny-models
 
-.PHONY: demo test models bench bench-server clean
+.PHONY: demo test models bench bench-server clean vllm
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +32,10 @@ bench: models
 
 bench-server: models
 	OMP_NUM_THREADS=1 $(PY) bench/reward_server.py
+
+# vLLM pins its own torch and transformers: it gets its own environment, keyed by a hash of the recipe.
+vllm:
+	scripts/make_vllm_env.sh .venv-vllm
 
 clean:
 	rm -rf outputs .pytest_cache

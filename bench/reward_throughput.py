@@ -3,6 +3,7 @@
     python bench/reward_throughput.py                       # CPU, a ~26M-parameter random Qwen3-VL
     python bench/reward_throughput.py --preset qwen3-vl-8b --device cuda   # 8B-shaped, bf16, on a GPU
     python bench/reward_throughput.py --batch-sizes 8 --repeats 5 --out /tmp/bench   # fewer configurations
+    python bench/reward_throughput.py --backends hf,vllm    # transformers vs a vLLM server (bench/backends.py)
 
 Builds a random Qwen3-VL of the chosen shape (with the tiny judge's tokenizer and processor),
 saves it and loads it back through ``Qwen3VLRewardModel`` (the real loading path), then runs
@@ -47,6 +48,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import main as _checkout  # noqa: E402,F401  (this checkout's src/ is the editjudge package, whatever is installed)
 
 import torch  # noqa: E402
 from PIL import Image  # noqa: E402
@@ -398,8 +400,15 @@ def main(argv: list[str] | None = None) -> int:
                         "dense: 989), for a second compute-bound ceiling beside the measured matmul peak")
     parser.add_argument("--no-openmp-level", action="store_true", help="do not hold the OpenMP levelling thread "
                                                                       "(see level_openmp_spin)")
+    parser.add_argument("--backends", help="compare judge engines instead, e.g. hf,vllm (see bench/backends.py)")
+    parser.add_argument("--max-concurrent", type=int, default=8, help="--backends: requests in flight to vLLM")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    if args.backends:
+        from bench.backends import compare_backends
+
+        return compare_backends(args, [b.strip() for b in args.backends.split(",") if b.strip()],
+                                build_random_model, make_images)
     logging.getLogger("editjudge.models.reward.qwen3_vl").setLevel(logging.WARNING)
 
     from editjudge.models.reward import Qwen3VLRewardModel

@@ -112,6 +112,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     from .checks import all_failed
+    from .models.reward.remote import JudgeServerError
     from .parallel import WorkerError
     from .pipeline import PipelineError, run
     from .report import format_table
@@ -121,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     except (BenchmarkError, PipelineError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except WorkerError as exc:
+    except (WorkerError, JudgeServerError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     if result:

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import inspect
 import io
 import json
 import logging
@@ -57,7 +58,10 @@ STAGES = ("edit", "score", "report", "all")
 # Reward-model params that change speed, not scores or failures (each is proven so in
 # tests/test_judge_fidelity.py, which also checks every other param changes the hash).
 THROUGHPUT_PARAMS = {"batch_size", "use_batch_inference", "device", "show_progress", "group_by_length",
-                     "prefetch", "stop_early", "max_memory"}
+                     "prefetch", "stop_early", "max_memory",
+                     # remote judges (openai, vllm): how requests travel and where servers run
+                     "base_url", "api_key_env", "max_concurrent", "timeout", "max_retries", "retry_backoff",
+                     "cache_dir", "python", "ready_timeout", "tensor_parallel_size"}
 
 
 def load_items(config: Config, quiet: bool = False) -> list[BenchmarkItem]:
@@ -92,6 +96,10 @@ def scoring_settings(config: Config) -> dict:
     params.pop("viescore_prompts_dir", None)
     if not rubric.is_simple:  # the rubric's full text, so that editing a built-in rubric invalidates its scores
         params["rubric"] = dataclasses.asdict(rubric)
+    if params.get("adapter_path"):  # a LoRA judge: new adapter weights at the same path rescore
+        from .models.reward.adapters import adapter_fingerprint
+
+        params["adapter_sha256"] = adapter_fingerprint(params["adapter_path"])
     return {"type": config.reward_model.type, "params": params, "judge_version": SCORING_VERSION}
 
 
@@ -282,7 +290,9 @@ def judge_items(model, rubric, images: list, instructions: list[str], sources: l
     The score stage and the reward server (``editjudge.serve``) both score through this. ``item_ids``
     name the items in the judge's batch log lines.
     """
-    ids = {} if item_ids is None else {"item_ids": item_ids}
+    # Judges whose batch_evaluate takes item_ids (qwen3_vl) name them in their batch log lines.
+    takes_ids = "item_ids" in inspect.signature(model.batch_evaluate).parameters
+    ids = {"item_ids": item_ids} if item_ids is not None and takes_ids else {}
     from .models.reward.rubrics import score_with_rubric
 
     if rubric.is_simple:
@@ -290,7 +300,7 @@ def judge_items(model, rubric, images: list, instructions: list[str], sources: l
                                        original_images=sources if model.compare_with_original else None)
         return [{"score": r.score if r.error is None else None, "raw_output": r.raw_output, "error": r.error,
                  "fallback": r.fallback, "failed_stage": None if r.error is None else "score"} for r in results]
-    results = score_with_rubric(model, rubric, images, instructions, sources, item_ids=item_ids)
+    results = score_with_rubric(model, rubric, images, instructions, sources, item_ids=ids.get("item_ids"))
     return [{"score": r.score, "raw_output": "\n\n".join(f"[{k}] {v}" for k, v in r.raw_outputs.items()),
              "error": r.error, "fallback": r.fallback, "failed_stage": None if r.error is None else "score",
              "sub_scores": r.sub_scores, "raw_outputs": r.raw_outputs} for r in results]
@@ -346,12 +356,22 @@ def score_shard(*, rank: int, world_size: int, device: str, config_data: dict, o
         return
     rubric = get_rubric(rubric_spec(config.reward_model.params))
     params = _reward_params(config, device)
-    if progress.active():  # the stage's bar replaces the judge's own, and no load bars
-        params["show_progress"] = False
+    if "output_dir" in inspect.signature(judge_class.__init__).parameters:
+        params.setdefault("output_dir", str(layout.out))  # remote judges: OUT/logs, OUT/cache
+    if progress.active() and "show_progress" in inspect.signature(judge_class.__init__).parameters:
+        params["show_progress"] = False  # the stage's bar replaces the judge's own, and no load bars
         progress.quiet_library("transformers")
     model = judge_class.from_config(params)
     if progress.active():
         model.batch_log_level = logging.DEBUG  # the bar shows the progress; batch lines only with --log-level DEBUG
+    try:
+        _score_todo(model, rubric, todo, layout, part, settings, device, inputs, resolved)
+    finally:
+        getattr(model, "close", lambda: None)()  # a vLLM judge stops its servers
+
+
+def _score_todo(model, rubric, todo: list, layout: Layout, part: Path, settings: str, device: str,
+                inputs: dict, resolved: dict) -> None:
     batch_size = model.batch_size if isinstance(model.batch_size, int) else 16
     started = time.perf_counter()
     # A few model batches per write: the judge groups by length within a chunk, and a kill loses at most one chunk.
@@ -361,9 +381,9 @@ def score_shard(*, rank: int, world_size: int, device: str, config_data: dict, o
                    for (key, edit), fields in zip(chunk, _judge_chunk(model, rubric, chunk, layout.out))]
         _fault_point("score-unrecorded", written)
         append_jsonl(part, records)
-        for editor_config in config.editing.editors:
-            mine_done = [r for r in records if r["editor"] == editor_config.name]
-            progress.done(editor_config.name, len(mine_done), failed=sum(1 for r in mine_done if r["score"] is None))
+        for editor in dict.fromkeys(r["editor"] for r in records):
+            mine_done = [r for r in records if r["editor"] == editor]
+            progress.done(editor, len(mine_done), failed=sum(1 for r in mine_done if r["score"] is None))
     stats, seconds = model.stats, time.perf_counter() - started
     # Where the stage's time went: the model's forward calls, building inputs (opening the edited
     # images included), and the rest (parsing, writing lines) outside the judge.
@@ -374,6 +394,8 @@ def score_shard(*, rank: int, world_size: int, device: str, config_data: dict, o
                 100 * stats.prepare_seconds / seconds if seconds > 0 else 0,
                 100 * max(0.0, seconds - stats.seconds) / seconds if seconds > 0 else 0,
                 stats.failures, stats.batch_fallbacks)
+    if hasattr(stats, "usage"):
+        logger.info("scoring on %s: judge usage: %s", device, stats.usage())
 
 
 # ---------------------------------------------------------------------------------------- merging

@@ -76,3 +76,18 @@ def test_the_8b_preset_has_qwen3_vl_8b_shape():
     assert 0.55e9 < vision < 0.6e9  # Qwen3-VL-8B's vision tower: ~0.58B
     assert 7.4e9 < total < 7.6e9
     assert config.text_config.rope_parameters["mrope_section"] == [24, 20, 20]
+
+
+def test_bench_backends_option_runs_the_engines_named(tmp_path, capsys):
+    """``--backends``: the same images through each engine named (here transformers alone; vLLM
+    needs its own environment and is measured by hand, see the README)."""
+    bench = load_bench()
+    out = tmp_path / "backends"
+    assert bench.main(["--backends", "hf", "--images", "4", "--repeats", "1", "--new-tokens", "2",
+                       "--no-openmp-level", "--out", str(out)]) == 0
+    report = json.loads((out / "backends.json").read_text())
+    assert list(report["images_per_s"]) == ["hf"] and report["images_per_s"]["hf"] > 0
+    assert report["ratios"]["hf"]["hf"] == 1.0
+    assert "hf" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="unknown"):
+        bench.main(["--backends", "hf,tgi", "--out", str(out)])

@@ -250,6 +250,7 @@ HASHED = {
     "user_prompt": "Rate {instruction}.", "compare_with_original": True, "score_mode": "logits",
     "score_range": [1, 5], "logits_prefix": '{"rating": ', "trust_remote_code": True, "quantization": "int8",
     "sampling": {"temperature": 1.0, "num_samples": 4}, "rubric": "viescore",
+    "adapter_path": "EditScore/EditScore-7B-LoRA", "merge_adapter": True,  # merging rounds the weights anew
 }
 # The params kept out of the hash, each with the test below that proves it changes no score or failure.
 PROVEN_NEUTRAL = {
@@ -526,7 +527,9 @@ def test_shipped_configs_bound_the_judged_image_size(name, judge_path):
 def test_visual_tokens_are_logged_per_image_at_debug_level(judge, judge_path, caplog):
     picture = Image.new("RGB", (96, 96), (128, 128, 128))  # under the tiny processor's own bound (16384)
     bounded = Qwen3VLRewardModel(judge_path, max_pixels=64 * 64, max_new_tokens=12, show_progress=False)
-    with caplog.at_level(logging.DEBUG, logger=QWEN_LOGGER):
+    # Both module loggers: the bench, run in-process by another test, quiets qwen3_vl's own.
+    with caplog.at_level(logging.DEBUG, logger=QWEN_LOGGER), \
+            caplog.at_level(logging.DEBUG, logger=f"{QWEN_LOGGER}.qwen3_vl"):
         bounded.batch_evaluate([picture])
         judge.batch_evaluate([picture], original_images=[Image.new("RGB", (64, 32))])
     lines = [r.getMessage() for r in caplog.records if "judge input" in r.getMessage()]

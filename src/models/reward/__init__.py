@@ -7,7 +7,11 @@ import importlib
 from .parsing import ScoreParseError, parse_score
 from .results import ScoreResult, ScoringStats
 
-REWARD_MODELS = {"qwen3_vl": "editjudge.models.reward.qwen3_vl:Qwen3VLRewardModel"}
+REWARD_MODELS = {
+    "qwen3_vl": "editjudge.models.reward.qwen3_vl:Qwen3VLRewardModel",
+    "openai": "editjudge.models.reward.openai_judge:OpenAIRewardModel",
+    "vllm": "editjudge.models.reward.vllm_judge:VLLMRewardModel",
+}
 # Each type's config check, importable without torch (the run's plan prints before torch loads).
 REWARD_MODEL_CHECKS = {"qwen3_vl": "editjudge.models.reward.settings:config_problems"}
 REWARD_MODEL_FILE_CHECKS = {"qwen3_vl": "editjudge.models.reward.settings:model_path_problems"}

@@ -68,6 +68,7 @@ from ...torch_utils import is_out_of_memory, resolve_dtype
 from ...progress import describe_ids
 from .placement import check_placement, load_kwargs
 from .settings import PIPELINE_PARAMS, config_problems, setting_problems
+from .adapters import load_adapter
 
 logger = logging.getLogger(__name__)
 
@@ -128,6 +129,8 @@ class Qwen3VLRewardModel(AnswerMixin):
         quantization: str | None = None,
         max_memory: int | str | dict | None = None,
         sampling: dict | None = None,
+        adapter_path: str | None = None,
+        merge_adapter: bool = False,
     ) -> None:
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -136,7 +139,7 @@ class Qwen3VLRewardModel(AnswerMixin):
             batch_size=batch_size, dtype=dtype, score_mode=score_mode, max_new_tokens=max_new_tokens,
             score_range=score_range, attn_implementation=attn_implementation, quantization=quantization,
             group_by_length=group_by_length, prefetch=prefetch, stop_early=stop_early, device=device,
-            max_memory=max_memory,
+            max_memory=max_memory, adapter_path=adapter_path, merge_adapter=merge_adapter,
             sampling=sampling, min_pixels=min_pixels, max_pixels=max_pixels,
         ))
         if max_memory is not None and not group:
@@ -196,6 +199,9 @@ class Qwen3VLRewardModel(AnswerMixin):
             **load_kwargs(group or self.device, max_memory),
         )
         self.placement = check_placement(self.model, self.devices)  # {device: weight tensors}
+        self.adapter_path = adapter_path
+        if adapter_path is not None:  # a LoRA judge (the ``lora`` extra): see adapters.py
+            self.model = load_adapter(self.model, adapter_path, merge=merge_adapter)
         self.model.eval()
         self._configure_generation()
         if quantization == "int8":

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 
 from ...torch_utils import DTYPE_NAMES
+from .adapters import adapter_problems
 from .placement import placement_problems
 
 # Part of the scoring settings hash: bump it when a change to the judge's code changes the scores
@@ -71,6 +72,8 @@ def setting_problems(values: dict) -> list[str]:
     if values.get("quantization") == "int8" and importlib.util.find_spec("torchao") is None:
         problems.append("quantization 'int8' needs the torchao package, which is not installed")
     problems.extend(placement_problems(values))  # a device group, max_memory
+    if "adapter_path" in values or "merge_adapter" in values:
+        problems.extend(adapter_problems(values))
     return problems
 
 
@@ -79,7 +82,7 @@ def setting_problems(values: dict) -> list[str]:
 MODEL_PARAMS = ("model_path", "device", "dtype", "attn_implementation", "batch_size", "use_batch_inference",
                 "max_new_tokens", "min_pixels", "max_pixels", "system_prompt", "user_prompt", "compare_with_original",
                 "score_mode", "score_range", "logits_prefix", "trust_remote_code", "show_progress", "group_by_length",
-                "prefetch", "stop_early", "quantization", "max_memory", "sampling")
+                "prefetch", "stop_early", "quantization", "max_memory", "sampling", "adapter_path", "merge_adapter")
 PIPELINE_PARAMS = ("rubric", "viescore_prompts_dir")
 ACCEPTED_PARAMS = MODEL_PARAMS + PIPELINE_PARAMS
 # What a judge folder (or hub repo) needs before any weights load: alternatives per entry.

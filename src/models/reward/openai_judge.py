@@ -1,0 +1,478 @@
+"""Any OpenAI-compatible chat-completions endpoint as the judge (GPT-4.1, vLLM, SGLang, LMDeploy).
+
+    reward_model:
+      type: openai
+      params:
+        base_url: https://api.openai.com/v1       # or a list of servers to spread the load over
+        model: gpt-4.1-2025-04-14                 # a dated snapshot: it is part of the settings hash
+        api_key_env: OPENAI_API_KEY               # the NAME of the variable holding the key
+        max_concurrent: 8
+
+Same contract as ``Qwen3VLRewardModel``: ``batch_score``/``batch_evaluate`` -> ``ScoreResult`` in
+input order, ``stats``, ``config_problems``/``from_config``. Images go as base64 PNG data URLs,
+resized first (Qwen's ``smart_resize``: sides multiples of 32, area within ``min_pixels`` ..
+``max_pixels``) when either is set. Requests run ``max_concurrent`` at a time; see ``remote`` for
+retries. An item whose request fails for good is a failure with the reason, never a score.
+
+``score_mode: logits`` prefills the assistant turn with ``{"score": `` (vLLM's
+``continue_final_message``) and reads the digits' ``top_logprobs``; a server that cannot do this
+(OpenAI's API has no prefill) is refused with a clear error before scoring. ``response_format``:
+``json_schema`` sends a schema built from the answer form the prompt asks for (``{"a": N, ...}``;
+``json_object`` where the prompt shows none), ``json_object`` any JSON object, ``none`` nothing.
+``extra_body`` adds fields to every request (vLLM's ``top_k``, ``ignore_eos``, ...).
+Successful responses are cached on disk (``cache_dir``, default ``OUT/cache/judge-responses``;
+``false``: no cache) under the hash of model, messages (images
+by their hash), and parameters: a rerun pays nothing twice.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import inspect
+import io
+import logging
+import math
+import os
+import re
+import threading
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from PIL import Image
+
+from ...images import ImageLoadError, load_image
+from .parsing import ScoreParseError, parse_score
+from .prompts import DEFAULT_SYSTEM_PROMPT, DEFAULT_USER_PROMPT, fill_prompt
+from .remote import ChatClient, JudgeAuthError, RequestFailed, ResponseCache
+from .results import ScoreResult, ScoringStats
+
+logger = logging.getLogger(__name__)
+
+SCORE_MODES = ("generate", "logits")
+RESPONSE_FORMATS = ("none", "json_object", "json_schema")
+PATCH_FACTOR = 32  # Qwen3-VL: patch 16 x merge 2
+MAX_TOP_LOGPROBS = 20  # OpenAI's limit and vLLM's default --max-logprobs
+_ANSWER_FORM = re.compile(r'\{\s*"\w+"\s*:\s*N(?:\s*,\s*"\w+"\s*:\s*N)*\s*\}')
+
+
+@dataclass
+class RemoteStats(ScoringStats):
+    """``ScoringStats`` plus what a remote judge costs: tokens, requests, retries, cache hits."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    requests: int = 0
+    retries: int = 0
+    cache_hits: int = 0
+
+    def usage(self) -> str:
+        return (f"{self.prompt_tokens} prompt + {self.completion_tokens} completion tokens, {self.requests} "
+                f"requests ({self.retries} retries), {self.cache_hits} answers from the cache")
+
+
+def smart_resize(height: int, width: int, factor: int = PATCH_FACTOR, min_pixels: int = 56 * 56,
+                 max_pixels: int = 28 * 28 * 1280) -> tuple[int, int]:
+    """Qwen-VL's resize rule (as in transformers): sides multiples of ``factor``, area in range, aspect kept."""
+    if max(height, width) / min(height, width) > 200:
+        raise ImageLoadError(f"aspect ratio over 200: {width}x{height}")
+    h_bar = max(factor, round(height / factor) * factor)
+    w_bar = max(factor, round(width / factor) * factor)
+    if h_bar * w_bar > max_pixels:
+        beta = math.sqrt((height * width) / max_pixels)
+        h_bar = max(factor, math.floor(height / beta / factor) * factor)
+        w_bar = max(factor, math.floor(width / beta / factor) * factor)
+    elif h_bar * w_bar < min_pixels:
+        beta = math.sqrt(min_pixels / (height * width))
+        h_bar = math.ceil(height * beta / factor) * factor
+        w_bar = math.ceil(width * beta / factor) * factor
+    return h_bar, w_bar
+
+
+def answer_schema(user_prompt: str, low: float, high: float) -> dict | None:
+    """A JSON schema for the answer form a prompt asks for (``{"a": N, "b": N}``), or None."""
+    match = _ANSWER_FORM.search(user_prompt)
+    if not match:
+        return None
+    names = re.findall(r'"(\w+)"', match.group(0))
+    number = {"type": "number", "minimum": low, "maximum": high}
+    return {"type": "object", "properties": {n: number for n in names}, "required": names,
+            "additionalProperties": False}
+
+
+class OpenAIRewardModel:
+    """Scores edited images through an OpenAI-compatible ``/chat/completions`` endpoint."""
+
+    def __init__(
+        self,
+        model: str,
+        base_url: str | Sequence[str] = "https://api.openai.com/v1",
+        api_key_env: str | None = None,
+        max_concurrent: int = 4,
+        timeout: float = 120.0,
+        max_retries: int = 5,
+        retry_backoff: float = 1.0,
+        cache_dir: str | None = None,
+        output_dir: str | None = None,
+        max_new_tokens: int = 64,
+        temperature: float = 0.0,
+        seed: int | None = None,
+        min_pixels: int | None = None,
+        max_pixels: int | None = None,
+        system_prompt: str = DEFAULT_SYSTEM_PROMPT,
+        user_prompt: str = DEFAULT_USER_PROMPT,
+        compare_with_original: bool = False,
+        score_mode: str = "generate",
+        score_range: Sequence[float] = (0, 10),
+        logits_prefix: str = '{"score": ',
+        response_format: str = "none",
+        extra_body: dict | None = None,
+        batch_size: int = 16,
+        device: str | None = None,
+        show_progress: bool = False,
+        use_batch_inference: bool = True,
+    ) -> None:
+        problems = self.setting_problems(dict(locals(), base_url=base_url))
+        if problems:
+            raise ValueError(f"invalid {type(self).__name__} settings: " + "; ".join(problems))
+        self.model = model
+        self.base_urls = [base_url] if isinstance(base_url, str) else list(base_url)
+        self.api_key_env = api_key_env
+        self.max_concurrent = max_concurrent
+        self.max_new_tokens = max_new_tokens
+        self.temperature = temperature
+        self.seed = seed
+        self.min_pixels, self.max_pixels = min_pixels, max_pixels
+        self.system_prompt, self.user_prompt = system_prompt, user_prompt
+        self.compare_with_original = compare_with_original
+        self.score_mode = score_mode
+        self.score_range = (float(score_range[0]), float(score_range[1]))
+        self.logits_prefix = logits_prefix
+        self.response_format = response_format
+        self.extra_body = dict(extra_body or {})
+        self.batch_size = batch_size
+        self.use_batch_inference = use_batch_inference
+        self.stats = RemoteStats()
+        if cache_dir is False or cache_dir == "":
+            cache_dir = None  # no cache
+        elif cache_dir is None and output_dir is not None:
+            cache_dir = os.path.join(output_dir, "cache", "judge-responses")
+        self.cache = ResponseCache(cache_dir)
+        api_key = os.environ.get(api_key_env) if api_key_env else None
+        self.client = ChatClient(self.base_urls, api_key=api_key, timeout=timeout, max_retries=max_retries,
+                                 backoff=retry_backoff, alive=self._alive)
+        self._stats_lock = threading.Lock()  # request threads add their usage to ``stats``
+
+    # ------------------------------------------------------------------ config
+
+    @classmethod
+    def setting_problems(cls, values: dict) -> list[str]:
+        problems = []
+        is_int = lambda v: isinstance(v, int) and not isinstance(v, bool)  # noqa: E731
+        is_num = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)  # noqa: E731
+
+        def check(key, ok, expected):
+            if key in values and not ok(values[key]):
+                problems.append(f"{key} must be {expected}, got {values[key]!r}")
+
+        check("model", lambda v: isinstance(v, str) and v.strip(), "the served model's name")
+        check("base_url", lambda v: (isinstance(v, str) and v.startswith(("http://", "https://"))) or (
+            isinstance(v, list) and v and all(isinstance(u, str) and u.startswith(("http://", "https://")) for u in v)),
+            "an http(s) URL or a non-empty list of them")
+        check("api_key_env", lambda v: v is None or (isinstance(v, str) and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", v)),
+              "the NAME of an environment variable (never the key itself)")
+        check("max_concurrent", lambda v: is_int(v) and v >= 1, "a positive integer")
+        check("max_retries", lambda v: is_int(v) and v >= 0, "a non-negative integer")
+        check("timeout", lambda v: is_num(v) and v > 0, "a positive number of seconds")
+        check("retry_backoff", lambda v: is_num(v) and v >= 0, "a non-negative number of seconds")
+        check("max_new_tokens", lambda v: is_int(v) and v >= 1, "a positive integer")
+        check("temperature", lambda v: is_num(v) and v >= 0, "a non-negative number")
+        check("seed", lambda v: v is None or is_int(v), "null or an integer")
+        check("batch_size", lambda v: is_int(v) and v >= 1, "a positive integer (items per pipeline chunk)")
+        for key in ("min_pixels", "max_pixels"):
+            check(key, lambda v: v is None or (is_int(v) and v >= PATCH_FACTOR ** 2),
+                  f"null or an integer >= {PATCH_FACTOR ** 2}")
+        check("score_mode", lambda v: v in SCORE_MODES, f"one of {list(SCORE_MODES)}")
+        check("response_format", lambda v: v in RESPONSE_FORMATS, f"one of {list(RESPONSE_FORMATS)}")
+        check("extra_body", lambda v: v is None or (isinstance(v, dict) and not {"model", "messages"} & set(v)),
+              "null or a mapping of extra request fields (not model or messages)")
+        check("cache_dir", lambda v: v is None or v is False or isinstance(v, str), "null, false or a folder")
+        for key in ("compare_with_original", "show_progress", "use_batch_inference"):
+            check(key, lambda v: isinstance(v, bool), "true or false")
+        if "score_range" in values:
+            try:
+                low, high = (float(v) for v in values["score_range"])
+                if not low < high:
+                    raise ValueError
+                if values.get("score_mode") == "logits" and not (0 <= low and high <= 10 and low.is_integer()
+                                                                 and high.is_integer()):
+                    problems.append("score_mode 'logits' reads one digit (or '10'): score_range must be integers "
+                                    f"in 0-10, got {values['score_range']!r}")
+            except (TypeError, ValueError):
+                problems.append(f"score_range must be [low, high] with low < high, got {values['score_range']!r}")
+        return problems
+
+    @classmethod
+    def config_problems(cls, params: dict) -> list[str]:
+        """What is wrong with a ``reward_model.params`` block, without any network call."""
+        accepted = set(inspect.signature(cls.__init__).parameters) - {"self"}
+        problems = []
+        unknown = sorted(set(params) - accepted)
+        if unknown:
+            problems.append(f"unknown keys {unknown} (accepted: {', '.join(sorted(accepted))})")
+        if "model" in accepted and "model" not in params:
+            problems.append("model: required, the model name the server serves (pin a dated snapshot, e.g. "
+                            "gpt-4.1-2025-04-14)")
+        problems.extend(cls.setting_problems({k: v for k, v in params.items() if k in accepted}))
+        env = params.get("api_key_env")
+        if isinstance(env, str) and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", env) and not os.environ.get(env):
+            problems.append(f"api_key_env: the environment variable {env} is not set (or empty)")
+        return problems
+
+    @classmethod
+    def from_config(cls, params: dict):
+        """Build from ``reward_model.params`` and check the server (key, model, logits support) once."""
+        problems = cls.config_problems(params)
+        if problems:
+            raise ValueError("invalid reward_model.params: " + "; ".join(problems))
+        kwargs = dict(params)
+        if "score_range" in kwargs:
+            kwargs["score_range"] = tuple(kwargs["score_range"])
+        model = cls(**kwargs)
+        try:
+            model.preflight()
+        except BaseException:
+            model.close()
+            raise
+        return model
+
+    def preflight(self) -> None:
+        """One cheap request before any scoring: a wrong key or model, or no logits support, is one clear error."""
+        where = ", ".join(self.base_urls)
+        try:
+            listing = self.client.get("/models")
+        except JudgeAuthError as exc:
+            raise JudgeAuthError(f"the judge server refused the API key from ${self.api_key_env or '(none)'} "
+                                 f"({exc}); fix the key before scoring") from None
+        except RequestFailed as exc:
+            logger.info("the server at %s does not list its models (%s); going on", where, exc.reason)
+            listing = None
+        served = [m.get("id") for m in (listing or {}).get("data", []) if isinstance(m, dict)]
+        if served and self.model not in served:
+            raise ValueError(f"model {self.model!r} is not served at {where}; it serves {served}")
+        if self.score_mode == "logits":
+            body = self._logits_body([{"role": "user", "content": "Answer with a digit."}], self.logits_prefix)
+            try:
+                self.client.post("/chat/completions", body)
+            except RequestFailed as exc:
+                raise ValueError(f"score_mode 'logits' needs a server that continues a prefilled assistant turn "
+                                 f"(continue_final_message) and returns top_logprobs; {where} refused: {exc.reason}. "
+                                 "Use score_mode: generate with this server") from None
+
+    def close(self) -> None:
+        """Nothing to release for a remote endpoint (the vLLM backend stops its servers here)."""
+
+    def _alive(self) -> None:
+        """Raise JudgeServerError when a server this object started has died (none here)."""
+
+    # ------------------------------------------------------------------ public API (as Qwen3VLRewardModel)
+
+    def score(self, edited_image, system_prompt=None, user_prompt=None, original_image=None) -> float:
+        return self.batch_score([edited_image], system_prompts=system_prompt, user_prompts=user_prompt,
+                                original_images=None if original_image is None else [original_image])[0]
+
+    def batch_score(self, edited_images, system_prompts=None, user_prompts=None, batch_size=None,
+                    use_batch_inference=None, original_images=None, instructions=None) -> list[float]:
+        return [r.score for r in self.batch_evaluate(edited_images, system_prompts, user_prompts, batch_size,
+                                                     use_batch_inference, original_images, instructions)]
+
+    def batch_evaluate(self, edited_images, system_prompts=None, user_prompts=None, batch_size=None,
+                       use_batch_inference=None, original_images=None, instructions=None,
+                       parse=None) -> list[ScoreResult]:
+        """One ScoreResult per image, in input order; requests run ``max_concurrent`` at a time.
+
+        ``batch_size`` and ``use_batch_inference`` are accepted for the contract and ignored: the
+        server batches. ``parse`` (generate mode) replaces the score parser, as for the local judge.
+        """
+        if parse is not None and self.score_mode != "generate":
+            raise ValueError("parse= needs score_mode 'generate' (logits mode reads one digit)")
+        edited_images = list(edited_images)
+        n = len(edited_images)
+        systems = _per_item(system_prompts, self.system_prompt, n, "system_prompts")
+        users = _per_item(user_prompts, self.user_prompt, n, "user_prompts")
+        originals = _per_item(original_images, None, n, "original_images")
+        instr = _per_item(instructions, None, n, "instructions")
+        users = [fill_prompt(u, i) for u, i in zip(users, instr)]
+        if self.compare_with_original and original_images is None:
+            raise ValueError("compare_with_original is set: original_images must be given")
+        started = time.perf_counter()
+        before = (self.client.requests, self.client.retries)
+        jobs = [(edited_images[i], originals[i], systems[i], users[i], parse) for i in range(n)]
+        if self.max_concurrent == 1 or n <= 1:
+            results = [self._evaluate_one(*job) for job in jobs]
+        else:
+            pool = ThreadPoolExecutor(min(self.max_concurrent, n), thread_name_prefix="judge-request")
+            try:
+                results = list(pool.map(lambda job: self._evaluate_one(*job), jobs))
+            finally:  # on Ctrl-C or a fatal error, requests not yet sent are not sent
+                pool.shutdown(wait=True, cancel_futures=True)
+        elapsed = time.perf_counter() - started
+        failures = sum(not r.ok for r in results)
+        self.stats.items += n
+        self.stats.failures += failures
+        self.stats.batches += 1
+        self.stats.seconds += elapsed
+        self.stats.requests += self.client.requests - before[0]
+        self.stats.retries += self.client.retries - before[1]
+        self.stats.batch_timings.append((n, elapsed))
+        if n:
+            logger.info("scored %d images in %.2fs (%.2f images/s): %d failed; so far %s", n, elapsed,
+                        n / elapsed if elapsed > 0 else 0.0, failures, self.stats.usage())
+        return results
+
+    # ------------------------------------------------------------------ one item
+
+    def _image_part(self, source) -> tuple[dict, str]:
+        """An ``image_url`` content part (base64 PNG) and the SHA-256 of its bytes (for the cache key)."""
+        image = load_image(source)
+        if self.min_pixels is not None or self.max_pixels is not None:
+            height, width = smart_resize(image.height, image.width, min_pixels=self.min_pixels or PATCH_FACTOR ** 2,
+                                         max_pixels=self.max_pixels or 16384 * 16384)
+            if (width, height) != image.size:
+                image = image.resize((width, height), Image.Resampling.BICUBIC)
+        buffer = io.BytesIO()
+        image.save(buffer, format="PNG")
+        data = buffer.getvalue()
+        url = "data:image/png;base64," + base64.b64encode(data).decode("ascii")
+        return {"type": "image_url", "image_url": {"url": url}}, hashlib.sha256(data).hexdigest()
+
+    def _messages(self, edited, original, system_prompt: str, user_prompt: str) -> tuple[list[dict], list[str]]:
+        content, hashes = [], []
+        # A source given is sent first (compare_with_original, or a rubric prompt with_source).
+        sources = ([original] if original is not None else []) + [edited]
+        for source in sources:
+            part, digest = self._image_part(source)
+            content.append(part)
+            hashes.append(digest)
+        content.append({"type": "text", "text": user_prompt})
+        return [{"role": "system", "content": system_prompt}, {"role": "user", "content": content}], hashes
+
+    def _sampling(self) -> dict:
+        body = {**self.extra_body, "model": self.model, "temperature": self.temperature}
+        if self.seed is not None:
+            body["seed"] = self.seed
+        return body
+
+    def _generate_body(self, messages: list[dict], user_prompt: str, parse) -> dict:
+        body = dict(self._sampling(), messages=messages, max_tokens=self.max_new_tokens)
+        if self.response_format == "json_object":
+            body["response_format"] = {"type": "json_object"}
+        elif self.response_format == "json_schema":
+            schema = answer_schema(user_prompt, *self.score_range)
+            body["response_format"] = ({"type": "json_schema", "json_schema": {"name": "judge_answer",
+                                                                                "schema": schema, "strict": True}}
+                                       if schema else {"type": "json_object"})
+        return body
+
+    def _logits_body(self, messages: list[dict], prefill: str) -> dict:
+        """One token after a prefilled assistant turn, with the top log-probabilities of that token."""
+        return dict(self._sampling(), messages=messages + [{"role": "assistant", "content": prefill}],
+                    max_tokens=1, logprobs=True, top_logprobs=MAX_TOP_LOGPROBS,
+                    continue_final_message=True, add_generation_prompt=False)
+
+    def _cache_identity(self) -> dict:
+        """What, besides the request body, decides a response (the vLLM backend adds the weights' fingerprint)."""
+        return {}
+
+    def _request(self, body: dict, hashes: list[str]) -> dict:
+        """The response to ``body``, from the cache or the server (then cached); usage counted either way."""
+        keyed = dict(body, messages=_without_images(body["messages"], hashes), identity=self._cache_identity())
+        key = ResponseCache.key(keyed)
+        response = self.cache.get(key)
+        if response is not None:
+            with self._stats_lock:
+                self.stats.cache_hits += 1
+        else:
+            response = self.client.post("/chat/completions", body)
+            if not response.get("choices"):
+                raise RequestFailed(f"the response has no choices: {str(response)[:200]}")
+            self.cache.put(key, response)
+            usage = response.get("usage") or {}
+            with self._stats_lock:
+                self.stats.prompt_tokens += int(usage.get("prompt_tokens") or 0)
+                self.stats.completion_tokens += int(usage.get("completion_tokens") or 0)
+            served = response.get("model")
+            if served and served != self.model and not served.startswith(self.model + "-"):
+                logger.warning("asked for model %r, the server answered as %r", self.model, served)
+        return response
+
+    def _evaluate_one(self, edited, original, system_prompt, user_prompt, parse) -> ScoreResult:
+        try:
+            messages, hashes = self._messages(edited, original, system_prompt, user_prompt)
+        except ImageLoadError as exc:
+            return ScoreResult.failure(str(exc))
+        try:
+            if self.score_mode == "logits":
+                return self._evaluate_logits(messages, hashes)
+            response = self._request(self._generate_body(messages, user_prompt, parse), hashes)
+        except RequestFailed as exc:
+            return ScoreResult.failure(f"judge request failed: {exc.reason}")
+        choice = response["choices"][0]
+        text = (choice.get("message") or {}).get("content") or ""
+        try:
+            if parse is not None:
+                return ScoreResult(score=float(parse(text)), raw_output=text)
+            return ScoreResult(score=parse_score(text, *self.score_range), raw_output=text)
+        except ScoreParseError as exc:
+            reason = " (cut at max_new_tokens)" if choice.get("finish_reason") == "length" else ""
+            return ScoreResult.failure(f"unparseable judge answer{reason}: {exc}", raw_output=text)
+
+    def _digit_logprobs(self, messages, hashes, prefill: str) -> dict[str, float]:
+        response = self._request(self._logits_body(messages, prefill), hashes)
+        content = ((response["choices"][0].get("logprobs") or {}).get("content") or [])
+        if not content:
+            raise RequestFailed("the server returned no logprobs (score_mode 'logits' needs them)")
+        return {entry["token"]: float(entry["logprob"]) for entry in content[0].get("top_logprobs") or []}
+
+    def _evaluate_logits(self, messages, hashes) -> ScoreResult:
+        """The expected score from the digits' probabilities after the prefill (and P("0" | "1") for 10)."""
+        import torch
+
+        from .logits import expected_scores
+
+        low, high = int(self.score_range[0]), int(self.score_range[1])
+        prefills = [self.logits_prefix] + ([self.logits_prefix + "1"] if high == 10 else [])
+        # Log-probabilities of the ten digits, and one more entry for the rest of the vocabulary, so that
+        # a softmax over these eleven gives back the server's probabilities.
+        rows = []
+        for prefill in prefills:
+            top = self._digit_logprobs(messages, hashes, prefill)
+            digits = [top.get(str(d), -math.inf) for d in range(10)]
+            rest = 1.0 - sum(math.exp(v) for v in digits)
+            rows.append(digits + [math.log(rest) if rest > 1e-12 else -math.inf])
+        logits = torch.tensor([rows], dtype=torch.float64)
+        return expected_scores(logits, list(range(10)), low, high)[0]
+
+
+def _per_item(values, default, n: int, name: str) -> list:
+    if values is None or isinstance(values, str):
+        return [default if values is None else values] * n
+    values = list(values)
+    if len(values) != n:
+        raise ValueError(f"{name} has {len(values)} entries but edited_images has {n}")
+    return values
+
+
+def _without_images(messages: list[dict], hashes: list[str]) -> list[dict]:
+    """The messages with each image's data URL replaced by its hash (the cache key stays small)."""
+    digests = iter(hashes)
+    out = []
+    for message in messages:
+        content = message["content"]
+        if isinstance(content, list):
+            content = [{"type": "image_sha256", "sha256": next(digests)} if part.get("type") == "image_url" else part
+                       for part in content]
+        out.append(dict(message, content=content))
+    return out

@@ -1,0 +1,262 @@
+"""The judge on vLLM servers that editjudge starts and stops itself (``reward_model.type: vllm``).
+
+    make vllm                      # builds .venv-vllm once (vLLM pins its own torch and transformers)
+    reward_model:
+      type: vllm
+      devices: [cuda:0, cuda:2]    # one worker and one server per entry (data parallel) ...
+      params:
+        model_path: Qwen/Qwen3-VL-8B-Instruct
+        tensor_parallel_size: 2    # ... each server on this many GPUs from its entry on: 0-1 and 2-3
+
+Each score worker starts one ``python -m vllm.entrypoints.openai.api_server`` from ``.venv-vllm``
+on 127.0.0.1 and a free port, with a random API key of its own, waits until ``/health`` answers
+(``ready_timeout``), and then scores exactly like ``type: openai`` (whose docstring has the rest).
+The server's log is ``OUT/logs/vllm-<device>.log``. The server runs in its own process group and
+is stopped by its PID (SIGTERM, then SIGKILL) on ``close()``, at interpreter exit, and, through
+the parent-death signal, when editjudge itself is killed. A server that dies mid-run is a
+``JudgeServerError`` naming its log: finished work is kept and the same command resumes.
+``base_url`` is not accepted here: to attach to servers already running, use ``type: openai``.
+"""
+
+from __future__ import annotations
+
+import atexit
+import ctypes
+import hashlib
+import json
+import logging
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+from pathlib import Path
+
+from .openai_judge import OpenAIRewardModel
+from .remote import LOOPBACK_OPENER, JudgeServerError
+
+logger = logging.getLogger(__name__)
+
+CHECKOUT = Path(__file__).resolve().parents[3]
+LOG_TAIL_LINES = 30
+STOP_GRACE_SECONDS = 20
+_PR_SET_PDEATHSIG = 1
+
+
+def default_python() -> str:
+    """The vLLM environment's python: $EDITJUDGE_VLLM_PYTHON, else ./.venv-vllm, else the checkout's."""
+    if os.environ.get("EDITJUDGE_VLLM_PYTHON"):
+        return os.environ["EDITJUDGE_VLLM_PYTHON"]
+    for root in (Path.cwd(), CHECKOUT):
+        candidate = root / ".venv-vllm" / "bin" / "python"
+        if candidate.exists():
+            return str(candidate)
+    return str(Path(".venv-vllm") / "bin" / "python")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _die_with_parent() -> None:  # runs in the child between fork and exec (Linux)
+    os.setsid()
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    except OSError:
+        pass
+
+
+def _fingerprint(model_path: str) -> dict:
+    """Names, sizes and mtimes of a local model folder's files: a rebuilt checkpoint misses the cache."""
+    folder = Path(model_path).expanduser()
+    if not folder.is_dir():
+        return {"model_path": model_path}
+    files = sorted((p.relative_to(folder).as_posix(), p.stat().st_size, int(p.stat().st_mtime))
+                   for p in folder.rglob("*") if p.is_file())
+    return {"model_files": hashlib.sha256(json.dumps(files).encode()).hexdigest()}
+
+
+class VLLMServer:
+    """One vLLM OpenAI-compatible server process, owned by this object."""
+
+    def __init__(self, python: str, model_path: str, device: str, log_path: Path, args: list[str],
+                 tensor_parallel_size: int = 1) -> None:
+        self.port = free_port()
+        self.api_key = secrets.token_hex(16)
+        self.log_path = log_path
+        self.base_url = f"http://127.0.0.1:{self.port}/v1"
+        command = [python, "-m", "vllm.entrypoints.openai.api_server", "--model", model_path,
+                   "--served-model-name", model_path, "--host", "127.0.0.1", "--port", str(self.port),
+                   "--tensor-parallel-size", str(tensor_parallel_size), *args]
+        env = dict(os.environ, VLLM_API_KEY=self.api_key, PYTHONUNBUFFERED="1")
+        env.pop("PYTHONPATH", None)  # editjudge's path must not leak into vLLM's environment
+        if device.startswith("cuda"):
+            first = int(device.partition(":")[2] or 0)
+            env["CUDA_VISIBLE_DEVICES"] = ",".join(str(first + i) for i in range(tensor_parallel_size))
+        else:
+            env.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")  # GiB; vLLM's default takes far more than CI has
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        self._log = open(log_path, "ab")
+        logger.info("starting vLLM for %s on %s, port %d (log: %s)", model_path, device, self.port, log_path)
+        self.process = subprocess.Popen(command, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                        env=env, preexec_fn=_die_with_parent)
+        self.pid = self.process.pid
+        logger.info("vLLM server pid %d", self.pid)
+        atexit.register(self.stop)
+
+    def log_tail(self) -> str:
+        try:
+            lines = self.log_path.read_text(encoding="utf-8", errors="replace").splitlines()
+        except OSError:
+            return ""
+        return "\n".join(lines[-LOG_TAIL_LINES:])
+
+    def check_alive(self) -> None:
+        code = self.process.poll()
+        if code is not None:
+            raise JudgeServerError(f"the vLLM server (pid {self.pid}) exited with status {code} mid-run; its log is "
+                                   f"{self.log_path}. Finished work is kept: rerun the same command to resume. "
+                                   f"Last lines of the log:\n{self.log_tail()}")
+
+    def wait_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        started = time.monotonic()
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise JudgeServerError(f"the vLLM server exited with status {self.process.returncode} while starting; "
+                                       f"its log is {self.log_path}. Last lines:\n{self.log_tail()}")
+            try:
+                with LOOPBACK_OPENER.open(f"http://127.0.0.1:{self.port}/health", timeout=5) as response:
+                    if response.status == 200:
+                        logger.info("vLLM server ready on port %d after %.1f s", self.port, time.monotonic() - started)
+                        return
+            except (urllib.error.URLError, ConnectionError, OSError):
+                pass
+            time.sleep(0.5)
+        self.stop()
+        raise JudgeServerError(f"the vLLM server was not ready after {timeout:g} s (ready_timeout); its log is "
+                               f"{self.log_path}. Last lines:\n{self.log_tail()}")
+
+    def stop(self) -> None:
+        """SIGTERM to the server's process group (its PID), SIGKILL after a grace period."""
+        if self.process.poll() is None:
+            logger.info("stopping the vLLM server (pid %d)", self.pid)
+            try:
+                os.killpg(self.pid, signal.SIGTERM)
+                self.process.wait(STOP_GRACE_SECONDS)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.pid, signal.SIGKILL)
+                self.process.wait()
+            except ProcessLookupError:
+                pass
+        else:
+            try:  # the server is gone; its engine processes may not be
+                os.killpg(self.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+        if not self._log.closed:
+            self._log.close()
+        atexit.unregister(self.stop)
+
+
+class VLLMRewardModel(OpenAIRewardModel):
+    """``OpenAIRewardModel`` on a vLLM server started (and stopped) by this object."""
+
+    def __init__(self, model_path: str, device: str = "cpu", dtype: str = "auto", max_model_len: int | None = 4096,
+                 tensor_parallel_size: int = 1, server_args: list[str] | None = None, python: str | None = None,
+                 ready_timeout: float = 600.0, output_dir: str | None = None, **kwargs) -> None:
+        self.model_path = str(model_path)
+        self.server = None
+        super().__init__(model=self.model_path, base_url="http://127.0.0.1:1/v1", output_dir=output_dir,
+                         device=device, **kwargs)
+        pixels = {k: v for k, v in (("min_pixels", self.min_pixels), ("max_pixels", self.max_pixels)) if v is not None}
+        # The server's processor resizes exactly like the transformers judge; the client sends images as they are.
+        self.min_pixels = self.max_pixels = None
+        args = ["--dtype", "float32" if dtype == "auto" and not str(device).startswith("cuda") else dtype,
+                "--max-logprobs", "20", "--seed", "0"]
+        if max_model_len is not None:
+            args += ["--max-model-len", str(max_model_len)]
+        if pixels:
+            args += ["--mm-processor-kwargs", json.dumps(pixels)]
+        logs = Path(output_dir) / "logs" if output_dir else Path("logs")
+        self.server = VLLMServer(python or default_python(), self.model_path, str(device),
+                                 logs / f"vllm-{str(device).replace(':', '')}.log", args + list(server_args or []),
+                                 tensor_parallel_size)
+        try:
+            self.server.wait_ready(ready_timeout)
+        except BaseException:
+            self.server.stop()
+            raise
+        self.base_urls = [self.server.base_url]
+        self.client.base_urls = [self.server.base_url]
+        self.client._api_key = self.server.api_key
+        self._identity = _fingerprint(self.model_path)
+
+    @classmethod
+    def config_problems(cls, params: dict) -> list[str]:
+        import inspect
+
+        own = set(inspect.signature(cls.__init__).parameters) - {"self", "kwargs"}
+        inherited = set(inspect.signature(OpenAIRewardModel.__init__).parameters) - {
+            "self", "model", "base_url", "api_key_env"}
+        accepted = own | inherited
+        problems = []
+        unknown = sorted(set(params) - accepted)
+        if unknown:
+            hint = " (to attach to running servers use type: openai with base_url)" if "base_url" in unknown else ""
+            problems.append(f"unknown keys {unknown}{hint} (accepted: {', '.join(sorted(accepted))})")
+        path = params.get("model_path")
+        if not isinstance(path, str) or not path:
+            problems.append("model_path: required, a local folder or a hub id")
+        elif path.startswith((".", "/", "~")) and not os.path.isdir(os.path.expanduser(path)):
+            problems.append(f"model_path: local folder {path} does not exist")
+        python = params.get("python") or default_python()
+        if not os.path.exists(python):
+            problems.append(f"python: the vLLM environment's python {python} does not exist; build it with "
+                            "`make vllm` (or set python / $EDITJUDGE_VLLM_PYTHON)")
+        tp = params.get("tensor_parallel_size", 1)
+        if not isinstance(tp, int) or isinstance(tp, bool) or tp < 1:
+            problems.append(f"tensor_parallel_size must be a positive integer, got {tp!r}")
+        args = params.get("server_args")
+        if args is not None and not (isinstance(args, list) and all(isinstance(a, str) for a in args)):
+            problems.append(f"server_args must be a list of strings (extra vLLM server flags), got {args!r}")
+        timeout = params.get("ready_timeout", 600)
+        if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or timeout <= 0:
+            problems.append(f"ready_timeout must be a positive number of seconds, got {timeout!r}")
+        problems.extend(super().setting_problems({k: v for k, v in params.items() if k in inherited}))
+        return problems
+
+    def _cache_identity(self) -> dict:
+        return self._identity
+
+    def _alive(self) -> None:
+        if self.server is not None:
+            self.server.check_alive()
+
+    def close(self) -> None:
+        if self.server is not None:
+            self.server.stop()
+
+    def __del__(self) -> None:  # pragma: no cover - a safety net; close() is the contract
+        try:
+            self.close()
+        except Exception:  # noqa: BLE001
+            pass
+
+
+def _main() -> None:  # pragma: no cover - a manual check: python -m editjudge.models.reward.vllm_judge MODEL
+    logging.basicConfig(level=logging.INFO)
+    judge = VLLMRewardModel(sys.argv[1], output_dir="outputs/vllm-check")
+    try:
+        print(judge.client.get("/models"))
+    finally:
+        judge.close()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    _main()
