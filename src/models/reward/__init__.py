@@ -29,7 +29,10 @@ def reward_config_problems(name: str, params: dict, files: bool = True) -> list[
     """What is wrong with ``params`` for the reward model type ``name``, without loading it; ``files``:
     also whether the model's files are there (a local folder's, the HF cache's or the hub's)."""
     if name not in REWARD_MODEL_CHECKS:  # a type without a light check: its class's own (may import more)
-        return get_reward_model_class(name).config_problems(params)
+        from .settings import PIPELINE_PARAMS  # read by the pipeline (rubric, ...), not by the judge
+
+        return get_reward_model_class(name).config_problems({k: v for k, v in params.items()
+                                                             if k not in PIPELINE_PARAMS})
     module, _, attr = REWARD_MODEL_CHECKS[name].partition(":")
     return getattr(importlib.import_module(module), attr)(params, files=files)
 
