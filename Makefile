@@ -1,4 +1,4 @@
-# make demo: set up .venv, build the tiny local models, run the job on the sample benchmark.
+# make demo: set up .venv, build the tiny local models and the demo's editors, run the job on the sample benchmark.
 # make test: set up .venv and run the test suite.
 # make vllm: build the vLLM judge's own environment (.venv-vllm, a link into ~/.cache/editjudge/).
 PYTHON ?= python3
@@ -17,6 +17,7 @@ $(STAMP): pyproject.toml constraints.txt
 models: $(STAMP)
 	$(PY) -m editjudge.tools.make_tiny_models --out $(CACHE)
 	$(PY) -m editjudge.tools.make_tiny_editors --out $(CACHE)
+	$(PY) -m editjudge.tools.make_demo_outputs --out $(CACHE)
 
 # One thread per process: the tiny models are too small to gain from more, and on a busy machine
 # two OpenMP threads mostly wait for each other (measured: edit stage 12 s with one, 66 s with two).

@@ -15,8 +15,8 @@ Stages: edit (OUT/edits/<editor>/<item>.png and OUT/edits/manifest.jsonl), score
 all (the three in order).
 A rerun resumes: finished edits and scores are skipped unless --overwrite.
 
-Exit status: 0 done; 1 a worker failed (finished work is kept; rerun to resume); 2 invalid
-configuration, benchmark or output folder.
+Exit status: 0 done; 1 a worker failed (finished work is kept; rerun to resume) or every pair
+failed (the last lines say why); 2 invalid configuration, benchmark or output folder, or nothing to do.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ import os
 import sys
 
 from .benchmark import BenchmarkError
-from .config import ConfigError, load_config
+from .config import ConfigError, load_config, model_problems
 
 
 def _batch_size(text: str) -> int | str:
@@ -96,11 +96,22 @@ def main(argv: list[str] | None = None) -> int:
     rank = f" [rank {os.environ['RANK']}]" if int(os.environ.get("WORLD_SIZE", "1")) > 1 else ""
     logging.basicConfig(level=args.log_level, format=f"%(asctime)s %(levelname)s{rank} %(name)s: %(message)s")
     try:
-        config = load_config(args.config, overrides_from_args(args))
+        config = load_config(args.config, overrides_from_args(args), models=False)
+        if int(os.environ.get("RANK", "0")) == 0:  # the plan first; then the checks that import torch or diffusers
+            from .plan import plan_lines
+
+            print("\n".join(plan_lines(config, stage=args.stage, overwrite=args.overwrite, export=args.export,
+                                       source=args.config)), file=sys.stderr, flush=True)
+            print("checking the models and devices, then loading (imports take a few seconds) ...", file=sys.stderr,
+                  flush=True)
+        problems = model_problems(config)
+        if problems:
+            raise ConfigError(args.config, problems)
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 2
 
+    from .checks import all_failed
     from .models.reward.remote import JudgeServerError
     from .parallel import WorkerError
     from .pipeline import PipelineError, run
@@ -118,4 +129,8 @@ def main(argv: list[str] | None = None) -> int:
         print(format_table(result["records"], result["floor"]))
         for name, path in result["files"].items():
             print(f"{name}: {path}")
+    failed = all_failed(config, args.stage) if int(os.environ.get("RANK", "0")) == 0 else None
+    if failed:
+        print(f"error: {failed}", file=sys.stderr)
+        return 1
     return 0

@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 
 from .benchmark import MAX_INSTRUCTION_CHARS
+from .suggest import unknown_key
 
 
 class ConfigError(ValueError):
@@ -112,7 +113,7 @@ def _build(cls, data: Any, where: str, problems: list[str]):
     fields = {f.name: f for f in dataclasses.fields(cls)}
     for key in data:
         if key not in fields:
-            problems.append(f"{where + '.' if where else ''}{key}: unknown key (known: {', '.join(fields)})")
+            problems.append(f"{where + '.' if where else ''}{key}: {unknown_key(key, fields)}")
     kwargs = {}
     for name, f in fields.items():
         path = f"{where}.{name}" if where else name
@@ -154,10 +155,9 @@ def _check_offload(editing: EditingConfig, problems: list[str]) -> None:
 
 
 def _check_editing(editing: EditingConfig, problems: list[str]) -> None:
-    from .models.editing import editor_problems
     from .parallel import device_problems
 
-    problems.extend(device_problems(editing.devices, "editing.devices", groups=False))
+    problems.extend(device_problems(editing.devices, "editing.devices", groups=False, present=False))
     _check_offload(editing, problems)
     seen = set()
     for i, editor in enumerate(editing.editors):
@@ -169,7 +169,6 @@ def _check_editing(editing: EditingConfig, problems: list[str]) -> None:
         elif editor.name in seen:
             problems.append(f"{where}.name: {editor.name!r} is used by another editor")
         seen.add(editor.name)
-        problems.extend(editor_problems(editor, where))
 
 
 def _check_judge_groups(reward: RewardModelConfig, problems: list[str]) -> None:
@@ -193,7 +192,7 @@ def _check_values(config: Config, problems: list[str]) -> None:
 
     if config.editing is not None:
         _check_editing(config.editing, problems)
-    problems.extend(device_problems(config.reward_model.devices, "reward_model.devices"))
+    problems.extend(device_problems(config.reward_model.devices, "reward_model.devices", present=False))
     _check_judge_groups(config.reward_model, problems)
     if config.benchmark.format not in BENCHMARK_FORMATS:
         problems.append(f"benchmark.format: {config.benchmark.format!r} is not one of {list(BENCHMARK_FORMATS)}")
@@ -214,18 +213,51 @@ def reward_model_problems(reward_model: RewardModelConfig) -> list[str]:
     if reward_model.type not in REWARD_MODELS:
         problems.append(f"reward_model.type: {reward_model.type!r} is not one of {sorted(REWARD_MODELS)}")
     else:
-        from .models.reward import get_reward_model_class
-
         from .models.reward.rubrics import rubric_problems
 
         params = dict(reward_model.params)
-        rubric = params.pop("rubric", "simple")
+        rubric = params.get("rubric", "simple")
         problems.extend(f"reward_model.params.{p}" for p in rubric_problems(rubric))
+        if params.get("viescore_prompts_dir") is not None:
+            from .models.reward.viescore_files import ViescoreFilesError, read_prompts
+
+            if rubric != "viescore":
+                problems.append("reward_model.params.viescore_prompts_dir: the official VIEScore prompts need "
+                                f"rubric: viescore (got {rubric!r})")
+            try:
+                read_prompts(str(params["viescore_prompts_dir"]))
+            except (ViescoreFilesError, OSError) as exc:
+                problems.append(f"reward_model.params.viescore_prompts_dir: {exc}")
         if rubric != "simple" and params.get("score_mode") == "logits":
             problems.append("reward_model.params.rubric: rubrics other than 'simple' read several named scores "
                             "from generated answers; use score_mode: generate")
-        model_class = get_reward_model_class(reward_model.type)
-        problems.extend(f"reward_model.params: {p}" for p in model_class.config_problems(params))
+        from .models.reward import reward_config_problems
+
+        # The model's files are checked in model_problems (the job) and when the server loads it.
+        problems.extend(f"reward_model.params.{p}" for p in
+                        reward_config_problems(reward_model.type, params, files=False))
+    return problems
+
+
+def model_problems(config: Config) -> list[str]:
+    """The checks that may import torch or diffusers or ask the hub: each editor's settings and files
+    (diffusers pipelines' signatures), the judge's files, and whether this machine has the named
+    devices. ``load_config`` runs them unless ``models=False``."""
+    from .models.editing import editor_problems
+    from .parallel import device_problems
+
+    problems: list[str] = []
+    for where, spec, groups in (("editing.devices", config.editing.devices, False),
+                                ("reward_model.devices", config.reward_model.devices, True)):
+        if not device_problems(spec, where, groups=groups, present=False):  # a malformed one is reported already
+            problems.extend(device_problems(spec, where, groups=groups))
+    for i, editor in enumerate(config.editing.editors):
+        problems.extend(editor_problems(editor, f"editing.editors[{i}]"))
+    from .models.reward import REWARD_MODELS, reward_file_problems
+
+    if config.reward_model.type in REWARD_MODELS:  # the judge's files: folder, HF cache or hub (probed once)
+        problems.extend(f"reward_model.params.{p}" for p in
+                        reward_file_problems(config.reward_model.type, dict(config.reward_model.params)))
     return problems
 
 
@@ -237,15 +269,37 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     return key.strip().split("."), yaml.safe_load(value)
 
 
+def _list_index(node: list, key: str, text: str, where: str) -> int:
+    """A list entry by position (``editors.0``) or by its ``name`` (``editors.my-editor``)."""
+    if key.isdigit():
+        if int(key) >= len(node):
+            raise ConfigError("--set", [f"{text!r}: {where} has {len(node)} entries, no entry {key}"])
+        return int(key)
+    names = [entry.get("name") if isinstance(entry, dict) else None for entry in node]
+    if key not in names:
+        known = ", ".join(str(n) for n in names if n is not None) or "none"
+        raise ConfigError("--set", [f"{text!r}: {where} has no entry named {key!r} (an index 0-{len(node) - 1} "
+                                    f"or a name: {known})"])
+    return names.index(key)
+
+
 def apply_overrides(data: dict, overrides: list[str]) -> dict:
+    """Apply ``a.b=c`` overrides; a list is indexed by position or by its entries' ``name``."""
     for text in overrides:
         keys, value = parse_override(text)
         node = data
-        for key in keys[:-1]:
-            node = node.setdefault(key, {})
-            if not isinstance(node, dict):
-                raise ConfigError("--set", [f"{text!r}: {key} is not a mapping"])
-        node[keys[-1]] = value
+        for depth, key in enumerate(keys):
+            where = ".".join(keys[:depth]) or "the top level"
+            if isinstance(node, list):
+                key = _list_index(node, key, text, where)
+            elif not isinstance(node, dict):
+                raise ConfigError("--set", [f"{text!r}: {where} is neither a mapping nor a list"])
+            if depth == len(keys) - 1:
+                node[key] = value
+            else:
+                if isinstance(node, dict) and key not in node:
+                    node[key] = {}
+                node = node[key]
     return data
 
 
@@ -255,7 +309,9 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
 PATH_KEYS = (("benchmark", "path"), ("benchmark", "image_cache"), ("output_dir",))
 EDITOR_PATH_KEYS = ("image_dir",)
 MODEL_PATH_KEYS = {"editor": ("model_path",), "reward_model.params": ("model_path", "adapter_path")}
-REWARD_PATH_KEYS = ("cache_dir", "python")  # reward_model.params: the response cache, vLLM's interpreter
+# reward_model.params that name files or folders: the official VIEScore prompts, the response cache,
+# vLLM's interpreter (resolved like PATH_KEYS).
+REWARD_PATH_KEYS = ("viescore_prompts_dir", "cache_dir", "python")
 
 
 def resolve_relative_paths(data: dict, folder: Path) -> dict:
@@ -307,8 +363,11 @@ def _read_yaml(path: Path) -> Any:
         raise ConfigError(str(path), [f"not valid YAML: {exc}"]) from None
 
 
-def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
-    """Read, resolve relative paths, override and validate; raise ConfigError listing every problem."""
+def load_config(path: str | Path, overrides: list[str] | None = None, models: bool = True) -> Config:
+    """Read, resolve relative paths, override and validate; raise ConfigError listing every problem.
+
+    ``models=False`` leaves out ``model_problems`` (the checks that import torch or diffusers) when
+    nothing else is wrong; the CLI runs them after printing the plan."""
     path = Path(path)
     data = resolve_relative_paths(_read_yaml(path), path.resolve().parent)
     data = apply_overrides(data, overrides or [])
@@ -316,6 +375,9 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
     config = _build(Config, data, "", problems)
     if config is not None and config.benchmark is not None and config.reward_model is not None:
         _check_values(config, problems)
+        # Every problem at once: a config that fails anyway gets the model checks too, plan or not.
+        if (models or problems) and config.editing is not None and None not in config.editing.editors:
+            problems.extend(model_problems(config))
     if problems:
         raise ConfigError(str(path), problems)
     return config
@@ -336,7 +398,7 @@ def load_reward_model_config(path: str | Path, overrides: list[str] | None = Non
     data = resolve_relative_paths(data, path.resolve().parent)
     data = apply_overrides(data, overrides or [])
     known = [f.name for f in dataclasses.fields(Config)]
-    problems = [f"{key}: unknown key (known: {', '.join(known)})" for key in data if key not in known]
+    problems = [f"{key}: {unknown_key(key, known)}" for key in data if key not in known]
     if "reward_model" not in data:
         problems.append("reward_model: required")
         raise ConfigError(str(path), problems)

@@ -74,8 +74,9 @@ def _is_device(name: Any) -> bool:
     return isinstance(name, str) and (name in ("cpu", "cuda", "mps") or bool(CUDA_INDEXED.fullmatch(name)))
 
 
-def device_problems(spec: Any, where: str, groups: bool = True) -> list[str]:
-    """Every problem with a ``devices`` setting. ``groups``: whether a worker may span a device group."""
+def device_problems(spec: Any, where: str, groups: bool = True, present: bool = True) -> list[str]:
+    """Every problem with a ``devices`` setting. ``groups``: whether a worker may span a device group;
+    ``present``: also whether this machine has the named devices (``missing_device_problems``)."""
     if spec == "auto":
         return []
     devices = resolve_devices(spec) if isinstance(spec, (str, list)) else None
@@ -113,6 +114,30 @@ def device_problems(spec: Any, where: str, groups: bool = True) -> list[str]:
     for i, device in enumerate(devices):  # a GPU in a group cannot also be a single-device worker
         if not is_group(device) and device in owner:
             problems.append(f"{where}[{i}]: {device} is also in the group {where}[{owner[device]}]")
+    if problems or not present:
+        return problems
+    return missing_device_problems([d for device in devices for d in (device if is_group(device) else [device])],
+                                   where)
+
+
+def missing_device_problems(devices: list[str], where: str) -> list[str]:
+    """Named devices this machine lacks. torch is imported only when a cuda or mps device is named, and
+    ``torch.cuda.device_count()`` asks the driver (NVML where available) without creating a CUDA context."""
+    if all(d == "cpu" for d in devices):
+        return []
+    import torch
+
+    problems = []
+    cuda = [d for d in devices if d.startswith("cuda")]
+    if cuda:
+        count = torch.cuda.device_count()
+        have = f"this machine has {count} CUDA device(s)" if count else "this machine has no CUDA device"
+        for d in dict.fromkeys(cuda):
+            index = int(d[5:]) if d.startswith("cuda:") else 0
+            if index >= count:
+                problems.append(f"{where}: {d} does not exist ({have}; use cpu or auto)")
+    if "mps" in devices and not torch.backends.mps.is_available():
+        problems.append(f"{where}: mps is not available on this machine (use cpu or auto)")
     return problems
 
 
@@ -198,7 +223,7 @@ def _set_threads(n_workers: int, device: Device) -> None:
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // n_workers))
 
 
-def _worker_main(target: Callable, kwargs: dict, log_level: int, n_workers: int) -> None:
+def _worker_main(target: Callable, kwargs: dict, log_level: int, n_workers: int, progress_queue=None) -> None:
     logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s [rank %(rank)s] %(name)s: %(message)s",
                         force=True)
     rank = kwargs["rank"]
@@ -211,16 +236,20 @@ def _worker_main(target: Callable, kwargs: dict, log_level: int, n_workers: int)
 
     logging.setLogRecordFactory(factory)
     bind_device(kwargs["device"])  # before anything touches CUDA
+    from . import progress
+
+    progress.attach(progress_queue, forward_logs=True, rank=rank)  # bar updates and log lines go to the parent
     _set_threads(n_workers, kwargs["device"])
     target(**kwargs)
 
 
-def run_workers(target: Callable, devices: list[Device], **kwargs) -> None:
+def run_workers(target: Callable, devices: list[Device], progress_queue=None, **kwargs) -> None:
     """Run ``target(rank=r, world_size=n, device=devices[r], **kwargs)`` once per device (or group).
 
     One device runs in this process; several run in spawned processes (CUDA-safe) and all must
     exit cleanly, else WorkerError names the ranks that did not. Each worker's GPU is made the
-    current CUDA device before ``target`` runs.
+    current CUDA device before ``target`` runs. ``progress_queue``
+    (``editjudge.progress.StageProgress.queue``): where spawned workers report progress and log records.
     """
     n = len(devices)
     if n == 1:
@@ -232,7 +261,7 @@ def run_workers(target: Callable, devices: list[Device], **kwargs) -> None:
     processes = []
     for rank, device in enumerate(devices):
         worker_kwargs = dict(kwargs, rank=rank, world_size=n, device=device)
-        process = context.Process(target=_worker_main, args=(target, worker_kwargs, level, n),
+        process = context.Process(target=_worker_main, args=(target, worker_kwargs, level, n, progress_queue),
                                   name=f"editjudge-rank{rank}")
         process.start()
         processes.append(process)

@@ -42,10 +42,12 @@ from pathlib import Path
 from PIL import Image
 
 from .benchmark import BenchmarkItem, load_benchmark
+from .checks import export_problems, nothing_to_score
 from .config import Config, config_from_dict, config_to_dict
 from .files import write_atomic
 from .jsonl import append_jsonl, read_jsonl, write_jsonl_atomic
 from .layout import Layout, PipelineError, output_folder_error, prepare_output  # noqa: F401 (part of this interface)
+from . import progress
 from .parallel import Launch, bind_device, device_label, resolve_devices, run_workers, shard
 from .resume import edit_key, item_key, source_hasher
 
@@ -83,12 +85,15 @@ def scoring_settings(config: Config) -> dict:
     from .models.reward.prompts import DEFAULT_SYSTEM_PROMPT, DEFAULT_USER_PROMPT
 
     from .models.reward.rubrics import get_rubric
+    from .models.reward.viescore_files import rubric_spec
     from .models.reward.settings import SCORING_VERSION
 
     params = {k: v for k, v in config.reward_model.params.items() if k not in THROUGHPUT_PARAMS}
     params.setdefault("system_prompt", DEFAULT_SYSTEM_PROMPT)
     params.setdefault("user_prompt", DEFAULT_USER_PROMPT)
-    rubric = get_rubric(params.pop("rubric", "simple"))
+    rubric = get_rubric(rubric_spec(params))  # the official VIEScore files' text when viescore_prompts_dir is set
+    params.pop("rubric", None)
+    params.pop("viescore_prompts_dir", None)
     if not rubric.is_simple:  # the rubric's full text, so that editing a built-in rubric invalidates its scores
         params["rubric"] = dataclasses.asdict(rubric)
     if params.get("adapter_path"):  # a LoRA judge: new adapter weights at the same path rescore
@@ -183,7 +188,7 @@ def edit_shard(*, rank: int, world_size: int, device: str, config_data: dict, ov
     part = layout.part("edit", rank)
     source_sha1 = source_hasher()
     written = 0
-    for editor_config in config.editing.editors:
+    def work_of(editor_config):
         name = editor_config.name
         mine = shard(list(_chunks(items, editor_config.batch_size)), rank, world_size)
         keys = {item.id: edit_key(config, editor_config, item, device, source_sha1(item.image))
@@ -191,11 +196,18 @@ def edit_shard(*, rank: int, world_size: int, device: str, config_data: dict, ov
         # Invalid items (an empty instruction) are recorded, never edited, and never make a batch unfinished.
         invalid = [item for batch in mine for item in batch if item.problem
                    and (recorded.get((name, item.id)) or {}).get("error") != _error_text(InvalidItem(item.problem))]
-        append_jsonl(part, [_save_edit(layout, name, item, item_seed(config.seed, item.id),
-                                       InvalidItem(item.problem), 0.0) for item in invalid])
         batches = [[item for item in batch if not item.problem] for batch in mine
                    if not all(item.problem or _finished_edit(layout, recorded.get((name, item.id)), keys[item.id])
                               for item in batch)]
+        return mine, keys, invalid, batches
+
+    work = [work_of(editor_config) for editor_config in config.editing.editors]
+    for editor_config, (_, _, _, batches) in zip(config.editing.editors, work):  # the stage's bar knows its total
+        progress.todo(editor_config.name, sum(map(len, batches)))
+    for editor_config, (mine, keys, invalid, batches) in zip(config.editing.editors, work):
+        name = editor_config.name
+        append_jsonl(part, [_save_edit(layout, name, item, item_seed(config.seed, item.id),
+                                       InvalidItem(item.problem), 0.0) for item in invalid])
         todo = [item for batch in batches for item in batch]
         logger.info("editor %s on %s: %d of %d items to edit", name, device, len(todo), sum(map(len, mine)))
         if not todo:
@@ -204,12 +216,15 @@ def edit_shard(*, rank: int, world_size: int, device: str, config_data: dict, ov
         requests = {item.id: EditRequest(item.id, item.image, item.instruction, item_seed(config.seed, item.id),
                                          item.category) for item in todo}
         try:
+            if editor_config.type == "diffusers":
+                progress.quiet_library("diffusers")
             editor = build_editor(editor_config, device)
         except Exception as exc:  # an editor that cannot load fails its items; the others go on
             logger.exception("editor %s failed to load; its %d items are recorded as failed", name, len(todo))
             failure = RuntimeError(f"editor failed to load: {_error_text(exc)}")
             append_jsonl(part, [_save_edit(layout, name, item, requests[item.id].seed, failure, 0.0, keys[item.id],
                                            source_sha1(item.image)) for item in todo])
+            progress.done(name, len(todo), failed=len(todo))
             continue
         try:
             for batch in ([(item, requests[item.id]) for item in batch] for batch in batches):
@@ -229,7 +244,11 @@ def edit_shard(*, rank: int, world_size: int, device: str, config_data: dict, ov
                 append_jsonl(part, records)
                 written += 1
                 failed = sum(1 for r in records if r["error"])
-                logger.info("editor %s: edited %d items (%d failed), %.2f s/item", name, len(batch), failed, seconds)
+                progress.done(name, len(batch), failed=failed)
+                # Under the stage's bar (which shows the progress) batch lines are DEBUG.
+                logger.log(logging.DEBUG if progress.active() else logging.INFO,
+                           "editor %s: edited %s (%d items, %d failed), %.2f s/item", name,
+                           progress.describe_ids([item.id for item, _ in batch]), len(batch), failed, seconds)
         finally:
             editor.close()
 
@@ -251,29 +270,37 @@ def _score_record(pair: tuple[str, BenchmarkItem], edit: dict | None, settings: 
 
 
 def _reward_params(config: Config, device: str) -> dict:
-    params = {k: v for k, v in config.reward_model.params.items() if k != "rubric"}
+    from .models.reward.settings import PIPELINE_PARAMS
+
+    params = {k: v for k, v in config.reward_model.params.items() if k not in PIPELINE_PARAMS}
     return dict(params, device=device)
 
 
 def _judge_chunk(model, rubric, chunk: list, out: Path) -> list[dict]:
     """Score one chunk of (key, edit) pairs; one result dict per pair (score fields of the record)."""
     return judge_items(model, rubric, [out / edit["image"] for _, edit in chunk],
-                       [item.instruction for (_, item), _ in chunk], [item.image for (_, item), _ in chunk])
+                       [item.instruction for (_, item), _ in chunk], [item.image for (_, item), _ in chunk],
+                       item_ids=[f"{editor}/{item.id}" for (editor, item), _ in chunk])
 
 
-def judge_items(model, rubric, images: list, instructions: list[str], sources: list) -> list[dict]:
+def judge_items(model, rubric, images: list, instructions: list[str], sources: list,
+                item_ids: list[str] | None = None) -> list[dict]:
     """Score edited images (paths or PIL images) with ``rubric``: one dict of score fields per image.
 
-    The score stage and the reward server (``editjudge.serve``) both score through this.
+    The score stage and the reward server (``editjudge.serve``) both score through this. ``item_ids``
+    name the items in the judge's batch log lines.
     """
+    # Judges whose batch_evaluate takes item_ids (qwen3_vl) name them in their batch log lines.
+    takes_ids = "item_ids" in inspect.signature(model.batch_evaluate).parameters
+    ids = {"item_ids": item_ids} if item_ids is not None and takes_ids else {}
     from .models.reward.rubrics import score_with_rubric
 
     if rubric.is_simple:
-        results = model.batch_evaluate(images, instructions=instructions,
+        results = model.batch_evaluate(images, instructions=instructions, **ids,
                                        original_images=sources if model.compare_with_original else None)
         return [{"score": r.score if r.error is None else None, "raw_output": r.raw_output, "error": r.error,
                  "fallback": r.fallback, "failed_stage": None if r.error is None else "score"} for r in results]
-    results = score_with_rubric(model, rubric, images, instructions, sources)
+    results = score_with_rubric(model, rubric, images, instructions, sources, item_ids=ids.get("item_ids"))
     return [{"score": r.score, "raw_output": "\n\n".join(f"[{k}] {v}" for k, v in r.raw_outputs.items()),
              "error": r.error, "fallback": r.fallback, "failed_stage": None if r.error is None else "score",
              "sub_scores": r.sub_scores, "raw_outputs": r.raw_outputs} for r in results]
@@ -283,6 +310,7 @@ def score_shard(*, rank: int, world_size: int, device: str, config_data: dict, o
     """Stage 2 for one worker: one judge load, this rank's (editor, item) pairs scored in batches."""
     from .models.reward import get_reward_model_class
     from .models.reward.rubrics import get_rubric
+    from .models.reward.viescore_files import rubric_spec
 
     config = config_from_dict(config_data)
     layout = Layout(Path(config.output_dir))
@@ -322,13 +350,20 @@ def score_shard(*, rank: int, world_size: int, device: str, config_data: dict, o
     append_jsonl(part, failures)
     logger.info("scoring on %s: %d of %d pairs to score (%d failed edits recorded)", device, len(todo),
                 len(mine) * len(config.editing.editors), len(failures))
+    for editor_config in config.editing.editors:
+        progress.todo(editor_config.name, sum(1 for (editor, _), _ in todo if editor == editor_config.name))
     if not todo:
         return
-    rubric = get_rubric(config.reward_model.params.get("rubric", "simple"))
+    rubric = get_rubric(rubric_spec(config.reward_model.params))
     params = _reward_params(config, device)
     if "output_dir" in inspect.signature(judge_class.__init__).parameters:
         params.setdefault("output_dir", str(layout.out))  # remote judges: OUT/logs, OUT/cache
+    if progress.active() and "show_progress" in inspect.signature(judge_class.__init__).parameters:
+        params["show_progress"] = False  # the stage's bar replaces the judge's own, and no load bars
+        progress.quiet_library("transformers")
     model = judge_class.from_config(params)
+    if progress.active():
+        model.batch_log_level = logging.DEBUG  # the bar shows the progress; batch lines only with --log-level DEBUG
     try:
         _score_todo(model, rubric, todo, layout, part, settings, device, inputs, resolved)
     finally:
@@ -346,6 +381,9 @@ def _score_todo(model, rubric, todo: list, layout: Layout, part: Path, settings:
                    for (key, edit), fields in zip(chunk, _judge_chunk(model, rubric, chunk, layout.out))]
         _fault_point("score-unrecorded", written)
         append_jsonl(part, records)
+        for editor in dict.fromkeys(r["editor"] for r in records):
+            mine_done = [r for r in records if r["editor"] == editor]
+            progress.done(editor, len(mine_done), failed=sum(1 for r in mine_done if r["score"] is None))
     stats, seconds = model.stats, time.perf_counter() - started
     # Where the stage's time went: the model's forward calls, building inputs (opening the edited
     # images included), and the rest (parsing, writing lines) outside the judge.
@@ -452,8 +490,11 @@ def report(config: Config, items: list[BenchmarkItem], export: list[str] | None 
 
     records, scope = read_scores(config, items)
     out = Path(config.output_dir)
+    from .models.reward.viescore_files import prompts_note
+
     files = write_reports(out, records, items, title=f"editjudge: {out.name}", floor=score_floor(config),
-                          scope=scope) if records else {}
+                          scope=scope, score_range=tuple(config.reward_model.params.get("score_range", (0, 10))),
+                          prompts=prompts_note(config.reward_model.params)) if records else {}
     for name in export or []:
         if name == "gedit":
             paths = export_gedit(out, records, items)
@@ -503,6 +544,9 @@ def run(config: Config, stage: str = "all", overwrite: bool = False, export: lis
     if cut:
         logger.warning("%d instruction(s) longer than %d characters are cut to that length",
                        cut, config.benchmark.max_instruction_chars)
+    problems = export_problems(config, items, export or [])
+    if problems:
+        raise PipelineError("; ".join(problems))
     try:
         return _run(config, items, stages, overwrite, export)
     except OSError as exc:
@@ -525,6 +569,9 @@ def _run(config: Config, items: list[BenchmarkItem], stages: list[str], overwrit
             merge_stage(config, name, items)
     if launch:
         launch.barrier()
+    problem = nothing_to_score(config, items, stages)
+    if problem:
+        raise PipelineError(problem)
     data = config_to_dict(config)
     result: dict = {}
     try:
@@ -548,7 +595,9 @@ def _run(config: Config, items: list[BenchmarkItem], stages: list[str], overwrit
             else:
                 logger.info("stage %s: %d worker(s) on %s", name, len(devices), ", ".join(map(device_label, devices)))
                 try:
-                    run_workers(target, devices, config_data=data, overwrite=overwrite)
+                    with progress.StageProgress(name, "edits" if name == "edit" else "pairs",
+                                                spawned=len(devices) > 1) as bar:
+                        run_workers(target, devices, config_data=data, overwrite=overwrite, progress_queue=bar.queue)
                 finally:
                     lines = merge_stage(config, name, items)  # keep what the workers finished, even if one died
             if leader:

@@ -23,14 +23,14 @@ import json
 import logging
 import math
 from collections.abc import Mapping
-from html import escape
 from pathlib import Path
 
 from .aggregate import FAILURE_RATE_FLAG, category_stats, common_items, editor_overall
 from .benchmark import BenchmarkItem
 from .files import write_atomic
 from .report_common import (FLAG, MEAN_LABELS, WEIGHTING_NOTE, WEIGHTS, failed_records, failure_cell, fmt,
-                            lowest_scored, mean_descriptions, scope_text)
+                            lowest_scored, mean_descriptions, scope_text, shown_sub_scores,
+                            sub_score_macros)
 from .report_html import render_html
 
 logger = logging.getLogger(__name__)
@@ -90,6 +90,8 @@ def summary_dict(records: list[dict], title: str = "editjudge report", *, floor:
                  "micro_stats": micro[editor]["all"].to_dict()}
         if editor in sub:
             entry["sub_scores"] = sub[editor]
+            if sub_score_macros(sub[editor]):
+                entry["sub_score_overall"] = sub_score_macros(sub[editor])  # macro SC and PQ
         editors[editor] = entry
     n_common = len(common_items(records))
     summary = {"title": title, "weighting": WEIGHTING_NOTE, "means": mean_descriptions(floor, n_common),
@@ -107,9 +109,12 @@ def format_table(records: list[dict], floor: float = 0.0) -> str:
     stats = category_stats(records)
     overall = editor_overall(records, floor)
     categories = _categories(stats)
-    header = ["editor", *categories, "macro", "fail=min", "common", "micro", "failed"]
+    summary = summary_dict(records, floor=floor)
+    subs = shown_sub_scores(summary)  # SC and PQ (macro) beside the overall scores, for a viescore run
+    header = ["editor", *categories, "macro", "fail=min", "common", "micro", *subs, "failed"]
     rows = [[editor, *(_cell(stats[editor].get(c)) for c in categories), fmt(o["macro"]),
              fmt(o["macro_failed_as_min"]), fmt(o["macro_common"]), fmt(o["micro"]),
+             *(fmt(summary["editors"][editor].get("sub_score_overall", {}).get(n)) for n in subs),
              f"{o['n_failed']}/{o['n']}" + (" !" if o["high_failure_rate"] else "")] for editor, o in overall.items()]
     widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
     lines = ["  ".join(str(v).ljust(w) if i == 0 else str(v).rjust(w) for i, (v, w) in enumerate(zip(row, widths)))
@@ -149,14 +154,17 @@ def _write_csv(path: Path, summary: dict) -> Path:
     return write_atomic(path, buffer.getvalue())
 
 
+# Backslash-escaped in Markdown (CommonMark escapes any ASCII punctuation): markup, table pipes, and
+# < > & so that no text becomes raw HTML or an entity, while it still reads as written (no &#x27;).
+MARKDOWN_SPECIAL = "\\`*_[]|#<>&~!"
+
+
 def _md(text: object, limit: int | None = None) -> str:
-    """Markdown table-safe text: HTML-escaped, one line, markup characters backslash-escaped."""
+    """Markdown table-safe text: one line, markup characters (``MARKDOWN_SPECIAL``) backslash-escaped."""
     text = " ".join(str(text).split())
     if limit and len(text) > limit:
         text = text[:limit - 1] + "…"
-    for ch in "\\`*_[]|#":
-        text = text.replace(ch, "\\" + ch)
-    return escape(text, quote=True)  # after the backslashes: the entities it writes contain '#'
+    return "".join("\\" + ch if ch in MARKDOWN_SPECIAL else ch for ch in text)
 
 
 def _markdown(summary: dict, records: list[dict], items: Mapping[str, BenchmarkItem]) -> str:
@@ -166,17 +174,22 @@ def _markdown(summary: dict, records: list[dict], items: Mapping[str, BenchmarkI
     scope = scope_text(summary.get("scope"))
     if scope:
         lines += [_md(scope), ""]
+    subs = shown_sub_scores(summary)  # SC and PQ (macro) beside the overall scores, for a viescore run
     lines.append("| editor | " + " | ".join(_md(c) for c in categories) + " | "
-                 + " | ".join(_md(label) for label in MEAN_LABELS.values()) + " | failure rate |")
-    lines.append("|---" * (len(categories) + len(MEAN_LABELS) + 2) + "|")
+                 + " | ".join(_md(label) for label in MEAN_LABELS.values()) + " | "
+                 + "".join(f"{n} (macro) | " for n in subs) + "failure rate |")
+    lines.append("|---" * (len(categories) + len(MEAN_LABELS) + len(subs) + 2) + "|")
     stats = category_stats(records)
     for editor, entry in summary["editors"].items():
         o = entry["overall"]
         cells = [_cell(stats[editor].get(c)) for c in categories] + [fmt(o[key]) for key in MEAN_LABELS]
+        cells += [fmt(entry.get("sub_score_overall", {}).get(n)) for n in subs]
         lines.append(f"| {_md(editor)} | " + " | ".join(cells) + f" | {_md(failure_cell(o))} |")
     lines += ["", "Means:", ""]
     lines += [f"- {_md(MEAN_LABELS[key])}: {_md(text)}" for key, text in summary["means"].items()]
     lines += ["", f"Weighting: {_md(WEIGHTING_NOTE)}", ""]
+    if summary.get("prompts"):
+        lines += [f"Prompts: {_md(summary['prompts'])}", ""]
     worst = lowest_scored(records)
     if worst:
         lines += [f"## Lowest scores ({len(worst)})", "", "| score | editor | category | item | instruction |",
@@ -202,7 +215,20 @@ def _markdown(summary: dict, records: list[dict], items: Mapping[str, BenchmarkI
 # ---------------------------------------------------------------------------------------- chart
 
 
-def _chart(path: Path, summary: dict) -> Path | None:
+def _y_limits(summary: dict, score_range: tuple[float, float] | None) -> tuple[float, float] | None:
+    """The chart's y range: the judge's whole scale (so that a 6 reads as 6 of 10) and every score."""
+    lows = [st["min"] for e in summary["editors"].values() for st in e["categories"].values() if st["min"] is not None]
+    highs = [st["max"] for e in summary["editors"].values() for st in e["categories"].values() if st["max"] is not None]
+    if not highs:
+        return None
+    low, high = min(0.0, *lows), max(highs)
+    if score_range is not None:
+        low, high = min(low, float(score_range[0])), max(high, float(score_range[1]))
+    pad = 0.05 * ((high - low) or 1.0)
+    return low - (pad if low < 0 else 0), high + pad
+
+
+def _chart(path: Path, summary: dict, score_range: tuple[float, float] | None = None) -> Path | None:
     """Grouped bars per category (and the macro average), one colour per editor, ci95 error bars.
 
     None, with a warning, where matplotlib (the ``report`` extra) is not installed.
@@ -247,12 +273,9 @@ def _chart(path: Path, summary: dict) -> Path | None:
         ax.axvline(len(groups) - 1.5, color="0.6", linewidth=0.8, linestyle="--")
     # The y range follows the scores, not the error bars: with 2 or 3 items a 95% CI can be far wider than the
     # scale, and it would flatten every bar. Such bars run off the chart, which is the honest picture.
-    lows = [st["min"] for e in summary["editors"].values() for st in e["categories"].values() if st["min"] is not None]
-    highs = [st["max"] for e in summary["editors"].values() for st in e["categories"].values() if st["max"] is not None]
-    if highs:
-        low, high = min(0.0, *lows), max(highs)
-        pad = 0.05 * ((high - low) or 1.0)
-        ax.set_ylim(low - (pad if low < 0 else 0), high + pad)
+    limits = _y_limits(summary, score_range)
+    if limits:
+        ax.set_ylim(*limits)
     ax.set_ylabel("mean score (error bar: 95% CI)")
     fig.suptitle(summary["title"], fontsize=11)
     ax.grid(axis="y", alpha=0.3)
@@ -264,10 +287,11 @@ def _chart(path: Path, summary: dict) -> Path | None:
 
 def write_reports(out: Path, records: list[dict], items: list[BenchmarkItem], *, title: str = "editjudge report",
                   thumbnail_size: int = 256, thumbnail_cache: bool = True, floor: float = 0.0,
-                  scope: dict | None = None) -> dict[str, Path]:
+                  scope: dict | None = None, score_range: tuple[float, float] | None = None,
+                  prompts: str | None = None) -> dict[str, Path]:
     """Writes summary.json, summary.csv, report.md, scores_by_category.png, report.html into `out`; returns name->path.
 
-    Records are validated as :mod:`editjudge.aggregate` does (a malformed one is a ValueError). With
+    ``score_range`` (the judge's scale): the chart's axis spans it; ``prompts``: which prompts scored (summary.json, both reports). Records are validated as :mod:`editjudge.aggregate` does (a malformed one is a ValueError). With
     ``thumbnail_cache``, thumbnails are kept in ``out/.thumbnails/`` so a re-run only decodes new images.
     ``floor``: the scale's minimum, at which the "failed = min" mean counts failed items; ``scope``: what
     the records cover, named in every report (``editjudge.pipeline.read_scores`` returns it).
@@ -277,12 +301,14 @@ def write_reports(out: Path, records: list[dict], items: list[BenchmarkItem], *,
     out = Path(out)
     by_id = {item.id: item for item in items}
     summary = summary_dict(records, title, floor=floor, scope=scope)  # validates the records (aggregate raises ValueError on bad ones)
+    if prompts:
+        summary["prompts"] = prompts  # which judge prompts made these scores
     paths = {
         "summary.json": write_atomic(out / "summary.json", json.dumps(summary, indent=2, ensure_ascii=False) + "\n"),
         "summary.csv": _write_csv(out / "summary.csv", summary),
         "report.md": write_atomic(out / "report.md", _markdown(summary, records, by_id)),
     }
-    chart = _chart(out / "scores_by_category.png", summary)
+    chart = _chart(out / "scores_by_category.png", summary, score_range)
     if chart is not None:
         paths["scores_by_category.png"] = chart
     paths["report.html"] = write_atomic(out / "report.html", render_html(out, summary, records, by_id,

@@ -77,3 +77,25 @@ def edited_path(out: Path, record: dict) -> Path | None:
         return None
     path = out / image
     return path if is_inside(out, path) else None
+
+
+# Sub-scores shown beside the overall score (table, report.md, report.html) when the rubric gives them:
+# VIEScore's semantic consistency and perceptual quality.
+SHOWN_SUB_SCORES = ("SC", "PQ")
+
+
+def sub_score_macros(by_category: dict[str, dict[str, dict]]) -> dict[str, float | None]:
+    """``{category: {name: Stats dict}}`` -> the macro mean (mean of category means) of each shown sub-score."""
+    result = {}
+    for name in SHOWN_SUB_SCORES:
+        means = [subs[name]["mean"] for subs in by_category.values() if name in subs]
+        if means:
+            scored = [m for m in means if m is not None]
+            result[name] = sum(scored) / len(scored) if scored else None
+    return result
+
+
+def shown_sub_scores(summary: dict) -> list[str]:
+    """The shown sub-scores any editor of ``summary`` has (``summary_dict``'s ``sub_score_overall``)."""
+    present = {k for entry in summary["editors"].values() for k in entry.get("sub_score_overall", {})}
+    return [name for name in SHOWN_SUB_SCORES if name in present]

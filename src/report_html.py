@@ -24,7 +24,7 @@ from .benchmark import BenchmarkItem
 from .images import ImageLoadError, open_image, to_rgb
 from .files import write_atomic
 from .report_common import (MEAN_LABELS, WEIGHTING_NOTE, edited_path, failed_records, failure_cell, fmt,
-                            lowest_scored, scope_text)
+                            lowest_scored, scope_text, shown_sub_scores)
 
 logger = logging.getLogger(__name__)
 
@@ -138,6 +138,7 @@ def _img(thumb: tuple[str | None, str], alt: str) -> str:
 
 def _summary_table(summary: dict) -> str:
     categories = summary["categories"]
+    subs = shown_sub_scores(summary)  # SC and PQ beside the overall score, for a viescore run
     head = "".join(f"<th>{_e(c)}</th>" for c in categories)
     rows = []
     for editor, entry in summary["editors"].items():
@@ -152,10 +153,12 @@ def _summary_table(summary: dict) -> str:
             cells.append(f'<td title="{_e(tip)}">{fmt(st["mean"])}{failed}</td>')
         o = entry["overall"]
         means = "".join(f'<td data-mean="{key}">{fmt(o[key])}</td>' for key in MEAN_LABELS)
+        means += "".join(f'<td>{fmt(entry.get("sub_score_overall", {}).get(n))}</td>' for n in subs)
         flagged = ' class="fail high-failure-rate"' if o["high_failure_rate"] else ""
         rows.append(f'<tr class="editor-row"><td>{_e(editor)}</td>{"".join(cells)}{means}'
                     f'<td{flagged}>{_e(failure_cell(o))}</td></tr>')
     means_head = "".join(f'<th title="{_e(summary["means"][key])}">{_e(label)}</th>' for key, label in MEAN_LABELS.items())
+    means_head += "".join(f"<th>{_e(n)} (macro)</th>" for n in subs)
     legend = "".join(f"<li><b>{_e(MEAN_LABELS[key])}</b>: {_e(text)}</li>" for key, text in summary["means"].items())
     return (f'<table id="summary"><thead><tr><th>editor</th>{head}{means_head}'
             f'<th>failure rate</th></tr></thead><tbody>{"".join(rows)}</tbody></table><ul id="means">{legend}</ul>')
@@ -252,6 +255,7 @@ def render_html(out: Path, summary: dict, records: list[dict], items: Mapping[st
            "base-uri 'none'; form-action 'none'")
     scope = scope_text(summary.get("scope"))
     head_row = "<tr><th>score</th><th>editor</th><th>category</th><th>item</th><th>{}</th></tr>"
+    prompts_line = f"<p><small>Prompts: {_e(summary['prompts'])}</small></p>" if summary.get("prompts") else ""
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <meta http-equiv="Content-Security-Policy" content="{csp}">
@@ -263,7 +267,7 @@ def render_html(out: Path, summary: dict, records: list[dict], items: Mapping[st
 {len(failures)} failed. Cells are mean scores; hover for n and the 95% CI.</p>
 {f'<p id="scope">{_e(scope)}</p>' if scope else ""}
 <div class="scroll">{_summary_table(summary)}</div>
-<p><small>{_e(WEIGHTING_NOTE)}</small></p>
+<p><small>{_e(WEIGHTING_NOTE)}</small></p>{prompts_line}
 {chart_img}
 <div class="controls">editor <select id="f-editor"><option value="">all</option>{options(summary['editors'])}</select>
 category <select id="f-category"><option value="">all</option>{options(summary['categories'])}</select>

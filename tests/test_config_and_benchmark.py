@@ -75,7 +75,7 @@ def test_config_value_checks_name_the_key(tmp_path):
     with pytest.raises(ConfigError) as info:
         load_config(write_config(tmp_path, data))
     text = str(info.value)
-    assert "unknown keys ['batchsize']" in text
+    assert "reward_model.params.batchsize: unknown key; did you mean 'batch_size'?" in text
     assert "does not exist" in text
 
 
@@ -94,11 +94,13 @@ def test_yaml_configs_in_the_repo_are_valid(monkeypatch):
     for name in ("config.yaml", "config_multi_gpu.yaml"):
         with pytest.raises(ConfigError) as info:
             load_config(ROOT / name)
-        assert info.value.problems and all("HF_HUB_OFFLINE is set" in p for p in info.value.problems), info.value
+        # ... and, on a machine with fewer GPUs than the config names, those devices.
+        problems = [p for p in info.value.problems if "does not exist (this machine has" not in p]
+        assert problems and all("HF_HUB_OFFLINE is set" in p for p in problems), info.value
         data = yaml.safe_load((ROOT / name).read_text())
         assert data["reward_model"]["params"]["use_batch_inference"] is True
         assert isinstance(data["reward_model"]["params"]["batch_size"], int)
-        assert len(data["editing"]["editors"]) == len(info.value.problems)
+        assert len(data["editing"]["editors"]) + 1 == len(problems)  # the editors and the judge
 
 
 def test_main_rejects_a_bad_config_with_status_2(tmp_path):

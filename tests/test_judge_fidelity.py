@@ -160,7 +160,9 @@ def test_the_pipeline_shows_viescore_the_source(tmp_path, judge_path, precompute
     result = subprocess.run([sys.executable, "main.py", "--config", str(config), "--log-level", "DEBUG"], cwd=ROOT,
                             capture_output=True, text=True, timeout=300, env={**__import__("os").environ,
                                                                              "OMP_NUM_THREADS": "1"})
-    assert result.returncode == 0, result.stderr[-3000:]
+    # The tiny judge may answer no viescore prompt in a readable way: a run where every pair failed exits 1.
+    assert result.returncode == 0 or (result.returncode == 1 and "every one of the 4 pairs failed"
+                                      in result.stderr), result.stderr[-3000:]
     lines = re.findall(r"judge input for item \d+: (\d) image\(s\): (.*)", result.stderr)
     scored = [json.loads(line) for line in (tmp_path / "out" / "scores.jsonl").read_text().splitlines()]
     pairs = [r for r in scored if r["failed_stage"] in (None, "score")]

@@ -97,7 +97,7 @@ def test_relative_paths_in_a_config_are_relative_to_its_folder(tmp_path, tiny_mo
     from editjudge.config import resolve_relative_paths
     assert Path(resolve_relative_paths(data, config_path.parent)["reward_model"]["params"]["cache_dir"]).resolve() \
         == project / "answers"
-    hub = load_config(config_path, ["reward_model.params.model_path=Qwen/Qwen3-VL-8B-Instruct"])
+    hub = load_config(config_path, ["reward_model.params.model_path=Qwen/Qwen3-VL-8B-Instruct"], models=False)
     assert hub.reward_model.params["model_path"] == "Qwen/Qwen3-VL-8B-Instruct"  # a hub id stays a hub id
 
 

@@ -17,7 +17,7 @@ from PIL import Image
 
 from editjudge.benchmark import load_benchmark
 from editjudge.config import load_config
-from editjudge.pipeline import Layout, run
+from editjudge.pipeline import Layout, PipelineError, run
 from tests.conftest import MISSING, ROOT, SAMPLE, tiny_editor
 
 EDITORS = ("bright", "same", "ip2p")
@@ -107,7 +107,7 @@ def test_run_writes_the_documented_layout(reference):
         assert image.size == source.size
     assert "bright" in result.stdout and "macro" in result.stdout and "report.html: " in result.stdout
     assert (out / "report.html").is_file() and (out / "summary.csv").is_file()
-    assert "processed batch" in result.stderr  # the judge's per-batch progress log
+    assert "editjudge.progress: score: " in result.stderr  # the stage bar's per-editor totals (batch lines are DEBUG)
     resolved = yaml.safe_load((out / "config.resolved.yaml").read_text())
     assert resolved["editing"]["editors"][0]["name"] == "bright"
     assert not list((out / ".parts").glob("*.jsonl"))
@@ -280,8 +280,9 @@ def test_viescore_rubric_end_to_end(reference, tmp_path, judge_path, precomputed
     summary = json.loads((copy / "summary.json").read_text())["editors"]
     assert "SC" in summary["ip2p"]["sub_scores"][scored[0]["category"]]
     assert result["files"]["report.html"].is_file()
-    # The sample's categories are not GEdit-Bench's task types: the export says so instead of writing empty files.
-    with pytest.raises(ValueError, match="GEdit-Bench task type"):
+    # The sample's categories are not GEdit-Bench's task types: the export says so (before the run) instead of
+    # writing empty files.
+    with pytest.raises(PipelineError, match="GEdit-Bench task type"):
         run(config, "report", export=["gedit"])
 
 

@@ -136,10 +136,11 @@ def test_summary_files_match_aggregate(run):
 
     md = paths["report.md"].read_text()
     assert "4.00 (1 failed)" in md  # alpha color_alter and beta background_change
-    assert "## Failures (2)" in md and "&lt;b&gt;boom&lt;/b&gt;" in md and "<b>boom" not in md
+    assert "## Failures (2)" in md and "\\<b\\>boom\\</b\\>" in md and "<b>boom" not in md
     assert "macro = mean of the category means" in md
-    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in md and "document.title=&#x27;pwned&#x27;" in md
-    assert "<script>" not in md and "&\\#" not in md  # html entities survive the markdown escaping
+    # Escaped for Markdown, not HTML: no tag survives, and the text reads as written (no &#x27; entities).
+    assert "\\<script\\>alert(1)\\</script\\>" in md and "document.title='pwned'" in md
+    assert "<script>" not in md and "&#" not in md and "&lt;" not in md
     lowest = md.split("## Lowest scores")[1].split("##")[0]
     assert lowest.index("| 2.00 | beta") < lowest.index("| 3.00 | beta")
 

@@ -237,7 +237,7 @@ def test_compare_with_original_sends_source_then_edited(judge_path, monkeypatch)
 
 
 def test_from_config_rejects_unknown_keys(judge_path):
-    with pytest.raises(ValueError, match=r"unknown keys \['batchsize'\]"):
+    with pytest.raises(ValueError, match=r"batchsize: unknown key; did you mean 'batch_size'\?"):
         Qwen3VLRewardModel.from_config({"model_path": judge_path, "batchsize": 4})
     model = Qwen3VLRewardModel.from_config({"model_path": judge_path, "batch_size": 2, "use_batch_inference": False,
                                             "show_progress": False})

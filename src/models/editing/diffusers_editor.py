@@ -141,6 +141,11 @@ def _read_model_index(model_path: str) -> tuple[Path | None, str | None]:
     if constants.HF_HUB_OFFLINE:
         return None, (f"model_path: {model_path} is neither a local folder nor in the Hugging Face cache, and "
                       "HF_HUB_OFFLINE is set (download it first, e.g. `hf download`, or use a local folder)")
+    from ...hub import network_problem
+
+    problem = network_problem()  # probed once per process: seconds, not the hub client's retries
+    if problem:
+        return None, f"model_path: {model_path} is not in the Hugging Face cache and there is {problem}"
     # Online: fetch only the small model_index.json, so the params are checked before any weights load.
     try:
         return Path(hf_hub_download(model_path, "model_index.json")), None

@@ -36,10 +36,8 @@ accuracy or portability for speed and memory. ``stats`` shows where the time wen
 from __future__ import annotations
 
 import gc
-import inspect
 import logging
 import math
-import os
 import threading
 import time
 from collections.abc import Sequence
@@ -66,10 +64,10 @@ from .logits import Float32Head, append_digit, expected_scores, single_token_ids
 from .prompts import DEFAULT_SYSTEM_PROMPT, DEFAULT_USER_PROMPT, fill_prompt
 from .results import ScoreResult, ScoringStats
 from .sampling import Sampling
-from .thinking import thinking_problem
 from ...torch_utils import is_out_of_memory, resolve_dtype
+from ...progress import describe_ids
 from .placement import check_placement, load_kwargs
-from .settings import setting_problems
+from .settings import PIPELINE_PARAMS, config_problems, setting_problems
 from .adapters import load_adapter
 
 logger = logging.getLogger(__name__)
@@ -174,6 +172,7 @@ class Qwen3VLRewardModel(AnswerMixin):
         self.quantization = quantization
         self.sampling = Sampling.from_config(sampling)
         self.stats = ScoringStats()
+        self.batch_log_level = logging.INFO  # the level of the per-batch lines
         self._parse_override = None  # set per batch_evaluate call (parse=)
         # The prefetch thread and the main thread share the tokenizer, whose padding settings are mutable.
         self._processor_lock = threading.RLock()
@@ -219,22 +218,8 @@ class Qwen3VLRewardModel(AnswerMixin):
 
     @classmethod
     def config_problems(cls, params: dict) -> list[str]:
-        """What is wrong with a ``reward_model.params`` block, without loading anything."""
-        accepted = set(inspect.signature(cls.__init__).parameters) - {"self"}
-        problems = []
-        unknown = sorted(set(params) - accepted)
-        if unknown:
-            problems.append(f"unknown keys {unknown} (accepted: {', '.join(sorted(accepted))})")
-        path = params.get("model_path")
-        if not isinstance(path, str) or not path:
-            problems.append("model_path: required, a local folder or a hub id")
-        elif (path.startswith((".", "/", "~")) or os.path.isabs(path)) and not os.path.isdir(os.path.expanduser(path)):
-            problems.append(f"model_path: local folder {path} does not exist")
-        problems.extend(setting_problems({k: v for k, v in params.items() if k in accepted}))
-        thinking = thinking_problem(params)
-        if thinking:
-            problems.append(thinking)
-        return problems
+        """What is wrong with a ``reward_model.params`` block, without loading anything (``settings.py``)."""
+        return config_problems(params)
 
     @classmethod
     def resolved_settings(cls, params: dict, device) -> dict:
@@ -251,7 +236,7 @@ class Qwen3VLRewardModel(AnswerMixin):
         problems = cls.config_problems(params)
         if problems:
             raise ValueError("invalid reward_model.params: " + "; ".join(problems))
-        kwargs = dict(params)
+        kwargs = {k: v for k, v in params.items() if k not in PIPELINE_PARAMS}
         if "score_range" in kwargs:
             kwargs["score_range"] = tuple(kwargs["score_range"])
         return cls(**kwargs)
@@ -280,7 +265,7 @@ class Qwen3VLRewardModel(AnswerMixin):
 
     def batch_evaluate(self, edited_images, system_prompts=None, user_prompts=None, batch_size=None,
                        use_batch_inference=None, original_images=None, instructions=None,
-                       parse=None) -> list[ScoreResult]:
+                       parse=None, item_ids=None) -> list[ScoreResult]:
         """Like ``batch_score`` but each result keeps the raw answer, the error and the fallback flag.
 
         Prompts may be None (the configured prompt), one string for every item, or one per item.
@@ -292,6 +277,8 @@ class Qwen3VLRewardModel(AnswerMixin):
         any ``</think>``) -> score, raising ScoreParseError; rubrics use it to read several named
         fields. ``stop_early`` ends a row only where ``parse.decided(text)`` says the answer is
         decided; a ``parse`` without ``decided`` turns early stopping off for the call.
+        ``item_ids`` (optional, one per item) name the items in the batch log lines instead of their
+        positions in this call.
         """
         if parse is not None and self.score_mode != "generate":
             raise ValueError("parse= needs score_mode 'generate' (logits mode reads one digit)")
@@ -371,8 +358,9 @@ class Qwen3VLRewardModel(AnswerMixin):
                 self.stats.batch_timings.append((len(indices), time.perf_counter() - batch_started))
                 scored = [results[i].score for i in indices if results[i].ok]
                 average = sum(scored) / len(scored) if scored else math.nan
-                logger.info("processed batch %s: avg_score=%.3f (%d/%d scored)",
-                            _describe(indices), average, len(scored), len(indices))
+                logger.log(self.batch_log_level, "processed batch %s: avg_score=%.3f (%d/%d scored)",
+                            _describe(indices) if item_ids is None else describe_ids([item_ids[i] for i in indices]),
+                            average, len(scored), len(indices))
                 bar.update(len(indices))
         bar.close()
 
@@ -385,7 +373,7 @@ class Qwen3VLRewardModel(AnswerMixin):
         if n:
             forward = self.stats.forward_seconds - before[0]
             real, padding = self.stats.prefill_tokens - before[1], self.stats.padding_tokens - before[2]
-            logger.info("scored %d images in %.2fs (%.2f images/s, %.0f%% of it in the model, %.1f%% padding): "
+            logger.log(self.batch_log_level, "scored %d images in %.2fs (%.2f images/s, %.0f%% of it in the model, %.1f%% padding): "
                         "%d failed, %d via sequential fallback",
                         n, elapsed, n / elapsed if elapsed > 0 else 0.0, 100 * forward / elapsed if elapsed > 0 else 0,
                         100 * padding / (real + padding) if real + padding else 0.0, failures, fallbacks)
@@ -400,10 +388,10 @@ class Qwen3VLRewardModel(AnswerMixin):
             content.append({"type": "image", "image": original_image})
         content.append({"type": "image", "image": edited_image})
         content.append({"type": "text", "text": user_prompt})
-        return [
-            {"role": "system", "content": [{"type": "text", "text": system_prompt}]},
-            {"role": "user", "content": content},
-        ]
+        user = {"role": "user", "content": content}
+        if not system_prompt:  # "" (the official VIEScore prompts): no system message at all
+            return [user]
+        return [{"role": "system", "content": [{"type": "text", "text": system_prompt}]}, user]
 
     @staticmethod
     def _per_item(values, default, n: int, name: str) -> list:

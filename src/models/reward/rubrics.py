@@ -243,7 +243,7 @@ class RubricResult:
 
 
 def score_with_rubric(model, rubric: Rubric, edited_images: list, instructions: list[str],
-                      original_images: list | None) -> list[RubricResult]:
+                      original_images: list | None, item_ids: list[str] | None = None) -> list[RubricResult]:
     """Run every prompt of ``rubric`` over all images with ``model.batch_evaluate``, then combine.
 
     An item fails (score None, error set) when any of its answers cannot be parsed; the sub-scores
@@ -260,9 +260,10 @@ def score_with_rubric(model, rubric: Rubric, edited_images: list, instructions: 
             raise ValueError(f"rubric prompt {prompt.name!r} needs the source images")
         results = model.batch_evaluate(
             edited_images,
-            system_prompts=[prompt.system_prompt or model.system_prompt] * n,
+            system_prompts=[model.system_prompt if prompt.system_prompt is None else prompt.system_prompt] * n,
             user_prompts=[fill_prompt(prompt.user_prompt, instruction) for instruction in instructions],
             original_images=original_images if prompt.with_source else None,
+            **({"item_ids": item_ids} if item_ids is not None else {}),
             parse=FieldsParser(prompt.fields, low, high),
         )
         for i, result in enumerate(results):

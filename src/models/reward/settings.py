@@ -7,7 +7,6 @@ import importlib.util
 from ...torch_utils import DTYPE_NAMES
 from .adapters import adapter_problems
 from .placement import placement_problems
-from .sampling import sampling_problems
 
 # Part of the scoring settings hash: bump it when a change to the judge's code changes the scores
 # that the same settings give, so that a resumed run rescores instead of mixing old and new scores.
@@ -41,6 +40,8 @@ def setting_problems(values: dict) -> list[str]:
     if all(is_int(values.get(k)) for k in ("min_pixels", "max_pixels")) and values["min_pixels"] > values["max_pixels"]:
         problems.append(f"min_pixels ({values['min_pixels']}) must not exceed max_pixels ({values['max_pixels']})")
     if "sampling" in values:
+        from .sampling import sampling_problems  # imports torch: only when sampling is configured
+
         problems.extend(sampling_problems(values["sampling"]))
         if values["sampling"] is not None and values.get("score_mode") == "logits":
             problems.append("sampling applies to score_mode 'generate' (logits mode reads the digit distribution "
@@ -73,4 +74,49 @@ def setting_problems(values: dict) -> list[str]:
     problems.extend(placement_problems(values))  # a device group, max_memory
     if "adapter_path" in values or "merge_adapter" in values:
         problems.extend(adapter_problems(values))
+    return problems
+
+
+# Every key a ``reward_model.params`` block may hold: the model's constructor arguments (a test keeps
+# this in step with ``Qwen3VLRewardModel.__init__``) and the keys the pipeline reads itself.
+MODEL_PARAMS = ("model_path", "device", "dtype", "attn_implementation", "batch_size", "use_batch_inference",
+                "max_new_tokens", "min_pixels", "max_pixels", "system_prompt", "user_prompt", "compare_with_original",
+                "score_mode", "score_range", "logits_prefix", "trust_remote_code", "show_progress", "group_by_length",
+                "prefetch", "stop_early", "quantization", "max_memory", "sampling", "adapter_path", "merge_adapter")
+PIPELINE_PARAMS = ("rubric", "viescore_prompts_dir")
+ACCEPTED_PARAMS = MODEL_PARAMS + PIPELINE_PARAMS
+# What a judge folder (or hub repo) needs before any weights load: alternatives per entry.
+JUDGE_FILES = (("config.json",), ("model.safetensors", "model.safetensors.index.json"),
+               ("preprocessor_config.json", "processor_config.json"), ("tokenizer.json", "vocab.json"))
+
+
+def model_path_problems(params: dict) -> list[str]:
+    """Whether ``model_path`` has the judge's files (``JUDGE_FILES``): a local folder, or a hub id in the
+    HF cache (or on the hub, probed once); the judge's part of ``editjudge.config.model_problems``."""
+    from ...hub import model_files_problem
+
+    path = params.get("model_path")
+    if not isinstance(path, str) or not path:
+        return []  # reported by config_problems
+    problem = model_files_problem(path, JUDGE_FILES, "model_path")
+    return [f"model_path: {problem}"] if problem else []
+
+
+def config_problems(params: dict, files: bool = True) -> list[str]:
+    """What is wrong with a ``reward_model.params`` block, found without importing torch or loading weights.
+    ``files``: also whether the model's files are there (``model_path_problems``)."""
+    from ...suggest import unknown_key
+
+    problems = [f"{key}: {unknown_key(key, ACCEPTED_PARAMS)}" for key in params if key not in ACCEPTED_PARAMS]
+    path = params.get("model_path")
+    if not isinstance(path, str) or not path:
+        problems.append("model_path: required, a local folder or a hub id")
+    elif files:
+        problems.extend(model_path_problems(params))
+    problems.extend(setting_problems({k: v for k, v in params.items() if k in MODEL_PARAMS}))
+    from .thinking import thinking_problem
+
+    thinking = thinking_problem(params)
+    if thinking:
+        problems.append(thinking)
     return problems
