@@ -90,6 +90,28 @@ def test_config_mistake_stops_the_run_with_status_2(tmp_path, judge_path, precom
     assert not (tmp_path / "out").exists()
 
 
+def test_image_area_resizes_as_gedit_bench_scores(tmp_path, monkeypatch):
+    """GEdit-Bench's scorer: each image at 512 x 512 pixels of area, its aspect ratio kept, sides truncated."""
+    import base64
+    import io
+
+    from PIL import Image
+
+    monkeypatch.setenv("EDITJUDGE_TEST_KEY", "k")
+    judge = OpenAIRewardModel(model="m", base_url="http://127.0.0.1:9/v1", api_key_env="EDITJUDGE_TEST_KEY",
+                              image_area=512 * 512, cache_dir=False)
+    sizes = {}
+    for size in ((1000, 500), (333, 777), (512, 512)):
+        path = tmp_path / f"{size[0]}x{size[1]}.png"
+        Image.new("RGB", size, (90, 120, 30)).save(path)
+        part, _ = judge._image_part(str(path))
+        data = base64.b64decode(part["image_url"]["url"].split(",", 1)[1])
+        sizes[size] = Image.open(io.BytesIO(data)).size
+    # width = int(sqrt(area * w / h)), height = int(width / (w / h)), as calculate_dimensions in its eval
+    assert sizes == {(1000, 500): (724, 362), (333, 777): (335, 781), (512, 512): (512, 512)}
+    assert OpenAIRewardModel.config_problems({"model": "m", "base_url": "http://x/v1", "image_area": 10})
+
+
 def test_gedit_gpt41_config_pins_the_snapshot_in_the_settings_hash(tmp_path, precomputed_dir, monkeypatch):
     from editjudge.pipeline import scoring_settings, scoring_settings_hash
     from tests.conftest import ROOT, SAMPLE
@@ -105,6 +127,7 @@ def test_gedit_gpt41_config_pins_the_snapshot_in_the_settings_hash(tmp_path, pre
     config = load()
     settings = scoring_settings(config)
     assert settings["type"] == "openai" and settings["params"]["model"] == "gpt-4.1-2025-04-14"
+    assert settings["params"]["image_area"] == 512 * 512  # GEdit's resize is part of the protocol (and the hash)
     assert settings["params"]["temperature"] == 0 and settings["params"]["rubric"]["name"] == "viescore"
     assert "base_url" not in settings["params"] and "max_concurrent" not in settings["params"]
     assert "sk-test-not-a-key" not in str(settings)

@@ -10,7 +10,8 @@
 
 Same contract as ``Qwen3VLRewardModel``: ``batch_score``/``batch_evaluate`` -> ``ScoreResult`` in
 input order, ``stats``, ``config_problems``/``from_config``. Images go as base64 PNG data URLs,
-resized first (Qwen's ``smart_resize``: sides multiples of 32, area within ``min_pixels`` ..
+resized first: to ``image_area`` pixels with the aspect ratio kept, as GEdit-Bench's scorer does
+(``configs/gedit_gpt41.yaml``: 512 x 512), then with Qwen's ``smart_resize`` (sides multiples of 32, area within ``min_pixels`` ..
 ``max_pixels``) when either is set. Requests run ``max_concurrent`` at a time; see ``remote`` for
 retries. An item whose request fails for good is a failure with the reason, never a score.
 
@@ -121,6 +122,7 @@ class OpenAIRewardModel:
         seed: int | None = None,
         min_pixels: int | None = None,
         max_pixels: int | None = None,
+        image_area: int | None = None,
         system_prompt: str = DEFAULT_SYSTEM_PROMPT,
         user_prompt: str = DEFAULT_USER_PROMPT,
         compare_with_original: bool = False,
@@ -145,6 +147,7 @@ class OpenAIRewardModel:
         self.temperature = temperature
         self.seed = seed
         self.min_pixels, self.max_pixels = min_pixels, max_pixels
+        self.image_area = image_area
         self.system_prompt, self.user_prompt = system_prompt, user_prompt
         self.compare_with_original = compare_with_original
         self.score_mode = score_mode
@@ -194,6 +197,8 @@ class OpenAIRewardModel:
         for key in ("min_pixels", "max_pixels"):
             check(key, lambda v: v is None or (is_int(v) and v >= PATCH_FACTOR ** 2),
                   f"null or an integer >= {PATCH_FACTOR ** 2}")
+        check("image_area", lambda v: v is None or (is_int(v) and v >= 64),
+              "null or a number of pixels >= 64 (GEdit-Bench's scorer: 262144)")
         check("score_mode", lambda v: v in SCORE_MODES, f"one of {list(SCORE_MODES)}")
         check("response_format", lambda v: v in RESPONSE_FORMATS, f"one of {list(RESPONSE_FORMATS)}")
         check("extra_body", lambda v: v is None or (isinstance(v, dict) and not {"model", "messages"} & set(v)),
@@ -337,6 +342,12 @@ class OpenAIRewardModel:
     def _image_part(self, source) -> tuple[dict, str]:
         """An ``image_url`` content part (base64 PNG) and the SHA-256 of its bytes (for the cache key)."""
         image = load_image(source)
+        if self.image_area is not None:  # GEdit-Bench's scorer: this area, the aspect ratio kept, sides truncated
+            ratio = image.width / image.height
+            width = max(1, int(math.sqrt(self.image_area * ratio)))
+            height = max(1, int(width / ratio))
+            if (width, height) != image.size:
+                image = image.resize((width, height), Image.Resampling.BICUBIC)
         if self.min_pixels is not None or self.max_pixels is not None:
             height, width = smart_resize(image.height, image.width, min_pixels=self.min_pixels or PATCH_FACTOR ** 2,
                                          max_pixels=self.max_pixels or 16384 * 16384)
