@@ -32,6 +32,7 @@ class JudgeProxy:
         self.forwarded = 0  # POSTs that reached the upstream server and were answered
         self.forwarded_bodies: list[bytes] = []
         self._lock = threading.Lock()
+        self._dying = False  # die_after: set once the last request is forwarded, before the socket closes
         self._stopping = threading.Event()
         proxy = self
 
@@ -49,6 +50,10 @@ class JudgeProxy:
                 with proxy._lock:
                     proxy.posts += 1
                     n = proxy.posts
+                if proxy.fault == "die_after" and proxy._dying:  # gone: a request racing the shutdown gets no answer
+                    self.close_connection = True
+                    self.connection.shutdown(2)
+                    return
                 if proxy.fault == "hang":
                     proxy._stopping.wait()
                     self.close_connection = True
@@ -65,10 +70,8 @@ class JudgeProxy:
                     self._answer(int(proxy.fault), b'{"error": {"message": "injected fault"}}')
                     return
                 self._forward(body)
-                if proxy.fault == "die_after":
-                    with proxy._lock:
-                        if proxy.forwarded >= proxy.every:
-                            threading.Thread(target=proxy.stop, daemon=True).start()
+                if proxy.fault == "die_after" and proxy._dying:
+                    threading.Thread(target=proxy.stop, daemon=True).start()  # stop() runs once
 
             def _answer(self, code: int, payload: bytes) -> None:
                 self.send_response(code)
@@ -92,6 +95,8 @@ class JudgeProxy:
                     with proxy._lock:
                         proxy.forwarded += 1
                         proxy.forwarded_bodies.append(body)
+                        if proxy.fault == "die_after" and proxy.forwarded >= proxy.every:
+                            proxy._dying = True  # before this answer goes out: no later request is forwarded
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(payload)))
