@@ -6,6 +6,7 @@ Precedence: ``--set a.b=c`` on the command line > the YAML file > the defaults b
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
 import types
 import typing
@@ -322,7 +323,7 @@ def resolve_relative_paths(data: dict, folder: Path) -> dict:
         candidate = folder / value
         if must_exist and not candidate.exists():
             return value  # a hub id such as Qwen/Qwen3-VL-8B-Instruct
-        return str(candidate)
+        return os.path.normpath(candidate)  # no "configs/../" in every path a run prints
 
     if not isinstance(data, dict):
         return data

@@ -86,7 +86,7 @@ def test_relative_paths_in_a_config_are_relative_to_its_folder(tmp_path, tiny_mo
     monkeypatch.chdir(tmp_path)  # anywhere but the config's folder
     config = load_config(config_path, ["benchmark.image_cache=cache-here"])
     project = (tmp_path / "project").resolve()
-    assert Path(config.benchmark.path) == project / "configs" / ".." / "data" / "annotations.jsonl"
+    assert Path(config.benchmark.path) == project / "data" / "annotations.jsonl"  # normalised, not configs/../
     assert Path(config.output_dir).resolve() == project / "out"
     assert Path(config.editing.editors[0].image_dir).resolve() == project / "made"
     assert Path(config.reward_model.params["model_path"]).resolve() == Path(tiny_models["judge"]).resolve()
