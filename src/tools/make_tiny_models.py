@@ -394,18 +394,20 @@ def build_judge(out_dir: Path, *, seed: int = 0, steps: int = 450, batch_size: i
     out_dir.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out_dir, safe_serialization=True)
     processor.save_pretrained(out_dir)
-    info = {
-        "builder_version": BUILDER_VERSION,
-        "seed": seed,
-        "steps": steps,
-        "batch_size": batch_size,
+    return write_build_info(out_dir, "tiny judge", losses, started, {
+        "builder_version": BUILDER_VERSION, "seed": seed, "steps": steps, "batch_size": batch_size,
         "parameters": sum(p.numel() for p in model.parameters()),
-        "final_loss": sum(losses[-20:]) / len(losses[-20:]),
-        "train_seconds": round(time.perf_counter() - started, 1),
         "property": "brightness_score: round(mean luminance / 25.5) of the last image",
-    }
+    })
+
+
+def write_build_info(out_dir: Path, what: str, losses: list[float], started: float, info: dict) -> Path:
+    """``out_dir/editjudge_tiny.json``: ``info`` plus the final loss (mean of the last 20 steps) and the
+    training time since ``started``; the folder counts as built once this file exists. Returns ``out_dir``."""
+    info = {**info, "final_loss": sum(losses[-20:]) / len(losses[-20:]),
+            "train_seconds": round(time.perf_counter() - started, 1)}
     (out_dir / "editjudge_tiny.json").write_text(json.dumps(info, indent=2) + "\n")
-    logger.info("tiny judge written to %s (%s)", out_dir, info)
+    logger.info("%s written to %s (%s)", what, out_dir, info)
     return out_dir
 
 

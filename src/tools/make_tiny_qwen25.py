@@ -23,7 +23,6 @@ change to this file that changes the model must bump it.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import random
@@ -40,6 +39,7 @@ from .make_tiny_models import (
     brightness_score,
     build_tokenizer,
     synthetic_image,
+    write_build_info,
 )
 
 logger = logging.getLogger(__name__)
@@ -200,18 +200,12 @@ def build_judge(out_dir: Path, *, seed: int = 0, steps: int = 600, batch_size: i
     out_dir.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out_dir, safe_serialization=True)
     processor.save_pretrained(out_dir)
-    info = {
-        "builder_version": BUILDER_VERSION,
-        "architecture": "Qwen2_5_VLForConditionalGeneration",
+    return write_build_info(out_dir, "tiny Qwen2.5-VL judge", losses, started, {
+        "builder_version": BUILDER_VERSION, "architecture": "Qwen2_5_VLForConditionalGeneration",
         "seed": seed, "steps": steps, "batch_size": batch_size,
         "parameters": sum(p.numel() for p in model.parameters()),
-        "final_loss": sum(losses[-20:]) / len(losses[-20:]),
-        "train_seconds": round(time.perf_counter() - started, 1),
         "property": "brightness_score: round(mean luminance / 25.5) of the last image",
-    }
-    (out_dir / "editjudge_tiny.json").write_text(json.dumps(info, indent=2) + "\n")
-    logger.info("tiny Qwen2.5-VL judge written to %s (%s)", out_dir, info)
-    return out_dir
+    })
 
 
 # The tiny LoRA adapter: on the tiny Qwen3-VL judge, trained to answer the *inverted* brightness
@@ -238,16 +232,11 @@ def build_lora_adapter(base: Path, out_dir: Path, *, seed: int = 0, steps: int =
     losses = _train(peft_model, processor, pool, rng, steps=steps, batch_size=batch_size, lr=lr, what="lora adapter")
     out_dir.mkdir(parents=True, exist_ok=True)
     peft_model.save_pretrained(out_dir, safe_serialization=True)
-    info = {
+    return write_build_info(out_dir, "tiny LoRA adapter", losses, started, {
         "builder_version": BUILDER_VERSION, "base": str(base), "seed": seed, "steps": steps, "rank": rank,
         "trainable_parameters": sum(p.numel() for p in peft_model.parameters() if p.requires_grad),
-        "final_loss": sum(losses[-20:]) / len(losses[-20:]),
-        "train_seconds": round(time.perf_counter() - started, 1),
         "property": "answers 10 - brightness_score of the last image",
-    }
-    (out_dir / "editjudge_tiny.json").write_text(json.dumps(info, indent=2) + "\n")
-    logger.info("tiny LoRA adapter written to %s (%s)", out_dir, info)
-    return out_dir
+    })
 
 
 def _ensure(folder: Path, build) -> Path:
