@@ -32,7 +32,6 @@ import dataclasses
 import hashlib
 import inspect
 import io
-import json
 import logging
 import os
 import signal
@@ -49,7 +48,7 @@ from .jsonl import append_jsonl, read_jsonl, write_jsonl_atomic
 from .layout import Layout, PipelineError, output_folder_error, prepare_output  # noqa: F401 (part of this interface)
 from . import progress
 from .parallel import Launch, bind_device, device_label, resolve_devices, run_workers, shard
-from .resume import edit_key, item_key, source_hasher
+from .resume import digest, edit_key, item_key, source_hasher
 
 logger = logging.getLogger(__name__)
 
@@ -104,8 +103,7 @@ def scoring_settings(config: Config) -> dict:
 
 
 def scoring_settings_hash(config: Config) -> str:
-    text = json.dumps(scoring_settings(config), sort_keys=True, ensure_ascii=False)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+    return digest(scoring_settings(config))
 
 
 def _fault_point(stage: str, batches_written: int) -> None:

@@ -57,7 +57,8 @@ def editor_settings(editor: EditorConfig, device: str) -> dict:
     return settings
 
 
-def _digest(data) -> str:
+def digest(data) -> str:
+    """The first 16 hex digits of the SHA-256 of ``data`` as sorted JSON: every key of a run is one."""
     text = json.dumps(data, sort_keys=True, ensure_ascii=False, default=str)
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:16]
 
@@ -73,13 +74,13 @@ def edit_key(config: Config, editor: EditorConfig, item: BenchmarkItem, device: 
     extra = getattr(get_editor_class(editor.type), "resume_inputs", None)
     if extra is not None:
         inputs["backend"] = extra(editor, item.id, item.category)
-    return _digest(inputs)
+    return digest(inputs)
 
 
 def item_key(item: BenchmarkItem, source_sha1: str | None) -> str:
     """What of an item the judge sees besides the edit: its instruction and source image (SHA-1). A score
     is reused only under the same scoring settings, edited image (SHA-1) and item key."""
-    return _digest({"instruction": item.instruction, "source_sha1": source_sha1})
+    return digest({"instruction": item.instruction, "source_sha1": source_sha1})
 
 
 def source_hasher():
