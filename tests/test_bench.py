@@ -14,6 +14,19 @@ from editjudge.tools.make_tiny_models import build_tokenizer
 BENCH = Path(__file__).resolve().parents[1] / "bench" / "reward_throughput.py"
 
 
+@pytest.fixture(autouse=True)
+def _logger_levels():
+    """The bench is a script: its main() quiets the judge's logger for the whole process. Put it back,
+    so that tests after these see the logging a run has."""
+    import logging
+
+    loggers = [logging.getLogger(name) for name in logging.root.manager.loggerDict if name.startswith("editjudge")]
+    levels = {logger: logger.level for logger in loggers}
+    yield
+    for logger in [logging.getLogger(n) for n in logging.root.manager.loggerDict if n.startswith("editjudge")]:
+        logger.setLevel(levels.get(logger, logging.NOTSET))
+
+
 def load_bench():
     spec = importlib.util.spec_from_file_location("reward_throughput", BENCH)
     module = importlib.util.module_from_spec(spec)
