@@ -92,14 +92,17 @@ def test_builder_reuses_built_folders(tiny_editors):
     assert not list(tiny_editors["flux-kontext"].parent.glob(".building-*"))
 
 
-def test_builds_are_reproducible(tiny_editors, tmp_path):
-    """A fresh build has the cached build's bytes (weights and the locally learned tokenizers)."""
-    from editjudge.tools.make_tiny_editors import ensure_tiny_editors
+def test_the_builder_is_deterministic_on_this_machine(tmp_path):
+    """Two fresh builds have the same bytes (weights and the locally learned tokenizers). The pinned files
+    may differ from a build here (random initialisation runs through CPU-specific kernels): tests use
+    those, and tests/test_pinned_models.py checks them."""
+    from editjudge.tools.make_tiny_editors import build_editor
 
-    fresh = ensure_tiny_editors(tmp_path, ["flux-kontext"])["flux-kontext"]
+    first = build_editor("flux-kontext", tmp_path / "a")
+    second = build_editor("flux-kontext", tmp_path / "b")
     for rel in ["transformer/diffusion_pytorch_model.safetensors", "text_encoder/model.safetensors",
                 "tokenizer/tokenizer.json", "tokenizer_2/tokenizer.json", "vae/diffusion_pytorch_model.safetensors"]:
-        assert (fresh / rel).read_bytes() == (tiny_editors["flux-kontext"] / rel).read_bytes(), rel
+        assert (first / rel).read_bytes() == (second / rel).read_bytes(), rel
 
 
 def test_qwen_tokenizer_matches_the_edit_prompt_template(tiny_editors):

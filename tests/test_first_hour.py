@@ -293,29 +293,59 @@ def test_the_plan_prints_first_before_torch_or_diffusers_load(tmp_path, judge_pa
 # ------------------------------------------------------------------------------- 7: a demo whose scores mean something
 
 
-def test_the_demo_ranks_its_editors_as_built(tmp_path, judge_path):
-    """The demo config's precomputed editors (built by make_demo_outputs), scored by the real tiny judge."""
-    from editjudge.report import _y_limits
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory, judge_path, tiny_editors) -> tuple[subprocess.CompletedProcess, Path]:
+    """``make demo``'s run: configs/demo.yaml as it is, its paths pointed at the tests' cache of the pinned
+    tiny models and the demo outputs (make_demo_outputs)."""
     from editjudge.tools.make_demo_outputs import EDITORS, ensure_demo_outputs
+    from tests.conftest import CACHE
 
-    folders = ensure_demo_outputs(tmp_path / "cache")
+    folders = ensure_demo_outputs(CACHE)
     data = yaml.safe_load((ROOT / "configs" / "demo.yaml").read_text())
-    demo_names = [e["name"] for e in data["editing"]["editors"]]
-    assert set(EDITORS) <= set(demo_names)
-    data["editing"]["editors"] = [dict(e, image_dir=str(folders[e["name"]])) for e in data["editing"]["editors"]
-                                  if e["name"] in EDITORS]  # the random diffusers editor is tested elsewhere
+    assert set(EDITORS) | {"tiny-instruct-pix2pix"} == {e["name"] for e in data["editing"]["editors"]}
+    for editor in data["editing"]["editors"]:
+        if editor["name"] in EDITORS:
+            editor["image_dir"] = str(folders[editor["name"]])
+        else:
+            editor["model_path"] = str(tiny_editors["instruct-pix2pix"])
     data["benchmark"]["path"] = str(SAMPLE)
     data["reward_model"]["params"]["model_path"] = judge_path
-    data["output_dir"] = str(tmp_path / "out")
-    result = main_py(write(tmp_path, data))
+    out = tmp_path_factory.mktemp("demo")
+    data["output_dir"] = str(out / "out")
+    result = main_py(write(out, data))
     assert result.returncode == 0, result.stderr[-3000:]
-    summary = json.loads((tmp_path / "out" / "summary.json").read_text())["editors"]
+    return result, out / "out"
+
+
+def _table(text: str, rows: int) -> list[str]:
+    """The editors x categories table in ``text``: its header, its rule and ``rows`` rows."""
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("editor "))
+    return [line.rstrip() for line in lines[start:start + 2 + rows]]
+
+
+def test_the_demo_prints_the_readme_table(demo_run):
+    """The README's "numbers you get" are what `make demo` prints: the pinned judge on the pinned editors."""
+    result, out = demo_run
+    editors = len(json.loads((out / "summary.json").read_text())["editors"])
+    readme = (ROOT / "README.md").read_text().split("`make demo` prints", 1)[1].split("```", 2)[1]
+    assert readme.strip("\n").count("\n") == 2 + editors - 1  # the README's block is the table alone
+    assert _table(result.stdout, editors) == _table(readme, editors)
+
+
+def test_the_demo_ranks_its_editors_as_built(demo_run):
+    """The demo config's precomputed editors (built by make_demo_outputs), scored by the real tiny judge."""
+    from editjudge.report import _y_limits
+
+    result, out = demo_run
+    summary = json.loads((out / "summary.json").read_text())["editors"]
     macro = {name: entry["overall"]["macro"] for name, entry in summary.items()}
     assert macro["good-edits"] > 7.5 > macro["uneven-edits"] > 4 > 3 > macro["bad-edits"], macro
+    assert 4 <= macro["tiny-instruct-pix2pix"] <= 6, macro  # noise of middling brightness
     uneven = {c: st["mean"] for c, st in summary["uneven-edits"]["categories"].items()}
     assert min(uneven[c] for c in ("color_material", "add_object", "style")) > 6.5, uneven
     assert max(uneven[c] for c in ("text", "remove_object", "physics_causality")) < 4, uneven
-    md = (tmp_path / "out" / "report.md").read_text()
+    md = (out / "report.md").read_text()
     lowest = [line for line in md.split("## Lowest scores")[1].splitlines() if line.startswith("| ") and "score" not in line]
     assert all("bad-edits" in line or "uneven-edits" in line for line in lowest[:10])
     assert len({line.split("|")[1] for line in lowest}) > 1  # not a tie

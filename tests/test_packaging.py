@@ -35,6 +35,9 @@ def installed(tmp_path_factory) -> Path:
 def test_the_package_installs_as_editjudge_and_no_src_module(installed):
     assert (installed / "editjudge" / "models" / "reward" / "qwen3_vl.py").is_file()
     assert (installed / "editjudge" / "__main__.py").is_file()
+    manifest = json.loads((installed / "editjudge" / "tools" / "pinned" / "manifest.json").read_text())
+    for spec in manifest["models"].values():  # the pinned tiny models travel with the package
+        assert all((installed / "editjudge" / "tools" / "pinned" / spec["path"] / rel).is_file() for rel in spec["files"])
     assert not (installed / "src").exists()
     assert [p.name for p in installed.iterdir() if p.suffix == ".py"] == []  # nothing else at the top level
 

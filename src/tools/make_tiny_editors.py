@@ -22,8 +22,10 @@ needs ``height``, ``width``, ``max_area=height*width`` and ``_auto_resize=False`
 the Qwen pipelines take ``height``/``width`` (multiples of 32 here) but always VAE-encode the
 source at ~1024x1024, which dominates their CPU time.
 
-A built pipeline is reused when its folder exists: the folder name carries EDITOR_BUILDERS_VERSION,
-so a change to this file that changes the pipelines must bump it.
+The tests and the demo use the pinned build checked in under ``src/tools/pinned/``
+(``ensure_tiny_editors`` installs it, SHA-256 verified; see ``pinned``): random initialisation runs
+through kernels that differ between CPUs too. A change to this file that changes the pipelines must
+bump EDITOR_BUILDERS_VERSION and re-pin them (``make models-rebuild``).
 """
 
 from __future__ import annotations
@@ -32,8 +34,6 @@ import argparse
 import json
 import logging
 import os
-import shutil
-import tempfile
 import time
 from collections import Counter
 from pathlib import Path
@@ -463,26 +463,20 @@ def build_editor(name: str, out_dir: Path, *, seed: int = 0) -> Path:
     return out_dir
 
 
+def editor_path(name: str) -> str:
+    """An editor's folder below a cache folder: ``v<EDITOR_BUILDERS_VERSION>/<name>``."""
+    return f"v{EDITOR_BUILDERS_VERSION}/{name}"
+
+
 def ensure_tiny_editors(root: str | os.PathLike, names: list[str] | None = None) -> dict[str, Path]:
-    """Build the tiny edit pipelines under ``root/v<EDITOR_BUILDERS_VERSION>`` unless they are already there."""
-    version_dir = Path(root) / f"v{EDITOR_BUILDERS_VERSION}"
+    """The tiny edit pipelines under ``root/v<EDITOR_BUILDERS_VERSION>``: the pinned, SHA-256-verified files."""
+    from .pinned import tiny_model
+
     paths = {}
     for name in names or list(BUILDERS):
         if name not in BUILDERS:
             raise ValueError(f"unknown tiny editor {name!r}; known: {', '.join(BUILDERS)}")
-        target = version_dir / name
-        if not (target / INFO_FILE).is_file():
-            version_dir.mkdir(parents=True, exist_ok=True)
-            # Build into a temporary sibling and rename, so a killed build never leaves a half pipeline.
-            tmp = Path(tempfile.mkdtemp(prefix=".building-", dir=version_dir))
-            try:
-                build_editor(name, tmp / name)
-                if not (target / INFO_FILE).is_file():  # another process may have won
-                    shutil.rmtree(target, ignore_errors=True)
-                    os.replace(tmp / name, target)
-            finally:
-                shutil.rmtree(tmp, ignore_errors=True)
-        paths[name] = target
+        paths[name] = tiny_model(name, root)
     return paths
 
 

@@ -10,8 +10,10 @@ so that it answers ``{"score": N}`` with N the image's brightness on a 0-10 scal
 (``brightness_score`` below), and answers the built-in rubric prompts (viescore) with every field
 set to that brightness, e.g. ``{"naturalness": 6, "artifacts": 6}``. Nothing is downloaded.
 
-A built model is reused when its folder exists: the folder name carries BUILDER_VERSION, so a
-change to this file that changes the models must bump it.
+Trained weights depend on the CPU that trains them, so the tests and the demo do not train it: they
+use the pinned build checked in under ``src/tools/pinned/`` (``ensure_tiny_models`` installs it, SHA-256
+verified; see ``pinned``). A change to this file that changes the models must bump BUILDER_VERSION
+and re-pin them (``make models-rebuild``).
 """
 
 from __future__ import annotations
@@ -21,8 +23,6 @@ import json
 import logging
 import os
 import random
-import shutil
-import tempfile
 import time
 from pathlib import Path
 
@@ -411,22 +411,16 @@ def write_build_info(out_dir: Path, what: str, losses: list[float], started: flo
     return out_dir
 
 
+def judge_path() -> str:
+    """The judge's folder below a cache folder: ``v<BUILDER_VERSION>/qwen3-vl-judge``."""
+    return f"v{BUILDER_VERSION}/{JUDGE_DIRNAME}"
+
+
 def ensure_tiny_models(root: str | os.PathLike) -> dict[str, Path]:
-    """Build the tiny models under ``root/v<BUILDER_VERSION>`` unless they are already there."""
-    version_dir = Path(root) / f"v{BUILDER_VERSION}"
-    judge = version_dir / JUDGE_DIRNAME
-    if not (judge / "editjudge_tiny.json").is_file():
-        version_dir.mkdir(parents=True, exist_ok=True)
-        # Build into a temporary sibling and rename, so a killed build never leaves a half model.
-        tmp = Path(tempfile.mkdtemp(prefix=".building-", dir=version_dir))
-        try:
-            build_judge(tmp / JUDGE_DIRNAME)
-            if not (judge / "editjudge_tiny.json").is_file():  # another process may have won
-                shutil.rmtree(judge, ignore_errors=True)
-                os.replace(tmp / JUDGE_DIRNAME, judge)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-    return {"judge": judge}
+    """The tiny judge under ``root/v<BUILDER_VERSION>``: the pinned, SHA-256-verified files (see ``pinned``)."""
+    from .pinned import tiny_model
+
+    return {"judge": tiny_model(JUDGE_DIRNAME, root)}
 
 
 def main(argv: list[str] | None = None) -> int:

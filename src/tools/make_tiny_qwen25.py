@@ -16,8 +16,10 @@ prompts, no long instructions). Nothing is downloaded.
 With ``--lora-base`` (or ``ensure_tiny_lora``) it also writes a tiny PEFT LoRA adapter for the tiny
 Qwen3-VL judge, trained to answer the inverted brightness (10 - N): the LoRA judge of the tests.
 
-A built model is reused when its folder exists: the folder name carries BUILDER_VERSION, so a
-change to this file that changes the model must bump it.
+The tests and the demo do not train it: they use the pinned build checked in under
+``src/tools/pinned/`` (``ensure_tiny_qwen25`` and ``ensure_tiny_lora`` install it, SHA-256 verified; see
+``pinned``). A change to this file that changes the models must bump BUILDER_VERSION and re-pin them
+(``make models-rebuild``).
 """
 
 from __future__ import annotations
@@ -26,8 +28,6 @@ import argparse
 import logging
 import os
 import random
-import shutil
-import tempfile
 import time
 from pathlib import Path
 
@@ -227,52 +227,54 @@ def build_lora_adapter(base: Path, out_dir: Path, *, seed: int = 0, steps: int =
     model = AutoModelForImageTextToText.from_pretrained(base, dtype=torch.float32)
     lora = LoraConfig(r=rank, lora_alpha=2 * rank, lora_dropout=0.0, target_modules=LORA_TARGETS, bias="none")
     peft_model = get_peft_model(model, lora)
+    # The adapter's files name the base by its folders below the cache, not by this machine's path.
+    base_name = f"{base.parent.name}/{base.name}"
+    peft_model.peft_config["default"].base_model_name_or_path = base_name
     started = time.perf_counter()
     pool = _encode(processor, rng, 512, score=lambda level: 10 - level)
     losses = _train(peft_model, processor, pool, rng, steps=steps, batch_size=batch_size, lr=lr, what="lora adapter")
     out_dir.mkdir(parents=True, exist_ok=True)
     peft_model.save_pretrained(out_dir, safe_serialization=True)
     return write_build_info(out_dir, "tiny LoRA adapter", losses, started, {
-        "builder_version": BUILDER_VERSION, "base": str(base), "seed": seed, "steps": steps, "rank": rank,
+        "builder_version": BUILDER_VERSION, "base": base_name, "seed": seed, "steps": steps, "rank": rank,
         "trainable_parameters": sum(p.numel() for p in peft_model.parameters() if p.requires_grad),
         "property": "answers 10 - brightness_score of the last image",
     })
 
 
-def _ensure(folder: Path, build) -> Path:
-    if not (folder / "editjudge_tiny.json").is_file():
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        # Build into a temporary sibling and rename, so a killed build never leaves a half model.
-        tmp = Path(tempfile.mkdtemp(prefix=".building-", dir=folder.parent))
-        try:
-            build(tmp / folder.name)
-            if not (folder / "editjudge_tiny.json").is_file():  # another process may have won
-                shutil.rmtree(folder, ignore_errors=True)
-                os.replace(tmp / folder.name, folder)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-    return folder
+def judge_path() -> str:
+    """The Qwen2.5-VL judge's folder below a cache folder."""
+    return f"qwen25-v{BUILDER_VERSION}/{JUDGE_DIRNAME}"
+
+
+def lora_path(base_path: str) -> str:
+    """The LoRA adapter's folder below a cache folder; its name carries the base judge's version folder."""
+    return f"qwen25-v{BUILDER_VERSION}/{LORA_DIRNAME}-{Path(base_path).parent.name}"
 
 
 def ensure_tiny_lora(root: str | os.PathLike, base: str | os.PathLike) -> Path:
-    """The tiny LoRA adapter for the Qwen3-VL judge at ``base``, under ``root/qwen25-v<BUILDER_VERSION>``.
+    """The tiny LoRA adapter for the tiny Qwen3-VL judge ``base`` (which must be ``root``'s tiny judge):
+    the pinned, SHA-256-verified files (see ``pinned``)."""
+    from .make_tiny_models import ensure_tiny_models
+    from .pinned import PinnedModelError, tiny_model
 
-    The folder name carries the base's folder name, so a new base version builds a new adapter.
-    """
-    base = Path(base)
-    folder = Path(root) / f"qwen25-v{BUILDER_VERSION}" / f"{LORA_DIRNAME}-{base.parent.name}"
-    return _ensure(folder, lambda out: build_lora_adapter(base, out))
+    judge = ensure_tiny_models(root)["judge"]
+    if Path(base).resolve() != judge.resolve():
+        raise PinnedModelError(f"the tiny LoRA adapter is trained for the tiny judge {judge}, not {base}")
+    return tiny_model(LORA_DIRNAME, root)
 
 
 def ensure_tiny_qwen25(root: str | os.PathLike) -> Path:
-    """The tiny Qwen2.5-VL judge under ``root/qwen25-v<BUILDER_VERSION>``, built unless already there."""
-    return _ensure(Path(root) / f"qwen25-v{BUILDER_VERSION}" / JUDGE_DIRNAME, build_judge)
+    """The tiny Qwen2.5-VL judge under ``root/qwen25-v<BUILDER_VERSION>``: the pinned, verified files."""
+    from .pinned import tiny_model
+
+    return tiny_model(JUDGE_DIRNAME, root)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", required=True, help="cache folder; the model lands in OUT/qwen25-v<version>/")
-    parser.add_argument("--lora-base", help="also build the tiny LoRA adapter for this Qwen3-VL judge folder (needs peft)")
+    parser.add_argument("--lora-base", help="also the tiny LoRA adapter for this Qwen3-VL judge folder (needs peft)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     print(f"judge: {ensure_tiny_qwen25(args.out)}")
