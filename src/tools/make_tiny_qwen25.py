@@ -235,6 +235,7 @@ def build_lora_adapter(base: Path, out_dir: Path, *, seed: int = 0, steps: int =
     losses = _train(peft_model, processor, pool, rng, steps=steps, batch_size=batch_size, lr=lr, what="lora adapter")
     out_dir.mkdir(parents=True, exist_ok=True)
     peft_model.save_pretrained(out_dir, safe_serialization=True)
+    (out_dir / "README.md").unlink(missing_ok=True)  # peft's model card: empty, and it names this machine's paths
     return write_build_info(out_dir, "tiny LoRA adapter", losses, started, {
         "builder_version": BUILDER_VERSION, "base": base_name, "seed": seed, "steps": steps, "rank": rank,
         "trainable_parameters": sum(p.numel() for p in peft_model.parameters() if p.requires_grad),
