@@ -99,6 +99,7 @@ def test_make_models_installs_every_pinned_model_and_says_it_verified_them(tmp_p
 def test_a_seed_build_never_mixes_with_another_build(tmp_path, monkeypatch):
     from editjudge.tools.make_tiny_models import ensure_tiny_models
 
+    monkeypatch.delenv(pinned.SEED_ENV, raising=False)
     judge = ensure_tiny_models(tmp_path)["judge"]  # the pinned build: seed 0
     monkeypatch.setenv(pinned.SEED_ENV, "1")
     with pytest.raises(pinned.PinnedModelError, match="another build than seed 1"):
