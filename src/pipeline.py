@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import inspect
 import io
 import logging
 import os
@@ -48,6 +47,7 @@ from .jsonl import append_jsonl, read_jsonl, write_jsonl_atomic
 from .layout import Layout, PipelineError, output_folder_error, prepare_output  # noqa: F401 (part of this interface)
 from . import progress
 from .parallel import Launch, bind_device, device_label, resolve_devices, run_workers, shard
+from .models.reward.judge import judge_items  # noqa: F401 (scoring lives below the pipeline and the server)
 from .resume import digest, edit_key, item_key, source_hasher
 
 logger = logging.getLogger(__name__)
@@ -83,14 +83,13 @@ def scoring_settings(config: Config) -> dict:
     """What decides a score: the judge, its output-affecting params and its prompts."""
     from .models.reward.prompts import DEFAULT_SYSTEM_PROMPT, DEFAULT_USER_PROMPT
 
-    from .models.reward.rubrics import get_rubric
-    from .models.reward.viescore_files import rubric_spec
+    from .models.reward.judge import judge_rubric
     from .models.reward.settings import SCORING_VERSION
 
     params = {k: v for k, v in config.reward_model.params.items() if k not in THROUGHPUT_PARAMS}
     params.setdefault("system_prompt", DEFAULT_SYSTEM_PROMPT)
     params.setdefault("user_prompt", DEFAULT_USER_PROMPT)
-    rubric = get_rubric(rubric_spec(params))  # the official VIEScore files' text when viescore_prompts_dir is set
+    rubric = judge_rubric(params)  # the official VIEScore files' text when viescore_prompts_dir is set
     params.pop("rubric", None)
     params.pop("viescore_prompts_dir", None)
     if not rubric.is_simple:  # the rubric's full text, so that editing a built-in rubric invalidates its scores
@@ -267,13 +266,6 @@ def _score_record(pair: tuple[str, BenchmarkItem], edit: dict | None, settings: 
     return record
 
 
-def _reward_params(config: Config, device: str) -> dict:
-    from .models.reward.settings import PIPELINE_PARAMS
-
-    params = {k: v for k, v in config.reward_model.params.items() if k not in PIPELINE_PARAMS}
-    return dict(params, device=device)
-
-
 def _judge_chunk(model, rubric, chunk: list, out: Path) -> list[dict]:
     """Score one chunk of (key, edit) pairs; one result dict per pair (score fields of the record)."""
     return judge_items(model, rubric, [out / edit["image"] for _, edit in chunk],
@@ -281,34 +273,9 @@ def _judge_chunk(model, rubric, chunk: list, out: Path) -> list[dict]:
                        item_ids=[f"{editor}/{item.id}" for (editor, item), _ in chunk])
 
 
-def judge_items(model, rubric, images: list, instructions: list[str], sources: list,
-                item_ids: list[str] | None = None) -> list[dict]:
-    """Score edited images (paths or PIL images) with ``rubric``: one dict of score fields per image.
-
-    The score stage and the reward server (``editjudge.serve``) both score through this. ``item_ids``
-    name the items in the judge's batch log lines.
-    """
-    # Judges whose batch_evaluate takes item_ids (qwen3_vl) name them in their batch log lines.
-    takes_ids = "item_ids" in inspect.signature(model.batch_evaluate).parameters
-    ids = {"item_ids": item_ids} if item_ids is not None and takes_ids else {}
-    from .models.reward.rubrics import score_with_rubric
-
-    if rubric.is_simple:
-        results = model.batch_evaluate(images, instructions=instructions, **ids,
-                                       original_images=sources if model.compare_with_original else None)
-        return [{"score": r.score if r.error is None else None, "raw_output": r.raw_output, "error": r.error,
-                 "fallback": r.fallback, "failed_stage": None if r.error is None else "score"} for r in results]
-    results = score_with_rubric(model, rubric, images, instructions, sources, item_ids=ids.get("item_ids"))
-    return [{"score": r.score, "raw_output": "\n\n".join(f"[{k}] {v}" for k, v in r.raw_outputs.items()),
-             "error": r.error, "fallback": r.fallback, "failed_stage": None if r.error is None else "score",
-             "sub_scores": r.sub_scores, "raw_outputs": r.raw_outputs} for r in results]
-
-
 def score_shard(*, rank: int, world_size: int, device: str, config_data: dict, overwrite: bool) -> None:
     """Stage 2 for one worker: one judge load, this rank's (editor, item) pairs scored in batches."""
-    from .models.reward import get_reward_model_class
-    from .models.reward.rubrics import get_rubric
-    from .models.reward.viescore_files import rubric_spec
+    from .models.reward.judge import build_judge, resolved_settings
 
     config = config_from_dict(config_data)
     layout = Layout(Path(config.output_dir))
@@ -322,9 +289,7 @@ def score_shard(*, rank: int, world_size: int, device: str, config_data: dict, o
     inputs = {item.id: None if item.problem else item_key(item, source_sha1(item.image)) for item in mine}
     # Settings that only this worker's device decides (dtype auto): recorded, and a score made under
     # others is redone, while the settings hash stays the same wherever the report is read.
-    judge_class = get_reward_model_class(config.reward_model.type)
-    resolved = getattr(judge_class, "resolved_settings", lambda params, device: {})(
-        _reward_params(config, device), device)
+    resolved = resolved_settings(config.reward_model, device)
     failures, todo = [], []
     for editor_config in config.editing.editors:
         for item in mine:
@@ -352,20 +317,16 @@ def score_shard(*, rank: int, world_size: int, device: str, config_data: dict, o
         progress.todo(editor_config.name, sum(1 for (editor, _), _ in todo if editor == editor_config.name))
     if not todo:
         return
-    rubric = get_rubric(rubric_spec(config.reward_model.params))
-    params = _reward_params(config, device)
-    if "output_dir" in inspect.signature(judge_class.__init__).parameters:
-        params.setdefault("output_dir", str(layout.out))  # remote judges: OUT/logs, OUT/cache
-    if progress.active() and "show_progress" in inspect.signature(judge_class.__init__).parameters:
-        params["show_progress"] = False  # the stage's bar replaces the judge's own, and no load bars
-        progress.quiet_library("transformers")
-    model = judge_class.from_config(params)
+    if progress.active():
+        progress.quiet_library("transformers")  # the stage's bar replaces the judge's own, and no load bars
+    # Remote judges keep their logs and response cache under OUT/logs and OUT/cache.
+    model, rubric = build_judge(config.reward_model, device, output_dir=str(layout.out), quiet=progress.active())
     if progress.active():
         model.batch_log_level = logging.DEBUG  # the bar shows the progress; batch lines only with --log-level DEBUG
     try:
         _score_todo(model, rubric, todo, layout, part, settings, device, inputs, resolved)
     finally:
-        getattr(model, "close", lambda: None)()  # a vLLM judge stops its servers
+        model.close()  # a vLLM judge stops its servers
 
 
 def _score_todo(model, rubric, todo: list, layout: Layout, part: Path, settings: str, device: str,

@@ -51,11 +51,14 @@ def _free_port() -> int:
 class Server:
     """``python main.py serve`` in a subprocess; ``seen`` holds what /health and /v1/score said while it loaded."""
 
-    def __init__(self, tmp: Path, params: dict, flags: list[str], token: str | None = None) -> None:
+    def __init__(self, tmp: Path, params: dict, flags: list[str], token: str | None = None,
+                 config: Path | None = None) -> None:
+        """A server of a qwen3_vl judge with ``params``, or of the ``reward_model`` of the file ``config``."""
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        config = tmp / "serve.yaml"
-        config.write_text(yaml.safe_dump({"reward_model": {"type": "qwen3_vl", "params": params}}))
+        if config is None:
+            config = tmp / "serve.yaml"
+            config.write_text(yaml.safe_dump({"reward_model": {"type": "qwen3_vl", "params": params}}))
         self.log = tmp / "server.log"
         env = dict(os.environ, OMP_NUM_THREADS="1")
         env.pop("EDITJUDGE_SERVER_TOKEN", None)

@@ -20,6 +20,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 from starlette.exceptions import HTTPException
 
+from ..parallel import device_label
 from .batcher import BatchQueue, Job, Judges, ShuttingDown
 from .metrics import CONTENT_TYPE, Metrics
 from .settings import ServeSettings
@@ -32,7 +33,7 @@ logger = logging.getLogger(__name__)
 def needs_source(model, rubric) -> bool:
     """Whether the judge is shown the source image: a rubric prompt asks for it, or the simple one compares."""
     if rubric.is_simple:
-        return bool(getattr(model, "compare_with_original", False))
+        return bool(model.compare_with_original)
     return any(prompt.with_source for prompt in rubric.prompts)
 
 
@@ -146,7 +147,7 @@ def build_app(settings: ServeSettings, build_model: Callable[[str], Any], rubric
         body: dict[str, Any] = {"version": VERSION, "status": judges.state}
         if judges.ready:
             body.update(rubric=rubric.name, needs_source=needs_source(judges.models[0], rubric),
-                        replicas=len(judges.models), devices=devices,
+                        replicas=len(judges.models), devices=[device_label(d) for d in devices],
                         batching={"batch_size": settings.batch_size, "max_wait_ms": settings.max_wait_ms},
                         limits={"max_items": settings.max_items, "max_queue": settings.max_queue,
                                 "max_queue_pixels": settings.max_queue_pixels,

@@ -2,7 +2,7 @@
 
 Request handlers put their decoded items on one bounded ``BatchQueue``; each judge replica has a
 thread that takes up to ``batch_size`` items, waiting at most ``max_wait`` seconds after the
-oldest item arrived for the batch to fill, scores them with ``editjudge.pipeline.judge_items``
+oldest item arrived for the batch to fill, scores them with ``editjudge.models.reward.judge.judge_items``
 (the score stage's own code, so every judge backend and rubric behaves as in a job) and hands
 each item its result. A large request is simply many items: it spreads over several batches.
 A batch whose judge call raises is scored again item by item, so one bad item fails alone.
@@ -17,6 +17,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from ..parallel import device_label
 from .metrics import Metrics
 
 logger = logging.getLogger(__name__)
@@ -144,7 +145,7 @@ class JudgeWorker(threading.Thread):
                 job.done(result)
 
     def score(self, jobs: list[Job]) -> list[dict]:
-        from ..pipeline import judge_items
+        from ..models.reward.judge import judge_items
 
         try:
             results = judge_items(self.model, self.rubric, [j.edited for j in jobs], [j.instruction for j in jobs],
@@ -162,7 +163,7 @@ class JudgeWorker(threading.Thread):
 
 
 class Judges:
-    """The judge replicas (one per device, loaded on a background thread) and their shared queue."""
+    """The judge replicas (one per device or device group, loaded on a background thread) and their shared queue."""
 
     def __init__(self, build: Callable[[str], Any], rubric, devices: list[str], queue: BatchQueue,
                  batch_size: int, max_wait: float, metrics: Metrics) -> None:
@@ -197,14 +198,14 @@ class Judges:
             return
         for i, model in enumerate(self.models):
             worker = JudgeWorker(model, self.rubric, self.queue, self.batch_size, self.max_wait, self.metrics,
-                                 name=f"judge-{i}-{self.devices[i]}", replica=str(i))
+                                 name=f"judge-{i}-{device_label(self.devices[i])}", replica=str(i))
             worker.start()
             self.workers.append(worker)
         self.state = "ready"
         if not logger.isEnabledFor(logging.DEBUG):  # the judge's lines per batch, at the server's rate, are noise
             logging.getLogger("editjudge.models.reward").setLevel(logging.WARNING)
         logger.info("judge ready: %d replica(s) on %s, loaded in %.1f s; batches of up to %d items, waiting up to "
-                    "%.0f ms", len(self.models), ", ".join(self.devices), time.perf_counter() - started,
+                    "%.0f ms", len(self.models), ", ".join(device_label(d) for d in self.devices), time.perf_counter() - started,
                     self.batch_size, self.max_wait * 1000)
 
     def stop(self) -> None:

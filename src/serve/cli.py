@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import inspect
 import ipaddress
 import json
 import logging
@@ -87,8 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 2
-    params = {k: v for k, v in reward_model.params.items() if k != "rubric"}
-    configured = params.get("batch_size", 4)  # Qwen3VLRewardModel's default
+    configured = reward_model.params.get("batch_size", 4)  # Qwen3VLRewardModel's default
     batch_size = args.batch_size or (configured if isinstance(configured, int) else AUTO_BATCH)
     settings = ServeSettings(host=args.host, port=args.port, batch_size=batch_size, max_wait_ms=args.max_wait_ms,
                              max_queue=args.max_queue, max_items=args.max_items,
@@ -99,23 +97,23 @@ def main(argv: list[str] | None = None) -> int:
         print("invalid serve flags:\n" + "\n".join(f"  - {p}" for p in problems), file=sys.stderr)
         return 2
 
-    from ..models.reward import get_reward_model_class
-    from ..models.reward.rubrics import get_rubric
+    from ..models.reward.judge import build_judge, judge_rubric
 
-    rubric = get_rubric(reward_model.params.get("rubric", "simple"))
-    model_class = get_reward_model_class(reward_model.type)
-    if "show_progress" in inspect.signature(model_class).parameters:
-        params.setdefault("show_progress", False)  # a bar per batch is noise in a server's log
+    # The job's builder: the same rubric (viescore_prompts_dir too), params and devices as the score
+    # stage; no progress bars (a bar per batch is noise in a server's log).
+    rubric = judge_rubric(reward_model.params)
 
-    def build_model(device: str):
-        return model_class.from_config(dict(params, device=device))
+    def build_model(device):
+        return build_judge(reward_model, device, quiet=True)[0]
 
     token = os.environ.get(settings.token_env) or None
     return run(settings, build_model, rubric, _devices(reward_model), token)
 
 
-def run(settings: ServeSettings, build_model, rubric, devices: list[str], token: str | None) -> int:
-    """Serve until stopped (Ctrl-C, SIGTERM); 1 when the judge failed to load."""
+def run(settings: ServeSettings, build_model, rubric, devices: list, token: str | None) -> int:
+    """Serve until stopped (Ctrl-C, SIGTERM); 1 when the judge failed to load. ``devices``: one entry
+    per judge replica, a device or a group of devices."""
+    from ..parallel import device_label
     try:
         import uvicorn
 
@@ -141,6 +139,6 @@ def run(settings: ServeSettings, build_model, rubric, devices: list[str], token:
         logger.warning("no bearer token ($%s is not set): anyone who can connect can use the judge",
                        settings.token_env)
     logger.info("judge loading on %s (rubric %r); GET /health answers 200 once it is ready",
-                ", ".join(devices), rubric.name)
+                ", ".join(device_label(d) for d in devices), rubric.name)
     server.run()
     return 1 if app.state.judges.state == "failed" else 0

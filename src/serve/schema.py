@@ -180,7 +180,7 @@ def _clean(value: Any) -> Any:
 
 
 def item_result(item: Item, judged: dict) -> dict:
-    """One answer line from the judge's score fields (``editjudge.pipeline.judge_items``)."""
+    """One answer line from the judge's score fields (``editjudge.models.reward.judge.judge_items``)."""
     return {"id": item.id, "score": _clean(judged.get("score")), "sub_scores": _clean(judged.get("sub_scores") or {}),
             "raw_output": judged.get("raw_output"), "error": judged.get("error"), "group": item.group, "reward": None}
 

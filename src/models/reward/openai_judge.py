@@ -106,6 +106,8 @@ def answer_schema(user_prompt: str, low: float, high: float) -> dict | None:
 class OpenAIRewardModel:
     """Scores edited images through an OpenAI-compatible ``/chat/completions`` endpoint."""
 
+    writes_files = True  # its request log and response cache go under the run's output folder (see reward.judge)
+
     def __init__(
         self,
         model: str,
@@ -237,6 +239,11 @@ class OpenAIRewardModel:
         return problems
 
     @classmethod
+    def resolved_settings(cls, params: dict, device) -> dict:
+        """Nothing that only the device decides: the server computes the answers."""
+        return {}
+
+    @classmethod
     def from_config(cls, params: dict):
         """Build from ``reward_model.params`` and check the server (key, model, logits support) once."""
         problems = cls.config_problems(params)
@@ -295,11 +302,11 @@ class OpenAIRewardModel:
 
     def batch_evaluate(self, edited_images, system_prompts=None, user_prompts=None, batch_size=None,
                        use_batch_inference=None, original_images=None, instructions=None,
-                       parse=None) -> list[ScoreResult]:
+                       parse=None, item_ids=None) -> list[ScoreResult]:
         """One ScoreResult per image, in input order; requests run ``max_concurrent`` at a time.
 
-        ``batch_size`` and ``use_batch_inference`` are accepted for the contract and ignored: the
-        server batches. ``parse`` (generate mode) replaces the score parser, as for the local judge.
+        ``batch_size``, ``use_batch_inference`` and ``item_ids`` are accepted for the contract and
+        ignored: the server batches, and requests are logged by their own key. ``parse`` (generate mode) replaces the score parser, as for the local judge.
         """
         if parse is not None and self.score_mode != "generate":
             raise ValueError("parse= needs score_mode 'generate' (logits mode reads one digit)")

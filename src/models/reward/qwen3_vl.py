@@ -104,6 +104,8 @@ class _Batch(list):
 class Qwen3VLRewardModel(AnswerMixin):
     """Scores edited images with a Qwen3-VL checkpoint (a local folder or a hub id)."""
 
+    writes_files = False  # no logs or cache of its own under the run's output folder (see reward.judge)
+
     def __init__(
         self,
         model_path: str,
@@ -242,6 +244,9 @@ class Qwen3VLRewardModel(AnswerMixin):
         return cls(**kwargs)
 
     # ------------------------------------------------------------------ public API
+
+    def close(self) -> None:
+        """Nothing to stop: the model lives in this process and goes with it (the judge contract's close)."""
 
     def score(self, edited_image, system_prompt: str | None = None, user_prompt: str | None = None,
               original_image=None) -> float:

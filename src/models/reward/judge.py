@@ -1,0 +1,85 @@
+"""One judge, one path: the only place editjudge builds a judge from a configuration, and scores with it.
+
+    from editjudge.config import load_reward_model_config
+    from editjudge.models.reward.judge import build_judge, judge_items
+
+    judge, rubric = build_judge(load_reward_model_config("config.yaml"), "cuda:0")
+    fields = judge_items(judge, rubric, edited_images, instructions, source_images)
+
+The score stage (``pipeline.score_shard``) and the reward server (``editjudge serve``) both build
+through ``build_judge`` and score through ``judge_items``, so one ``reward_model`` block gives the same
+rubric (``viescore_prompts_dir`` included), the same judge parameters and the same device (a group of
+GPUs included) whichever door a run comes in by. Each backend declares what the builder needs to know
+about it as class attributes, never found by looking at its signature:
+
+- ``writes_files``: it keeps logs or a response cache under the run's ``output_dir``;
+- ``resolved_settings(params, device)``: what only the device decides (``dtype: auto``), recorded beside
+  each score so that a score made under other settings is redone.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .settings import PIPELINE_PARAMS
+
+
+def judge_rubric(params: dict):
+    """The rubric ``reward_model.params`` asks for: built in, or the official VIEScore prompts read from
+    ``viescore_prompts_dir``."""
+    from .rubrics import get_rubric
+    from .viescore_files import rubric_spec
+
+    return get_rubric(rubric_spec(params))
+
+
+def judge_class(reward_model):
+    from . import get_reward_model_class
+
+    return get_reward_model_class(reward_model.type)
+
+
+def judge_params(reward_model, device: Any, *, output_dir: str | None = None, quiet: bool = False) -> dict:
+    """The parameters the backend is built with: ``reward_model.params`` less what the scoring around the
+    judge reads (the rubric), on ``device`` (one device or a group); ``output_dir`` for a backend that keeps
+    files; ``quiet``: no progress bars of the judge's own (a stage's bar or a server's log replaces them)."""
+    params = {k: v for k, v in reward_model.params.items() if k not in PIPELINE_PARAMS}
+    params["device"] = device
+    if output_dir is not None and judge_class(reward_model).writes_files:
+        params.setdefault("output_dir", str(output_dir))
+    if quiet:
+        params["show_progress"] = False
+    return params
+
+
+def resolved_settings(reward_model, device: Any) -> dict:
+    """What only ``device`` decides about the judge's answers (see the module's docstring)."""
+    return judge_class(reward_model).resolved_settings(judge_params(reward_model, device), device)
+
+
+def build_judge(reward_model, device: Any, *, output_dir: str | None = None, quiet: bool = False):
+    """The judge of ``reward_model`` (a ``RewardModelConfig``) loaded on ``device``, and its rubric."""
+    rubric = judge_rubric(reward_model.params)
+    model = judge_class(reward_model).from_config(judge_params(reward_model, device, output_dir=output_dir,
+                                                               quiet=quiet))
+    return model, rubric
+
+
+def judge_items(model, rubric, images: list, instructions: list[str], sources: list,
+                item_ids: list[str] | None = None) -> list[dict]:
+    """Score edited images (paths or PIL images) with ``rubric``: one dict of score fields per image.
+
+    The score stage and the reward server both score through this. ``item_ids`` name the items in the
+    judge's batch log lines.
+    """
+    from .rubrics import score_with_rubric
+
+    if rubric.is_simple:
+        results = model.batch_evaluate(images, instructions=instructions, item_ids=item_ids,
+                                       original_images=sources if model.compare_with_original else None)
+        return [{"score": r.score if r.error is None else None, "raw_output": r.raw_output, "error": r.error,
+                 "fallback": r.fallback, "failed_stage": None if r.error is None else "score"} for r in results]
+    results = score_with_rubric(model, rubric, images, instructions, sources, item_ids=item_ids)
+    return [{"score": r.score, "raw_output": "\n\n".join(f"[{k}] {v}" for k, v in r.raw_outputs.items()),
+             "error": r.error, "fallback": r.fallback, "failed_stage": None if r.error is None else "score",
+             "sub_scores": r.sub_scores, "raw_outputs": r.raw_outputs} for r in results]
