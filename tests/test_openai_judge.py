@@ -346,3 +346,19 @@ def test_server_gone_mid_run_is_a_clear_error_then_the_rerun_finishes(server, re
     assert result.returncode == 0, result.stderr[-2000:]
     assert records(tmp_path / "out" / "scores.jsonl") == expected
     assert (proxy.forwarded, back.forwarded) == (4, 3)  # nothing asked twice
+
+
+def test_both_engines_send_a_system_turn_only_for_a_system_prompt(judge):
+    """The official VIEScore prompts have no system text: neither engine sends a system turn for them (an
+    empty one is another prompt: Qwen2.5-VL's template adds its default system text when none is given)."""
+    from PIL import Image
+
+    api = OpenAIRewardModel(model="tiny", base_url="http://127.0.0.1:9/v1")
+    try:
+        image = Image.new("RGB", (8, 8))
+        for system in ("", "be fair"):
+            sent, _ = api._messages(image, None, system, "hello")
+            local = judge._build_messages(image, system, "hello")
+            assert [m["role"] for m in sent] == [m["role"] for m in local] == (["system"] if system else []) + ["user"]
+    finally:
+        api.close()

@@ -41,22 +41,22 @@ def alive(pid: int) -> bool:
     return True
 
 
-def served_prompt_tokens(model, pair, out_dir: Path) -> int:
+def served_prompt_tokens(model, pair, out_dir: Path, system: str | None = None) -> int:
     """The prompt length the vLLM server counts for one pair (its processor resized the image)."""
     (_, item), edit = pair
-    messages, _ = model._messages(out_dir / edit["image"], None, model.system_prompt,
+    messages, _ = model._messages(out_dir / edit["image"], None, model.system_prompt if system is None else system,
                                   fill_prompt(model.user_prompt, item.instruction))
     return model.client.post("/chat/completions", model._generate_body(messages, "", None))["usage"]["prompt_tokens"]
 
 
-def local_prompt_tokens(judge_path: str, pair, out_dir: Path) -> int:
+def local_prompt_tokens(judge_path: str, pair, out_dir: Path, system: str | None = None) -> int:
     """The same prompt's length under the transformers judge with the same max_pixels."""
     from editjudge.images import load_image
     from editjudge.models.reward.qwen3_vl import Qwen3VLRewardModel, _Request
 
     (_, item), edit = pair
     local = Qwen3VLRewardModel(judge_path, max_pixels=MAX_PIXELS, show_progress=False)
-    request = _Request(0, load_image(out_dir / edit["image"]), None, local.system_prompt,
+    request = _Request(0, load_image(out_dir / edit["image"]), None, local.system_prompt if system is None else system,
                        fill_prompt(local.user_prompt, item.instruction))
     return local._prepare_inputs([request])["input_ids"].shape[1]
 
@@ -103,8 +103,10 @@ def test_vllm_backend_equals_transformers_survives_a_server_death_and_stops_its_
     servers.clear()
 
     def check_prompt_tokens_then_score(model, rubric, chunk, out_dir):
-        if not servers:
-            assert served_prompt_tokens(model, chunk[0], out_dir) == local_prompt_tokens(judge_path, chunk[0], out_dir)
+        if not servers:  # the same prompt on both engines, with the default and with an empty system prompt
+            for system in (None, ""):
+                assert served_prompt_tokens(model, chunk[0], out_dir, system) == \
+                       local_prompt_tokens(judge_path, chunk[0], out_dir, system), repr(system)
         servers.append(model.server)
         return original(model, rubric, chunk, out_dir)
 

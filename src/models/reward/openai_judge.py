@@ -375,7 +375,13 @@ class OpenAIRewardModel:
             content.append(part)
             hashes.append(digest)
         content.append({"type": "text", "text": user_prompt})
-        return [{"role": "system", "content": system_prompt}, {"role": "user", "content": content}], hashes
+        user = {"role": "user", "content": content}
+        # As the transformers judge: no system turn for an empty system prompt (the official VIEScore
+        # prompts). An empty one is not the same prompt: Qwen2.5-VL's template puts its default system
+        # text where no system turn is given.
+        if not system_prompt:
+            return [user], hashes
+        return [{"role": "system", "content": system_prompt}, user], hashes
 
     def _sampling(self) -> dict:
         body = {**self.extra_body, "model": self.model, "temperature": self.temperature}
