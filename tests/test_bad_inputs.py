@@ -249,3 +249,49 @@ def test_benchmark_errors_are_benchmark_errors(tmp_path):
     bad.write_text('{"id": "a", "category": "c", "instruction": "x", "image": "a.png"}\n[1, 2]\n')
     with pytest.raises(BenchmarkError, match=r"annotations.jsonl:2: expected a JSON object"):
         load_benchmark(bad)
+
+
+# ---------------------------------------------------------------- configuration files (issue #26)
+
+ALIAS_BOMB = """\
+benchmark: {path: BENCH}
+output_dir: OUT
+editing: {editors: [{name: p, type: precomputed, image_dir: IMAGES}]}
+reward_model:
+  type: qwen3_vl
+  params:
+    model_path: JUDGE
+    extra: &a0 [x, x, x, x, x, x, x, x, x, x]
+    more:
+      b: &b [*a0, *a0, *a0, *a0, *a0, *a0, *a0, *a0, *a0, *a0]
+      c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b, *b]
+      d: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c, *c]
+      e: &e [*d, *d, *d, *d, *d, *d, *d, *d, *d, *d]
+      f: [*e, *e, *e, *e, *e, *e, *e, *e, *e, *e]
+"""
+
+
+def test_a_yaml_alias_bomb_is_refused_at_load_time_with_status_2(tmp_path, judge_path):
+    import time
+
+    from editjudge.config import MAX_YAML_NODES, ConfigError, load_config, safe_load_yaml
+
+    build_corpus(tmp_path / "bench", [c for c in CASES if c.kind == "plain"])
+    text = (ALIAS_BOMB.replace("BENCH", str(tmp_path / "bench" / "annotations.jsonl"))
+            .replace("OUT", str(tmp_path / "out")).replace("IMAGES", str(tmp_path / "bench" / "precomputed"))
+            .replace("JUDGE", judge_path))
+    assert len(text.encode()) < 1000 and 10 ** 6 > MAX_YAML_NODES  # 10^6 values from under a kilobyte
+    config = tmp_path / "bomb.yaml"
+    config.write_text(text)
+    started = time.monotonic()
+    with pytest.raises(ConfigError, match=r"YAML aliases expand too far: line 13: .* over 100,000 values"):
+        load_config(config)
+    assert time.monotonic() - started < 5
+    result = main_py(str(config), timeout=60)
+    assert result.returncode == 2 and "YAML aliases expand too far" in result.stderr, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr and not (tmp_path / "out").exists()
+    # Aliases that stay small load as yaml.safe_load loads them.
+    small = "a: &x {k: [1, 2]}\nb: *x\nc: [*x, *x]\n"
+    assert safe_load_yaml(small) == yaml.safe_load(small)
+    for path in sorted((Path(__file__).parents[1] / "configs").glob("*.yaml")):
+        assert safe_load_yaml(path.read_text()) == yaml.safe_load(path.read_text()), path
