@@ -295,3 +295,54 @@ def test_a_yaml_alias_bomb_is_refused_at_load_time_with_status_2(tmp_path, judge
     assert safe_load_yaml(small) == yaml.safe_load(small)
     for path in sorted((Path(__file__).parents[1] / "configs").glob("*.yaml")):
         assert safe_load_yaml(path.read_text()) == yaml.safe_load(path.read_text()), path
+
+
+def _plain_config(folder: Path, judge_path: str, **params) -> str:
+    """The plain corpus item, the precomputed editor and the tiny judge with ``params`` added."""
+    build_corpus(folder, [c for c in CASES if c.kind in ("plain", "one_pixel")])
+    data = {"benchmark": {"path": str(folder / "annotations.jsonl")},
+            "editing": {"devices": ["cpu"], "editors": [
+                {"name": "pre", "type": "precomputed", "image_dir": str(folder / "precomputed")}]},
+            "reward_model": {"type": "qwen3_vl", "devices": ["cpu"], "params": {
+                "model_path": judge_path, "dtype": "float32", "batch_size": 4, "max_new_tokens": 12,
+                "show_progress": False, **params}},
+            "output_dir": str(folder / "out")}
+    path = folder / "config.yaml"
+    path.write_text(yaml.safe_dump(data, allow_unicode=True))
+    return str(path)
+
+
+def _rubric(combine: str) -> dict:
+    from editjudge.models.reward.prompts import DEFAULT_USER_PROMPT
+
+    return {"name": "r", "prompts": [{"name": "q", "user_prompt": DEFAULT_USER_PROMPT, "fields": ["score"]}],
+            "combine": {"ratio": combine}, "score": "ratio"}
+
+
+def test_a_combine_failing_at_run_time_fails_its_items_and_the_run_goes_on(tmp_path, judge_path):
+    """As the server does: the item's error, the other fields kept, exit 0, scores.jsonl and reports written.
+    The tiny judge answers an image's brightness: under 5 for the black output, over 5 for the white one,
+    so ``sqrt(5 - score)`` fails on the white one alone."""
+    config = _plain_config(tmp_path / "bench", judge_path, rubric=_rubric("sqrt(5 - score)"))
+    Image.new("RGB", (48, 32), (0, 0, 0)).save(tmp_path / "bench" / "precomputed" / "plain.png")
+    Image.new("RGB", (48, 32), (255, 255, 255)).save(tmp_path / "bench" / "precomputed" / "one_pixel.png")
+    result = main_py(config)
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = tmp_path / "bench" / "out"
+    dark, bright = lines(out / "scores.jsonl")
+    assert (dark["item_id"], bright["item_id"]) == ("plain", "one_pixel")
+    assert bright["score"] is None and bright["failed_stage"] == "score" and bright["sub_scores"]["ratio"] is None
+    assert bright["sub_scores"]["score"] > 5
+    assert bright["error"] == ("combine ratio: 'sqrt(5 - score)' failed for this item's values "
+                               "(ValueError: math domain error)")
+    assert dark["error"] is None and dark["score"] == dark["sub_scores"]["ratio"] > 0
+    assert "## Failures (1)" in (out / "report.md").read_text() and (out / "report.html").exists()
+
+
+def test_a_very_deep_combine_is_a_configuration_error_with_status_2(tmp_path, judge_path):
+    config = _plain_config(tmp_path / "bench", judge_path, rubric=_rubric("1" + "+1" * 100_000))
+    result = main_py(config, timeout=60)
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "reward_model.params.rubric.combine.ratio: '1+1+1" in result.stderr
+    assert "(200,001 characters) is over 1,000 characters" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "bench" / "out").exists()
