@@ -183,3 +183,68 @@ def build_corpus(folder: Path, cases: list[Case] = CASES) -> Path:
     annotations = folder / "annotations.jsonl"
     annotations.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return annotations
+
+
+class EchoingJudge:
+    """A hostile OpenAI-compatible endpoint on 127.0.0.1, as some proxies and gateways behave.
+
+    ``GET /v1/models``: ``list`` lists ``model``; ``401`` refuses with the Authorization header echoed
+    in the body; ``redirect`` answers 302 to ``redirect_to``. ``POST /v1/chat/completions``: the
+    first request gets a JSON 400 echoing the header, every later one a plain-text 500 echoing it
+    URL-quoted and raw. ``authorizations`` holds each request's Authorization header (None: none).
+    """
+
+    def __init__(self, models: str = "list", model: str = "m", redirect_to: str = "") -> None:
+        import http.server
+        import threading
+        import urllib.parse
+
+        self.authorizations: list[str | None] = []
+        judge = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def _answer(self, status: int, body: bytes, content_type="application/json", headers=()):
+                self.send_response(status)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(body)))
+                for name, value in headers:
+                    self.send_header(name, value)
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_GET(self):
+                header = self.headers.get("Authorization")
+                judge.authorizations.append(header)
+                if models == "401":
+                    self._answer(401, json.dumps({"error": {"message": f"invalid key in {header!r}"}}).encode())
+                elif models == "redirect":
+                    self._answer(302, b"", headers=[("Location", redirect_to)])
+                else:
+                    self._answer(200, json.dumps({"data": [{"id": model}]}).encode())
+
+            def do_POST(self):
+                self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                header = self.headers.get("Authorization") or ""
+                judge.authorizations.append(header)
+                if len([a for a in judge.authorizations if a is not None]) <= 2:  # the GET, then the first POST
+                    self._answer(400, json.dumps({"error": {"message": f"bad request from {header}"}}).encode())
+                else:
+                    quoted = urllib.parse.quote(header, safe="")
+                    self._answer(500, f"upstream failed: {quoted} / {header}".encode(), "text/plain")
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> "EchoingJudge":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.shutdown()
+        self.server.server_close()

@@ -20,7 +20,8 @@ from PIL import Image
 from editjudge.benchmark import MAX_INSTRUCTION_CHARS, BenchmarkError, load_benchmark
 from editjudge.images import MAX_PIXELS, ImageLoadError, image_size, load_image
 from editjudge.paths import safe_name
-from tests.bad_inputs import CASES, LONG_INSTRUCTION_CHARS, RTL_INSTRUCTION, build_corpus, huge_header_png
+from tests.bad_inputs import (CASES, LONG_INSTRUCTION_CHARS, RTL_INSTRUCTION, EchoingJudge, build_corpus,
+                               huge_header_png)
 from tests.test_pipeline import lines, main_py
 
 OK = None
@@ -346,3 +347,83 @@ def test_a_very_deep_combine_is_a_configuration_error_with_status_2(tmp_path, ju
     assert "reward_model.params.rubric.combine.ratio: '1+1+1" in result.stderr
     assert "(200,001 characters) is over 1,000 characters" in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "bench" / "out").exists()
+
+
+# ---------------------------------------------------------------- the judge API's key (issue #26)
+
+KEY_ENV = "EDITJUDGE_ECHO_TEST_KEY"
+KEY = "sk-echo/test+4f1c9a7e"  # "/" and "+" so that its URL-quoted form differs: sk-echo%2Ftest%2B4f1c9a7e
+
+
+def _api_config(folder: Path, base_url: str) -> str:
+    build_corpus(folder, [c for c in CASES if c.kind in ("plain", "one_pixel")])
+    data = {"benchmark": {"path": str(folder / "annotations.jsonl")},
+            "editing": {"devices": ["cpu"], "editors": [
+                {"name": "pre", "type": "precomputed", "image_dir": str(folder / "precomputed")}]},
+            "reward_model": {"type": "openai", "params": {
+                "model": "m", "base_url": base_url, "api_key_env": KEY_ENV, "max_concurrent": 1,
+                "max_retries": 1, "retry_backoff": 0.01, "batch_size": 2}},
+            "output_dir": str(folder / "out")}
+    path = folder / "config.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return str(path)
+
+
+def _no_key_anywhere(result, out: Path | None) -> None:
+    quoted = "sk-echo%2Ftest%2B4f1c9a7e"
+    for text in (result.stdout, result.stderr):
+        assert KEY not in text and quoted not in text
+    for path in (out.rglob("*") if out is not None and out.exists() else []):
+        if path.is_file():
+            data = path.read_bytes()
+            assert KEY.encode() not in data and quoted.encode() not in data, path
+
+
+def test_a_server_echoing_the_key_in_errors_never_gets_it_into_records_reports_or_the_log(tmp_path):
+    with EchoingJudge() as judge:
+        config = _api_config(tmp_path / "bench", judge.url + "/v1")
+        result = main_py(config, "--log-level", "DEBUG", env={KEY_ENV: KEY}, timeout=120)
+    assert judge.authorizations[0] == f"Bearer {KEY}"  # the key was sent, to the configured server only
+    assert result.returncode == 1, result.stderr[-3000:]  # every pair failed: the job's usual status
+    out = tmp_path / "bench" / "out"
+    errors = sorted(r["error"] for r in lines(out / "scores.jsonl"))
+    api = judge.url + "/v1/chat/completions"
+    assert errors == [f"judge request failed: HTTP 400 from {api}: bad request from Bearer [REDACTED]",
+                      f"judge request failed: HTTP 500 from {api}: upstream failed: Bearer%20[REDACTED] / Bearer "
+                      "[REDACTED] (gave up after 2 tries)"]
+    assert r"Bearer \[REDACTED\]" in (out / "report.md").read_text()  # markdown-escaped
+    assert "Bearer [REDACTED]" in (out / "report.html").read_text()
+    assert "retrying (1/1): HTTP 500" in result.stderr and "[REDACTED]" in result.stderr  # the run log, DEBUG
+    _no_key_anywhere(result, out)
+
+
+def test_a_401_echoing_the_key_at_the_preflight_is_redacted_on_stderr(tmp_path):
+    with EchoingJudge(models="401") as judge:
+        config = _api_config(tmp_path / "bench", judge.url + "/v1")
+        result = main_py(config, env={KEY_ENV: KEY}, timeout=120)
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert (f"refused the API key from ${KEY_ENV} ({judge.url}/v1/models: HTTP 401 invalid key in "
+            "'Bearer [REDACTED]')") in result.stderr
+    assert len(judge.authorizations) == 1  # the preflight alone: no scoring request
+    _no_key_anywhere(result, tmp_path / "bench" / "out")
+
+
+def test_a_redirect_to_another_origin_is_refused_and_the_key_never_goes_there(tmp_path):
+    from editjudge.models.reward.openai_judge import OpenAIRewardModel
+    from editjudge.models.reward.remote import JudgeRedirectError
+
+    with EchoingJudge() as elsewhere, EchoingJudge(models="redirect", redirect_to=elsewhere.url + "/v1/models") as judge:
+        config = _api_config(tmp_path / "bench", judge.url + "/v1")
+        result = main_py(config, env={KEY_ENV: KEY}, timeout=120)
+        os_environ = {KEY_ENV: KEY}
+        with pytest.MonkeyPatch.context() as patch:
+            for k, v in os_environ.items():
+                patch.setenv(k, v)
+            with pytest.raises(JudgeRedirectError, match="another origin"):
+                OpenAIRewardModel.from_config({"model": "m", "base_url": judge.url + "/v1", "api_key_env": KEY_ENV})
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert (f"error: {judge.url}/v1/models answered HTTP 302 redirecting to {elsewhere.url}/v1/models, another "
+            "origin (scheme, host or port); editjudge never sends the API key to another origin") in result.stderr
+    assert elsewhere.authorizations == []  # nothing reached the other origin, with or without the key
+    assert judge.authorizations == [f"Bearer {KEY}"] * 2
+    _no_key_anywhere(result, tmp_path / "bench" / "out")

@@ -17,6 +17,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from ..redaction import redact
 from .metrics import Metrics
 
 logger = logging.getLogger(__name__)
@@ -120,7 +121,7 @@ class BatchQueue:
 
 
 def _error_text(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}"
+    return redact(f"{type(exc).__name__}: {exc}")
 
 
 class JudgeWorker(threading.Thread):

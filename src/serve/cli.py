@@ -11,6 +11,7 @@ import os
 import sys
 
 from ..config import ConfigError, RewardModelConfig, load_reward_model_config
+from ..redaction import install_log_redaction, register_secret
 from .settings import ServeSettings
 
 logger = logging.getLogger(__name__)
@@ -76,6 +77,7 @@ def _is_loopback(host: str) -> bool:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    install_log_redaction()
     overrides = list(args.set)
     if args.batch_size is not None:
         overrides.append(f"reward_model.params.batch_size={args.batch_size}")
@@ -111,6 +113,7 @@ def main(argv: list[str] | None = None) -> int:
         return model_class.from_config(dict(params, device=device))
 
     token = os.environ.get(settings.token_env) or None
+    register_secret(token)  # never in a log line or an answer, whatever echoes it
     return run(settings, build_model, rubric, _devices(reward_model), token)
 
 
