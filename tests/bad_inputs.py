@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import struct
 import zlib
 from dataclasses import dataclass, field
@@ -17,6 +18,8 @@ from pathlib import Path
 from PIL import Image
 
 LONG_INSTRUCTION_CHARS = 50_000
+LONG_NAME = "n" * 300  # over the 255 bytes a file-name component may have
+OVERSIZED_BYTES = 512 * 2**20 + 1  # one byte over editjudge.files.MAX_INPUT_FILE_BYTES (a sparse file)
 RTL_INSTRUCTION = "\u05d4\u05e4\u05d5\u05da \u05d0\u05ea \u05d4\u05e9\u05de\u05d9\u05d9\u05dd \u05dc\u05db\u05d7\u05d5\u05dc\u05d9\u05dd \u202e\u0627\u062c\u0639\u0644 \u0627\u0644\u0633\u0645\u0627\u0621 \u0632\u0631\u0642\u0627\u0621 \U0001f308 e\u0301"
 
 
@@ -26,8 +29,9 @@ class Case:
     id: str
     instruction: str = "make the sky blue"
     category: str = "color"
-    image: str = ""  # relative to the corpus folder; empty for the default name <kind>.<ext>
-    output: str | None = "ok"  # what the precomputed editor finds: "ok", "small", "corrupt" or None (none)
+    image: str = ""  # under images/ in the corpus folder (or an absolute path); empty for <kind>.<ext>
+    output: str | None = "ok"  # what the precomputed editor finds: "ok", "small", "corrupt", "loop" (a
+    # symlink to itself) or None (none)
     extra: dict = field(default_factory=dict)
 
 
@@ -148,6 +152,16 @@ CASES = [
     Case("wrong_size_output", "wrong_size_output", image="plain.png", output="small"),
     Case("corrupt_output", "corrupt_output", image="plain.png", output="corrupt"),
     Case("no_output", "no_output", image="plain.png", output=None),
+    # issue #26: files that are not regular files, or too large, are never read (no hang)
+    Case("fifo_image", "fifo_image"),
+    Case("dev_zero_image", "dev_zero_image", image="/dev/zero"),
+    Case("oversized_image", "oversized_image"),
+    # issue #26: names no file system takes, and a symlink loop
+    Case("long_path_component", "long_path_component", image=f"{LONG_NAME}.png"),
+    Case("long_id", "L" * 300, image="plain.png"),
+    Case("long_category", "long_category", category="C" * 300, image="plain.png"),
+    Case("symlink_loop_output", "symlink_loop_output", image="plain.png", output="loop"),
+    Case("nul_in_id", "nul\x00in\x1bid", image="plain.png", output=None),  # listed among the failures
 ]
 
 
@@ -161,7 +175,20 @@ def build_corpus(folder: Path, cases: list[Case] = CASES) -> Path:
 
     lines = []
     for case in cases:
-        if not case.image:
+        if case.kind == "fifo_image" and not case.image:
+            case.image = "fifo_image.png"
+            if not (sources / case.image).exists():
+                os.mkfifo(sources / case.image)
+        elif case.kind == "oversized_image" and not case.image:
+            case.image = "oversized_image.png"
+            with open(sources / case.image, "wb") as f:
+                f.write(_png_bytes(_gradient()))
+                f.truncate(OVERSIZED_BYTES)  # sparse: no disk used
+        elif case.kind == "long_path_component":
+            pass  # no such file can exist: its name is too long
+        elif Path(case.image).is_absolute():
+            pass
+        elif not case.image:
             name, data = _source_bytes(case.kind)
             case.image = name
             if data is not None:
@@ -177,8 +204,11 @@ def build_corpus(folder: Path, cases: list[Case] = CASES) -> Path:
             _gradient((24, 16)).save(outputs / f"{stem}.png")
         elif case.output == "corrupt":
             (outputs / f"{stem}.png").write_bytes(_half(_png_bytes(_gradient())))
+        elif case.output == "loop":
+            (outputs / f"{stem}.png").symlink_to(f"{stem}.png")
+        image = case.image if Path(case.image).is_absolute() else f"images/{case.image}"
         record = {"id": case.id, "category": case.category, "instruction": case.instruction,
-                  "image": f"images/{case.image}", **case.extra}
+                  "image": image, **case.extra}
         lines.append(json.dumps(record, ensure_ascii=False))
     annotations = folder / "annotations.jsonl"
     annotations.write_text("\n".join(lines) + "\n", encoding="utf-8")

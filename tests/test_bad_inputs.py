@@ -20,7 +20,7 @@ from PIL import Image
 from editjudge.benchmark import MAX_INSTRUCTION_CHARS, BenchmarkError, load_benchmark
 from editjudge.images import MAX_PIXELS, ImageLoadError, image_size, load_image
 from editjudge.paths import safe_name
-from tests.bad_inputs import (CASES, LONG_INSTRUCTION_CHARS, RTL_INSTRUCTION, EchoingJudge, build_corpus,
+from tests.bad_inputs import (CASES, LONG_INSTRUCTION_CHARS, LONG_NAME, RTL_INSTRUCTION, EchoingJudge, build_corpus,
                                huge_header_png)
 from tests.test_pipeline import lines, main_py
 
@@ -57,6 +57,21 @@ EXPECTED = {
     "wrong_size_output": (OK, OK),
     "corrupt_output": (("edit", "image file is truncated"), OK),
     "no_output": (("edit", "no output for item"), OK),
+    # issue #26: never opened for reading (no hang), each its item's failure
+    "fifo_image": (("edit", "fifo_image.png is a FIFO (named pipe), not a regular file; only regular files are read"),
+                   ("edit", "fifo_image.png is a FIFO (named pipe), not a regular file; only regular files are read")),
+    "dev_zero_image": (("edit", "unusable image: /dev/zero is a character device, not a regular file"),
+                       ("edit", "unusable image: /dev/zero is a character device, not a regular file")),
+    "oversized_image": (("edit", "oversized_image.png is 536,870,913 bytes, over the limit of 536,870,912 for an "
+                                 "input file"),
+                        ("edit", "oversized_image.png is 536,870,913 bytes, over the limit of 536,870,912 for an "
+                                 "input file")),
+    "long_path_component": (("edit", f"{LONG_NAME}.png: File name too long"),
+                            ("edit", f"{LONG_NAME}.png: File name too long")),
+    "long_id": (OK, OK),  # the raw id is no file name; its safe name is
+    "long_category": (OK, OK),
+    "symlink_loop_output": (("edit", "symlink_loop_output.png: Too many levels of symbolic links"), OK),
+    "nul_in_id": (("edit", "no output for item 'nul\\x00in\\x1bid'"), OK),
 }
 EDITORS = ("pre", "ip2p")
 TOP_LEVEL = {"config.resolved.yaml", "edits", "scores.jsonl", "summary.json", "summary.csv", "report.md",
@@ -189,6 +204,11 @@ def test_the_report_shows_hostile_text_escaped_and_every_failure(corpus_run):
     assert "<b>c</b>" not in html and "&lt;b&gt;c&lt;/b&gt;" in html
     assert f'<div class="instr" dir="auto">{RTL_INSTRUCTION}</div>' in html
     assert "invalid item: empty instruction" in html
+    # Control characters in ids (NUL, ESC) are shown as visible escapes, never written raw.
+    for report in (html, md):
+        assert not set(report) & {"\x00", "\x1b", "\x7f"}
+    assert "nul\\x00in\\x1bid" in html and "con:&lt;&gt;|?*&quot;\\\\x00" in html
+    assert "| nul\\\\x00in\\\\x1bid |" in md  # the failures table: the backslash markdown-escaped
     assert f"(cut from {LONG_INSTRUCTION_CHARS:,} characters)" in html
     # A spreadsheet opening summary.csv sees the formula as text; summary.json keeps the name as it is.
     rows = list(csv.reader((folder / "out" / "summary.csv").open(encoding="utf-8")))
