@@ -162,6 +162,10 @@ CASES = [
     Case("long_category", "long_category", category="C" * 300, image="plain.png"),
     Case("symlink_loop_output", "symlink_loop_output", image="plain.png", output="loop"),
     Case("nul_in_id", "nul\x00in\x1bid", image="plain.png", output=None),  # listed among the failures
+    # issue #26: image paths may point anywhere, by design (README: Security); these are read and shown
+    Case("absolute_image", "absolute_image"),
+    Case("dotdot_image", "dotdot_image", image="../precomputed/plain.png"),
+    Case("symlink_image", "symlink_image"),
 ]
 
 
@@ -175,15 +179,23 @@ def build_corpus(folder: Path, cases: list[Case] = CASES) -> Path:
 
     lines = []
     for case in cases:
-        if case.kind == "fifo_image" and not case.image:
+        if case.kind == "fifo_image":
             case.image = "fifo_image.png"
             if not (sources / case.image).exists():
                 os.mkfifo(sources / case.image)
-        elif case.kind == "oversized_image" and not case.image:
+        elif case.kind == "oversized_image":
             case.image = "oversized_image.png"
             with open(sources / case.image, "wb") as f:
                 f.write(_png_bytes(_gradient()))
                 f.truncate(OVERSIZED_BYTES)  # sparse: no disk used
+        elif case.kind == "absolute_image":
+            case.image = str((sources / "absolute_image.png").resolve())
+            (sources / "absolute_image.png").write_bytes(_png_bytes(_gradient()))
+        elif case.kind == "symlink_image":
+            case.image = "symlink_image.png"  # a link to a file outside images/
+            (outputs / "plain.png").parent.mkdir(parents=True, exist_ok=True)
+            if not (sources / case.image).is_symlink():
+                (sources / case.image).symlink_to("../precomputed/plain.png")
         elif case.kind == "long_path_component":
             pass  # no such file can exist: its name is too long
         elif Path(case.image).is_absolute():

@@ -72,6 +72,10 @@ EXPECTED = {
     "long_category": (OK, OK),
     "symlink_loop_output": (("edit", "symlink_loop_output.png: Too many levels of symbolic links"), OK),
     "nul_in_id": (("edit", "no output for item 'nul\\x00in\\x1bid'"), OK),
+    # issue #26: by design (README: Security), read wherever they point, and shown in report.html
+    "absolute_image": (OK, OK),
+    "dotdot_image": (OK, OK),
+    "symlink_image": (OK, OK),
 }
 EDITORS = ("pre", "ip2p")
 TOP_LEVEL = {"config.resolved.yaml", "edits", "scores.jsonl", "summary.json", "summary.csv", "report.md",
@@ -210,6 +214,12 @@ def test_the_report_shows_hostile_text_escaped_and_every_failure(corpus_run):
     assert "nul\\x00in\\x1bid" in html and "con:&lt;&gt;|?*&quot;\\\\x00" in html
     assert "| nul\\\\x00in\\\\x1bid |" in md  # the failures table: the backslash markdown-escaped
     assert f"(cut from {LONG_INSTRUCTION_CHARS:,} characters)" in html
+    # Sources outside the benchmark folder (absolute, ../, a symlink) are read and shown, as documented.
+    for item_id in ("absolute_image", "dotdot_image", "symlink_image"):
+        card = html[html.index(f'<div class="id" dir="auto">{item_id}</div>'):]
+        card = card[:card.index('<div class="card"')] if '<div class="card"' in card else card
+        source = card[card.index('<div class="src">'):card.index("</div>", card.index('<div class="src">'))]
+        assert '<img src="data:image/jpeg;base64,' in source and 'class="ph"' not in source, (item_id, source[:300])
     # A spreadsheet opening summary.csv sees the formula as text; summary.json keeps the name as it is.
     rows = list(csv.reader((folder / "out" / "summary.csv").open(encoding="utf-8")))
     assert ["pre", "'=HYPERLINK(\"http://evil.example\",\"x\")"] == rows[[r[1] for r in rows].index(
