@@ -442,18 +442,33 @@ def test_a_redirect_to_another_origin_is_refused_and_the_key_never_goes_there(tm
     from editjudge.models.reward.openai_judge import OpenAIRewardModel
     from editjudge.models.reward.remote import JudgeRedirectError
 
-    with EchoingJudge() as elsewhere, EchoingJudge(models="redirect", redirect_to=elsewhere.url + "/v1/models") as judge:
+    with (EchoingJudge() as elsewhere,
+          EchoingJudge(models="redirect", redirect_to=elsewhere.url + "/v1/models") as judge):
         config = _api_config(tmp_path / "bench", judge.url + "/v1")
         result = main_py(config, env={KEY_ENV: KEY}, timeout=120)
-        os_environ = {KEY_ENV: KEY}
         with pytest.MonkeyPatch.context() as patch:
-            for k, v in os_environ.items():
-                patch.setenv(k, v)
+            patch.setenv(KEY_ENV, KEY)
             with pytest.raises(JudgeRedirectError, match="another origin"):
                 OpenAIRewardModel.from_config({"model": "m", "base_url": judge.url + "/v1", "api_key_env": KEY_ENV})
     assert result.returncode == 2, result.stderr[-3000:]
     assert (f"error: {judge.url}/v1/models answered HTTP 302 redirecting to {elsewhere.url}/v1/models, another "
-            "origin (scheme, host or port); editjudge never sends the API key to another origin") in result.stderr
+            "origin (scheme, host or port); editjudge never sends credentials (an API key, a bearer token) to another "
+            "origin") in result.stderr
     assert elsewhere.authorizations == []  # nothing reached the other origin, with or without the key
     assert judge.authorizations == [f"Bearer {KEY}"] * 2
     _no_key_anywhere(result, tmp_path / "bench" / "out")
+
+
+def test_the_reward_client_never_sends_its_token_to_another_origin_nor_shows_it():
+    from editjudge.client import RewardClient, RewardServerError
+    from editjudge.models.reward.remote import JudgeRedirectError
+
+    token = "client-token/4c2e+91"
+    with EchoingJudge() as elsewhere, EchoingJudge(models="redirect", redirect_to=elsewhere.url + "/health") as judge:
+        with pytest.raises(JudgeRedirectError, match="another origin"):
+            RewardClient(judge.url, token=token, retries=0).health()
+    assert judge.authorizations == [f"Bearer {token}"] and elsewhere.authorizations == []
+    with EchoingJudge() as echo:
+        with pytest.raises(RewardServerError) as caught:
+            RewardClient(echo.url, token=token, retries=0).score([Image.new("RGB", (8, 8))], None, "x")
+    assert str(caught.value) == "reward server answered 400: bad request from Bearer [REDACTED]"

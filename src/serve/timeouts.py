@@ -92,9 +92,10 @@ def timed_protocol(header_timeout: float, body_timeout: float) -> type[H11Protoc
                     "message": f"the request body took over {seconds:g} s to arrive (this server's body "
                                "timeout); send it faster or in smaller requests"}}).encode()
                 try:
-                    self.transport.write(self.conn.send(h11.Response(status_code=408, reason=b"Request Timeout", headers=[
-                        (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                        (b"connection", b"close")])))
+                    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                               (b"connection", b"close")]
+                    self.transport.write(self.conn.send(h11.Response(status_code=408, reason=b"Request Timeout",
+                                                                     headers=headers)))
                     self.transport.write(self.conn.send(h11.Data(data=body)))
                     self.transport.write(self.conn.send(h11.EndOfMessage()))
                 except h11.LocalProtocolError:

@@ -59,7 +59,7 @@ class JudgeRedirectError(ValueError):
         super().__init__(redact(message))
 
 
-class _SameOriginRedirects(urllib.request.HTTPRedirectHandler):
+class SameOriginRedirects(urllib.request.HTTPRedirectHandler):
     """Follows a redirect within the origin it was sent to; another origin is JudgeRedirectError."""
 
     def redirect_request(self, req, fp, code, msg, headers, newurl):
@@ -68,14 +68,14 @@ class _SameOriginRedirects(urllib.request.HTTPRedirectHandler):
             fp.close()
             raise JudgeRedirectError(
                 f"{req.full_url} answered HTTP {code} redirecting to {newurl}, another origin (scheme, host or "
-                "port); editjudge never sends the API key to another origin: set base_url to the server's own "
-                "address")
+                "port); editjudge never sends credentials (an API key, a bearer token) to another origin: use the "
+                "server's own address")
         return super().redirect_request(req, fp, code, msg, headers, newurl)
 
 
 # Loopback never goes through a proxy; elsewhere http(s)_proxy / no_proxy from the environment apply.
-LOOPBACK_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}), _SameOriginRedirects)
-_VIA_ENV = urllib.request.build_opener(_SameOriginRedirects)
+LOOPBACK_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}), SameOriginRedirects)
+_VIA_ENV = urllib.request.build_opener(SameOriginRedirects)
 RETRY_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504})
 MAX_RETRY_AFTER = 300.0  # seconds: a server asking for longer is treated as asking for this
 ERROR_BODY_CHARS = 300
