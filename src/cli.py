@@ -29,6 +29,7 @@ import sys
 
 from .benchmark import BenchmarkError
 from .config import ConfigError, load_config, model_problems
+from .redaction import install_log_redaction, redact, register_secret
 
 
 def _batch_size(text: str) -> int | str:
@@ -95,6 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     rank = f" [rank {os.environ['RANK']}]" if int(os.environ.get("WORLD_SIZE", "1")) > 1 else ""
     logging.basicConfig(level=args.log_level, format=f"%(asctime)s %(levelname)s{rank} %(name)s: %(message)s")
+    install_log_redaction()
     try:
         config = load_config(args.config, overrides_from_args(args), models=False)
         if int(os.environ.get("RANK", "0")) == 0:  # the plan first; then the checks that import torch or diffusers
@@ -104,6 +106,9 @@ def main(argv: list[str] | None = None) -> int:
                                        source=args.config)), file=sys.stderr, flush=True)
             print("checking the models and devices, then loading (imports take a few seconds) ...", file=sys.stderr,
                   flush=True)
+        key_env = config.reward_model.params.get("api_key_env")
+        if isinstance(key_env, str):  # the judge API's key: whatever a worker's error says, this process redacts it
+            register_secret(os.environ.get(key_env))
         problems = model_problems(config)
         if problems:
             raise ConfigError(args.config, problems)
@@ -120,10 +125,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         result = run(config, stage=args.stage, overwrite=args.overwrite, export=args.export)
     except (BenchmarkError, PipelineError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(redact(f"error: {exc}"), file=sys.stderr)
         return 2
     except (WorkerError, JudgeServerError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(redact(f"error: {exc}"), file=sys.stderr)
         return 1
     if result:
         print(format_table(result["records"], result["floor"]))
@@ -131,6 +136,6 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{name}: {path}")
     failed = all_failed(config, args.stage) if int(os.environ.get("RANK", "0")) == 0 else None
     if failed:
-        print(f"error: {failed}", file=sys.stderr)
+        print(redact(f"error: {failed}"), file=sys.stderr)
         return 1
     return 0

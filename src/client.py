@@ -32,6 +32,12 @@ from typing import Any, Sequence
 
 from PIL import Image
 
+from .models.reward.remote import SameOriginRedirects
+from .redaction import redact, register_secret
+
+# Follows a redirect within the server's origin only: urllib would send the token anywhere else too.
+_OPENER = urllib.request.build_opener(SameOriginRedirects)
+
 logger = logging.getLogger(__name__)
 
 TOKEN_ENV = "EDITJUDGE_SERVER_TOKEN"
@@ -48,6 +54,7 @@ class RewardServerError(RuntimeError):
 
     def __init__(self, message: str, status: int | None = None, code: str | None = None,
                  field: str | None = None) -> None:
+        message = redact(message)
         super().__init__(message)
         self.status, self.code, self.field = status, code, field
 
@@ -112,6 +119,7 @@ class RewardClient:
             raise ValueError(f"timeout must be positive, got {timeout}")
         self.url = url.rstrip("/")
         self.token = token if token is not None else (os.environ.get(TOKEN_ENV) or None)
+        register_secret(self.token)  # in no error message or log line, whatever the server echoes
         self.timeout, self.retries, self.backoff = timeout, retries, backoff
 
     def __repr__(self) -> str:  # never the token
@@ -179,7 +187,7 @@ class RewardClient:
             delay = self.backoff * 2 ** (attempt - 1)
             request = urllib.request.Request(url, data=body, method=method, headers=headers)
             try:
-                with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                with _OPENER.open(request, timeout=self.timeout) as response:
                     return response.read()
             except urllib.error.HTTPError as exc:
                 error = _error_from(exc)

@@ -267,7 +267,10 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     key, sep, value = text.partition("=")
     if not sep or not key.strip():
         raise ConfigError("--set", [f"{text!r}: expected key.path=value"])
-    return key.strip().split("."), yaml.safe_load(value)
+    try:
+        return key.strip().split("."), safe_load_yaml(value)
+    except yaml.YAMLError as exc:
+        raise ConfigError("--set", [f"{text!r}: not a valid YAML value ({exc})"]) from None
 
 
 def _list_index(node: list, key: str, text: str, where: str) -> int:
@@ -355,11 +358,59 @@ def resolve_relative_paths(data: dict, folder: Path) -> dict:
     return data
 
 
+# Nodes a YAML document may expand to, aliases counted at their full size: far above any real config
+# (configs/*.yaml hold a few hundred), far below an alias bomb (a 500-byte file expanding 10^6 times).
+MAX_YAML_NODES = 100_000
+
+
+class YAMLTooLarge(yaml.YAMLError):
+    """A document whose aliases expand past ``MAX_YAML_NODES`` nodes."""
+
+
+class _BoundedSafeLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that counts each node at its expanded size (an alias at the size of what it
+    names) and refuses the document once that passes ``max_nodes``, before anything is constructed."""
+
+    max_nodes = MAX_YAML_NODES
+
+    def __init__(self, stream) -> None:
+        super().__init__(stream)
+        self._sizes: dict[int, int] = {}
+
+    def compose_node(self, parent, index):
+        node = super().compose_node(parent, index)
+        size = self._sizes.get(id(node))
+        if size is None:
+            if isinstance(node, yaml.MappingNode):
+                size = 1 + sum(self._sizes.get(id(k), 1) + self._sizes.get(id(v), 1) for k, v in node.value)
+            elif isinstance(node, yaml.SequenceNode):
+                size = 1 + sum(self._sizes.get(id(v), 1) for v in node.value)
+            else:
+                size = 1
+            self._sizes[id(node)] = size
+        if size > self.max_nodes:
+            mark = node.start_mark
+            raise YAMLTooLarge(f"line {mark.line + 1}: this node expands to over {self.max_nodes:,} values through "
+                               "YAML aliases (*name); refused (an alias bomb?)")
+        return node
+
+
+def safe_load_yaml(text: str) -> Any:
+    """``yaml.safe_load`` with a bound on how far aliases may expand (``MAX_YAML_NODES``)."""
+    loader = _BoundedSafeLoader(text)
+    try:
+        return loader.get_single_data()
+    finally:
+        loader.dispose()
+
+
 def _read_yaml(path: Path) -> Any:
     try:
-        return yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        return safe_load_yaml(path.read_text(encoding="utf-8")) or {}
     except FileNotFoundError:
         raise ConfigError(str(path), ["file not found"]) from None
+    except YAMLTooLarge as exc:
+        raise ConfigError(str(path), [f"YAML aliases expand too far: {exc}"]) from None
     except yaml.YAMLError as exc:
         raise ConfigError(str(path), [f"not valid YAML: {exc}"]) from None
 

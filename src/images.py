@@ -6,7 +6,9 @@ Policy, the same for sources, edited images and precomputed outputs:
 - an animated image gives its first frame;
 - a header that claims more than ``MAX_PIXELS`` pixels is refused before any pixel is decoded, so a
   hostile or broken file cannot exhaust memory;
-- an empty, truncated or non-image file, or a missing one, raises ImageLoadError naming the file.
+- an empty, truncated or non-image file, or a missing one, raises ImageLoadError naming the file;
+  so does a path that is not a regular file (a FIFO, a device such as ``/dev/zero``: never opened),
+  a file over ``editjudge.files.MAX_INPUT_FILE_BYTES``, a name too long or a symlink loop.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ import warnings
 from pathlib import Path
 
 from PIL import Image, ImageOps, UnidentifiedImageError
+
+from .files import InputFileError, open_input_file
 
 # 8192 x 8192: above any benchmark photo (GEdit-Bench, ImgEdit and KRIS sources are 1-4 megapixels).
 MAX_PIXELS = 8192 * 8192
@@ -51,16 +55,27 @@ def _check_size(size: tuple[int, int], path: Path) -> None:
 
 def open_image(path: Path) -> Image.Image:
     """Image.open (lazy: the header only) with the size check, any failure as ImageLoadError; the caller closes it."""
-    if not path.is_file():
-        raise ImageLoadError(f"missing image: {path}")
+    try:
+        file = open_input_file(path)
+    except (FileNotFoundError, NotADirectoryError):
+        raise ImageLoadError(f"missing image: {path}") from None
+    except InputFileError as exc:
+        raise ImageLoadError(f"unusable image: {exc}") from None
+    except (OSError, ValueError) as exc:  # a name too long, a symlink loop, no permission, a NUL in the path
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+        raise ImageLoadError(f"unreadable image {path}: {reason}") from None
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own limit applies below
-            opened = Image.open(path)
+            opened = Image.open(file)
+        opened._exclusive_fp = True  # closing the image closes the file we opened, as Image.open(path) does
     except Image.DecompressionBombError as exc:  # Pillow's own limit, beyond ours: same message
+        file.close()
         raise ImageLoadError(f"image too large {path}: {exc}; refused before decoding") from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
-        raise ImageLoadError(f"unreadable image {path}: {exc}") from exc
+        file.close()
+        message = str(exc).replace(repr(file), f"{str(path)!r}")  # name the path, not the file object
+        raise ImageLoadError(f"unreadable image {path}: {message}") from exc
     try:
         _check_size(opened.size, path)
     except ImageLoadError:

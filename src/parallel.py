@@ -226,6 +226,9 @@ def _set_threads(n_workers: int, device: Device) -> None:
 def _worker_main(target: Callable, kwargs: dict, log_level: int, n_workers: int, progress_queue=None) -> None:
     logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s [rank %(rank)s] %(name)s: %(message)s",
                         force=True)
+    from .redaction import install_log_redaction
+
+    install_log_redaction()
     rank = kwargs["rank"]
     old_factory = logging.getLogRecordFactory()
 

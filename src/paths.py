@@ -25,9 +25,10 @@ def safe_name(identifier: str) -> str:
 
 
 def is_inside(root: Path, path: Path) -> bool:
-    """Whether ``path`` resolves to a location inside ``root`` (symlinks followed)."""
+    """Whether ``path`` resolves to a location inside ``root`` (symlinks followed); False when it cannot
+    be resolved (a symlink loop, a name too long)."""
     try:
         path.resolve().relative_to(root.resolve())
-    except ValueError:
+    except (ValueError, OSError, RuntimeError):  # RuntimeError: Python 3.11's "Symlink loop from ..."
         return False
     return True

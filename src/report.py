@@ -30,7 +30,7 @@ from .benchmark import BenchmarkItem
 from .files import write_atomic
 from .report_common import (FLAG, MEAN_LABELS, WEIGHTING_NOTE, WEIGHTS, failed_records, failure_cell, fmt,
                             lowest_scored, mean_descriptions, scope_text, shown_sub_scores,
-                            sub_score_macros)
+                            sub_score_macros, visible_controls)
 from .report_html import render_html
 
 logger = logging.getLogger(__name__)
@@ -161,7 +161,7 @@ MARKDOWN_SPECIAL = "\\`*_[]|#<>&~!"
 
 def _md(text: object, limit: int | None = None) -> str:
     """Markdown table-safe text: one line, markup characters (``MARKDOWN_SPECIAL``) backslash-escaped."""
-    text = " ".join(str(text).split())
+    text = visible_controls(" ".join(str(text).split()))
     if limit and len(text) > limit:
         text = text[:limit - 1] + "…"
     return "".join("\\" + ch if ch in MARKDOWN_SPECIAL else ch for ch in text)

@@ -3,6 +3,7 @@ they list, and where an edited image lies."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from .aggregate import FAILURE_RATE_FLAG
@@ -54,6 +55,15 @@ def failure_cell(overall: dict) -> str:
 
 
 WORST_N = 20
+
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+
+
+def visible_controls(text: str) -> str:
+    """Control characters (NUL, ESC, DEL, C1; not tab or line breaks) as visible ``\\xNN`` escapes: reports
+    never carry them raw (a NUL in an item id would otherwise land in report.md and report.html)."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
 
 
 def fmt(value: float | None, digits: int = 2) -> str:

@@ -24,7 +24,7 @@ from .benchmark import BenchmarkItem
 from .images import ImageLoadError, open_image, to_rgb
 from .files import write_atomic
 from .report_common import (MEAN_LABELS, WEIGHTING_NOTE, edited_path, failed_records, failure_cell, fmt,
-                            lowest_scored, scope_text, shown_sub_scores)
+                            lowest_scored, scope_text, shown_sub_scores, visible_controls)
 
 logger = logging.getLogger(__name__)
 
@@ -68,7 +68,7 @@ apply();document.documentElement.setAttribute('data-ready','1');
 
 
 def _e(value: object) -> str:
-    return escape(str(value), quote=True)
+    return escape(visible_controls(str(value)), quote=True)
 
 
 def _thumbnail(path: Path | None, size: int) -> tuple[str | None, str]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import struct
 import zlib
 from dataclasses import dataclass, field
@@ -17,6 +18,8 @@ from pathlib import Path
 from PIL import Image
 
 LONG_INSTRUCTION_CHARS = 50_000
+LONG_NAME = "n" * 300  # over the 255 bytes a file-name component may have
+OVERSIZED_BYTES = 512 * 2**20 + 1  # one byte over editjudge.files.MAX_INPUT_FILE_BYTES (a sparse file)
 RTL_INSTRUCTION = "\u05d4\u05e4\u05d5\u05da \u05d0\u05ea \u05d4\u05e9\u05de\u05d9\u05d9\u05dd \u05dc\u05db\u05d7\u05d5\u05dc\u05d9\u05dd \u202e\u0627\u062c\u0639\u0644 \u0627\u0644\u0633\u0645\u0627\u0621 \u0632\u0631\u0642\u0627\u0621 \U0001f308 e\u0301"
 
 
@@ -26,8 +29,9 @@ class Case:
     id: str
     instruction: str = "make the sky blue"
     category: str = "color"
-    image: str = ""  # relative to the corpus folder; empty for the default name <kind>.<ext>
-    output: str | None = "ok"  # what the precomputed editor finds: "ok", "small", "corrupt" or None (none)
+    image: str = ""  # under images/ in the corpus folder (or an absolute path); empty for <kind>.<ext>
+    output: str | None = "ok"  # what the precomputed editor finds: "ok", "small", "corrupt", "loop" (a
+    # symlink to itself) or None (none)
     extra: dict = field(default_factory=dict)
 
 
@@ -148,6 +152,20 @@ CASES = [
     Case("wrong_size_output", "wrong_size_output", image="plain.png", output="small"),
     Case("corrupt_output", "corrupt_output", image="plain.png", output="corrupt"),
     Case("no_output", "no_output", image="plain.png", output=None),
+    # issue #26: files that are not regular files, or too large, are never read (no hang)
+    Case("fifo_image", "fifo_image"),
+    Case("dev_zero_image", "dev_zero_image", image="/dev/zero"),
+    Case("oversized_image", "oversized_image"),
+    # issue #26: names no file system takes, and a symlink loop
+    Case("long_path_component", "long_path_component", image=f"{LONG_NAME}.png"),
+    Case("long_id", "L" * 300, image="plain.png"),
+    Case("long_category", "long_category", category="C" * 300, image="plain.png"),
+    Case("symlink_loop_output", "symlink_loop_output", image="plain.png", output="loop"),
+    Case("nul_in_id", "nul\x00in\x1bid", image="plain.png", output=None),  # listed among the failures
+    # issue #26: image paths may point anywhere, by design (README: Security); these are read and shown
+    Case("absolute_image", "absolute_image"),
+    Case("dotdot_image", "dotdot_image", image="../precomputed/plain.png"),
+    Case("symlink_image", "symlink_image"),
 ]
 
 
@@ -161,7 +179,28 @@ def build_corpus(folder: Path, cases: list[Case] = CASES) -> Path:
 
     lines = []
     for case in cases:
-        if not case.image:
+        if case.kind == "fifo_image":
+            case.image = "fifo_image.png"
+            if not (sources / case.image).exists():
+                os.mkfifo(sources / case.image)
+        elif case.kind == "oversized_image":
+            case.image = "oversized_image.png"
+            with open(sources / case.image, "wb") as f:
+                f.write(_png_bytes(_gradient()))
+                f.truncate(OVERSIZED_BYTES)  # sparse: no disk used
+        elif case.kind == "absolute_image":
+            case.image = str((sources / "absolute_image.png").resolve())
+            (sources / "absolute_image.png").write_bytes(_png_bytes(_gradient()))
+        elif case.kind == "symlink_image":
+            case.image = "symlink_image.png"  # a link to a file outside images/
+            (outputs / "plain.png").parent.mkdir(parents=True, exist_ok=True)
+            if not (sources / case.image).is_symlink():
+                (sources / case.image).symlink_to("../precomputed/plain.png")
+        elif case.kind == "long_path_component":
+            pass  # no such file can exist: its name is too long
+        elif Path(case.image).is_absolute():
+            pass
+        elif not case.image:
             name, data = _source_bytes(case.kind)
             case.image = name
             if data is not None:
@@ -177,9 +216,77 @@ def build_corpus(folder: Path, cases: list[Case] = CASES) -> Path:
             _gradient((24, 16)).save(outputs / f"{stem}.png")
         elif case.output == "corrupt":
             (outputs / f"{stem}.png").write_bytes(_half(_png_bytes(_gradient())))
+        elif case.output == "loop":
+            (outputs / f"{stem}.png").symlink_to(f"{stem}.png")
+        image = case.image if Path(case.image).is_absolute() else f"images/{case.image}"
         record = {"id": case.id, "category": case.category, "instruction": case.instruction,
-                  "image": f"images/{case.image}", **case.extra}
+                  "image": image, **case.extra}
         lines.append(json.dumps(record, ensure_ascii=False))
     annotations = folder / "annotations.jsonl"
     annotations.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return annotations
+
+
+class EchoingJudge:
+    """A hostile OpenAI-compatible endpoint on 127.0.0.1, as some proxies and gateways behave.
+
+    ``GET /v1/models``: ``list`` lists ``model``; ``401`` refuses with the Authorization header echoed
+    in the body; ``redirect`` answers 302 to ``redirect_to``. ``POST /v1/chat/completions``: the
+    first request gets a JSON 400 echoing the header, every later one a plain-text 500 echoing it
+    URL-quoted and raw. ``authorizations`` holds each request's Authorization header (None: none).
+    """
+
+    def __init__(self, models: str = "list", model: str = "m", redirect_to: str = "") -> None:
+        import http.server
+        import threading
+        import urllib.parse
+
+        self.authorizations: list[str | None] = []
+        judge = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def _answer(self, status: int, body: bytes, content_type="application/json", headers=()):
+                self.send_response(status)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(body)))
+                for name, value in headers:
+                    self.send_header(name, value)
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_GET(self):
+                header = self.headers.get("Authorization")
+                judge.authorizations.append(header)
+                if models == "401":
+                    self._answer(401, json.dumps({"error": {"message": f"invalid key in {header!r}"}}).encode())
+                elif models == "redirect":
+                    self._answer(302, b"", headers=[("Location", redirect_to)])
+                else:
+                    self._answer(200, json.dumps({"data": [{"id": model}]}).encode())
+
+            def do_POST(self):
+                self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                header = self.headers.get("Authorization") or ""
+                judge.authorizations.append(header)
+                if len([a for a in judge.authorizations if a is not None]) <= 2:  # the GET, then the first POST
+                    self._answer(400, json.dumps({"error": {"message": f"bad request from {header}"}}).encode())
+                else:
+                    quoted = urllib.parse.quote(header, safe="")
+                    self._answer(500, f"upstream failed: {quoted} / {header}".encode(), "text/plain")
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> "EchoingJudge":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.shutdown()
+        self.server.server_close()

@@ -20,7 +20,8 @@ from PIL import Image
 from editjudge.benchmark import MAX_INSTRUCTION_CHARS, BenchmarkError, load_benchmark
 from editjudge.images import MAX_PIXELS, ImageLoadError, image_size, load_image
 from editjudge.paths import safe_name
-from tests.bad_inputs import CASES, LONG_INSTRUCTION_CHARS, RTL_INSTRUCTION, build_corpus, huge_header_png
+from tests.bad_inputs import (CASES, LONG_INSTRUCTION_CHARS, LONG_NAME, RTL_INSTRUCTION, EchoingJudge, build_corpus,
+                               huge_header_png)
 from tests.test_pipeline import lines, main_py
 
 OK = None
@@ -56,6 +57,25 @@ EXPECTED = {
     "wrong_size_output": (OK, OK),
     "corrupt_output": (("edit", "image file is truncated"), OK),
     "no_output": (("edit", "no output for item"), OK),
+    # issue #26: never opened for reading (no hang), each its item's failure
+    "fifo_image": (("edit", "fifo_image.png is a FIFO (named pipe), not a regular file; only regular files are read"),
+                   ("edit", "fifo_image.png is a FIFO (named pipe), not a regular file; only regular files are read")),
+    "dev_zero_image": (("edit", "unusable image: /dev/zero is a character device, not a regular file"),
+                       ("edit", "unusable image: /dev/zero is a character device, not a regular file")),
+    "oversized_image": (("edit", "oversized_image.png is 536,870,913 bytes, over the limit of 536,870,912 for an "
+                                 "input file"),
+                        ("edit", "oversized_image.png is 536,870,913 bytes, over the limit of 536,870,912 for an "
+                                 "input file")),
+    "long_path_component": (("edit", f"{LONG_NAME}.png: File name too long"),
+                            ("edit", f"{LONG_NAME}.png: File name too long")),
+    "long_id": (OK, OK),  # the raw id is no file name; its safe name is
+    "long_category": (OK, OK),
+    "symlink_loop_output": (("edit", "symlink_loop_output.png: Too many levels of symbolic links"), OK),
+    "nul_in_id": (("edit", "no output for item 'nul\\x00in\\x1bid'"), OK),
+    # issue #26: by design (README: Security), read wherever they point, and shown in report.html
+    "absolute_image": (OK, OK),
+    "dotdot_image": (OK, OK),
+    "symlink_image": (OK, OK),
 }
 EDITORS = ("pre", "ip2p")
 TOP_LEVEL = {"config.resolved.yaml", "edits", "scores.jsonl", "summary.json", "summary.csv", "report.md",
@@ -188,7 +208,18 @@ def test_the_report_shows_hostile_text_escaped_and_every_failure(corpus_run):
     assert "<b>c</b>" not in html and "&lt;b&gt;c&lt;/b&gt;" in html
     assert f'<div class="instr" dir="auto">{RTL_INSTRUCTION}</div>' in html
     assert "invalid item: empty instruction" in html
+    # Control characters in ids (NUL, ESC) are shown as visible escapes, never written raw.
+    for report in (html, md):
+        assert not set(report) & {"\x00", "\x1b", "\x7f"}
+    assert "nul\\x00in\\x1bid" in html and "con:&lt;&gt;|?*&quot;\\\\x00" in html
+    assert "| nul\\\\x00in\\\\x1bid |" in md  # the failures table: the backslash markdown-escaped
     assert f"(cut from {LONG_INSTRUCTION_CHARS:,} characters)" in html
+    # Sources outside the benchmark folder (absolute, ../, a symlink) are read and shown, as documented.
+    for item_id in ("absolute_image", "dotdot_image", "symlink_image"):
+        card = html[html.index(f'<div class="id" dir="auto">{item_id}</div>'):]
+        card = card[:card.index('<div class="card"')] if '<div class="card"' in card else card
+        source = card[card.index('<div class="src">'):card.index("</div>", card.index('<div class="src">'))]
+        assert '<img src="data:image/jpeg;base64,' in source and 'class="ph"' not in source, (item_id, source[:300])
     # A spreadsheet opening summary.csv sees the formula as text; summary.json keeps the name as it is.
     rows = list(csv.reader((folder / "out" / "summary.csv").open(encoding="utf-8")))
     assert ["pre", "'=HYPERLINK(\"http://evil.example\",\"x\")"] == rows[[r[1] for r in rows].index(
@@ -249,3 +280,195 @@ def test_benchmark_errors_are_benchmark_errors(tmp_path):
     bad.write_text('{"id": "a", "category": "c", "instruction": "x", "image": "a.png"}\n[1, 2]\n')
     with pytest.raises(BenchmarkError, match=r"annotations.jsonl:2: expected a JSON object"):
         load_benchmark(bad)
+
+
+# ---------------------------------------------------------------- configuration files (issue #26)
+
+ALIAS_BOMB = """\
+benchmark: {path: BENCH}
+output_dir: OUT
+editing: {editors: [{name: p, type: precomputed, image_dir: IMAGES}]}
+reward_model:
+  type: qwen3_vl
+  params:
+    model_path: JUDGE
+    extra: &a0 [x, x, x, x, x, x, x, x, x, x]
+    more:
+      b: &b [*a0, *a0, *a0, *a0, *a0, *a0, *a0, *a0, *a0, *a0]
+      c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b, *b]
+      d: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c, *c]
+      e: &e [*d, *d, *d, *d, *d, *d, *d, *d, *d, *d]
+      f: [*e, *e, *e, *e, *e, *e, *e, *e, *e, *e]
+"""
+
+
+def test_a_yaml_alias_bomb_is_refused_at_load_time_with_status_2(tmp_path, judge_path):
+    import time
+
+    from editjudge.config import MAX_YAML_NODES, ConfigError, load_config, safe_load_yaml
+
+    build_corpus(tmp_path / "bench", [c for c in CASES if c.kind == "plain"])
+    text = (ALIAS_BOMB.replace("BENCH", str(tmp_path / "bench" / "annotations.jsonl"))
+            .replace("OUT", str(tmp_path / "out")).replace("IMAGES", str(tmp_path / "bench" / "precomputed"))
+            .replace("JUDGE", judge_path))
+    assert len(text.encode()) < 1000 and 10 ** 6 > MAX_YAML_NODES  # 10^6 values from under a kilobyte
+    config = tmp_path / "bomb.yaml"
+    config.write_text(text)
+    started = time.monotonic()
+    with pytest.raises(ConfigError, match=r"YAML aliases expand too far: line 13: .* over 100,000 values"):
+        load_config(config)
+    assert time.monotonic() - started < 5
+    result = main_py(str(config), timeout=60)
+    assert result.returncode == 2 and "YAML aliases expand too far" in result.stderr, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr and not (tmp_path / "out").exists()
+    # Aliases that stay small load as yaml.safe_load loads them.
+    small = "a: &x {k: [1, 2]}\nb: *x\nc: [*x, *x]\n"
+    assert safe_load_yaml(small) == yaml.safe_load(small)
+    for path in sorted((Path(__file__).parents[1] / "configs").glob("*.yaml")):
+        assert safe_load_yaml(path.read_text()) == yaml.safe_load(path.read_text()), path
+
+
+def _plain_config(folder: Path, judge_path: str, **params) -> str:
+    """The plain corpus item, the precomputed editor and the tiny judge with ``params`` added."""
+    build_corpus(folder, [c for c in CASES if c.kind in ("plain", "one_pixel")])
+    data = {"benchmark": {"path": str(folder / "annotations.jsonl")},
+            "editing": {"devices": ["cpu"], "editors": [
+                {"name": "pre", "type": "precomputed", "image_dir": str(folder / "precomputed")}]},
+            "reward_model": {"type": "qwen3_vl", "devices": ["cpu"], "params": {
+                "model_path": judge_path, "dtype": "float32", "batch_size": 4, "max_new_tokens": 12,
+                "show_progress": False, **params}},
+            "output_dir": str(folder / "out")}
+    path = folder / "config.yaml"
+    path.write_text(yaml.safe_dump(data, allow_unicode=True))
+    return str(path)
+
+
+def _rubric(combine: str) -> dict:
+    from editjudge.models.reward.prompts import DEFAULT_USER_PROMPT
+
+    return {"name": "r", "prompts": [{"name": "q", "user_prompt": DEFAULT_USER_PROMPT, "fields": ["score"]}],
+            "combine": {"ratio": combine}, "score": "ratio"}
+
+
+def test_a_combine_failing_at_run_time_fails_its_items_and_the_run_goes_on(tmp_path, judge_path):
+    """As the server does: the item's error, the other fields kept, exit 0, scores.jsonl and reports written.
+    The tiny judge answers an image's brightness: under 5 for the black output, over 5 for the white one,
+    so ``sqrt(5 - score)`` fails on the white one alone."""
+    config = _plain_config(tmp_path / "bench", judge_path, rubric=_rubric("sqrt(5 - score)"))
+    Image.new("RGB", (48, 32), (0, 0, 0)).save(tmp_path / "bench" / "precomputed" / "plain.png")
+    Image.new("RGB", (48, 32), (255, 255, 255)).save(tmp_path / "bench" / "precomputed" / "one_pixel.png")
+    result = main_py(config)
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = tmp_path / "bench" / "out"
+    dark, bright = lines(out / "scores.jsonl")
+    assert (dark["item_id"], bright["item_id"]) == ("plain", "one_pixel")
+    assert bright["score"] is None and bright["failed_stage"] == "score" and bright["sub_scores"]["ratio"] is None
+    assert bright["sub_scores"]["score"] > 5
+    assert bright["error"] == ("combine ratio: 'sqrt(5 - score)' failed for this item's values "
+                               "(ValueError: math domain error)")
+    assert dark["error"] is None and dark["score"] == dark["sub_scores"]["ratio"] > 0
+    assert "## Failures (1)" in (out / "report.md").read_text() and (out / "report.html").exists()
+
+
+def test_a_very_deep_combine_is_a_configuration_error_with_status_2(tmp_path, judge_path):
+    config = _plain_config(tmp_path / "bench", judge_path, rubric=_rubric("1" + "+1" * 100_000))
+    result = main_py(config, timeout=60)
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "reward_model.params.rubric.combine.ratio: '1+1+1" in result.stderr
+    assert "(200,001 characters) is over 1,000 characters" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "bench" / "out").exists()
+
+
+# ---------------------------------------------------------------- the judge API's key (issue #26)
+
+KEY_ENV = "EDITJUDGE_ECHO_TEST_KEY"
+KEY = "sk-echo/test+4f1c9a7e"  # "/" and "+" so that its URL-quoted form differs: sk-echo%2Ftest%2B4f1c9a7e
+
+
+def _api_config(folder: Path, base_url: str) -> str:
+    build_corpus(folder, [c for c in CASES if c.kind in ("plain", "one_pixel")])
+    data = {"benchmark": {"path": str(folder / "annotations.jsonl")},
+            "editing": {"devices": ["cpu"], "editors": [
+                {"name": "pre", "type": "precomputed", "image_dir": str(folder / "precomputed")}]},
+            "reward_model": {"type": "openai", "params": {
+                "model": "m", "base_url": base_url, "api_key_env": KEY_ENV, "max_concurrent": 1,
+                "max_retries": 1, "retry_backoff": 0.01, "batch_size": 2}},
+            "output_dir": str(folder / "out")}
+    path = folder / "config.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return str(path)
+
+
+def _no_key_anywhere(result, out: Path | None) -> None:
+    quoted = "sk-echo%2Ftest%2B4f1c9a7e"
+    for text in (result.stdout, result.stderr):
+        assert KEY not in text and quoted not in text
+    for path in (out.rglob("*") if out is not None and out.exists() else []):
+        if path.is_file():
+            data = path.read_bytes()
+            assert KEY.encode() not in data and quoted.encode() not in data, path
+
+
+def test_a_server_echoing_the_key_in_errors_never_gets_it_into_records_reports_or_the_log(tmp_path):
+    with EchoingJudge() as judge:
+        config = _api_config(tmp_path / "bench", judge.url + "/v1")
+        result = main_py(config, "--log-level", "DEBUG", env={KEY_ENV: KEY}, timeout=120)
+    assert judge.authorizations[0] == f"Bearer {KEY}"  # the key was sent, to the configured server only
+    assert result.returncode == 1, result.stderr[-3000:]  # every pair failed: the job's usual status
+    out = tmp_path / "bench" / "out"
+    errors = sorted(r["error"] for r in lines(out / "scores.jsonl"))
+    api = judge.url + "/v1/chat/completions"
+    assert errors == [f"judge request failed: HTTP 400 from {api}: bad request from Bearer [REDACTED]",
+                      f"judge request failed: HTTP 500 from {api}: upstream failed: Bearer%20[REDACTED] / Bearer "
+                      "[REDACTED] (gave up after 2 tries)"]
+    assert r"Bearer \[REDACTED\]" in (out / "report.md").read_text()  # markdown-escaped
+    assert "Bearer [REDACTED]" in (out / "report.html").read_text()
+    assert "retrying (1/1): HTTP 500" in result.stderr and "[REDACTED]" in result.stderr  # the run log, DEBUG
+    _no_key_anywhere(result, out)
+
+
+def test_a_401_echoing_the_key_at_the_preflight_is_redacted_on_stderr(tmp_path):
+    with EchoingJudge(models="401") as judge:
+        config = _api_config(tmp_path / "bench", judge.url + "/v1")
+        result = main_py(config, env={KEY_ENV: KEY}, timeout=120)
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert (f"refused the API key from ${KEY_ENV} ({judge.url}/v1/models: HTTP 401 invalid key in "
+            "'Bearer [REDACTED]')") in result.stderr
+    assert len(judge.authorizations) == 1  # the preflight alone: no scoring request
+    _no_key_anywhere(result, tmp_path / "bench" / "out")
+
+
+def test_a_redirect_to_another_origin_is_refused_and_the_key_never_goes_there(tmp_path):
+    from editjudge.models.reward.openai_judge import OpenAIRewardModel
+    from editjudge.models.reward.remote import JudgeRedirectError
+
+    with (EchoingJudge() as elsewhere,
+          EchoingJudge(models="redirect", redirect_to=elsewhere.url + "/v1/models") as judge):
+        config = _api_config(tmp_path / "bench", judge.url + "/v1")
+        result = main_py(config, env={KEY_ENV: KEY}, timeout=120)
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setenv(KEY_ENV, KEY)
+            with pytest.raises(JudgeRedirectError, match="another origin"):
+                OpenAIRewardModel.from_config({"model": "m", "base_url": judge.url + "/v1", "api_key_env": KEY_ENV})
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert (f"error: {judge.url}/v1/models answered HTTP 302 redirecting to {elsewhere.url}/v1/models, another "
+            "origin (scheme, host or port); editjudge never sends credentials (an API key, a bearer token) to another "
+            "origin") in result.stderr
+    assert elsewhere.authorizations == []  # nothing reached the other origin, with or without the key
+    assert judge.authorizations == [f"Bearer {KEY}"] * 2
+    _no_key_anywhere(result, tmp_path / "bench" / "out")
+
+
+def test_the_reward_client_never_sends_its_token_to_another_origin_nor_shows_it():
+    from editjudge.client import RewardClient, RewardServerError
+    from editjudge.models.reward.remote import JudgeRedirectError
+
+    token = "client-token/4c2e+91"
+    with EchoingJudge() as elsewhere, EchoingJudge(models="redirect", redirect_to=elsewhere.url + "/health") as judge:
+        with pytest.raises(JudgeRedirectError, match="another origin"):
+            RewardClient(judge.url, token=token, retries=0).health()
+    assert judge.authorizations == [f"Bearer {token}"] and elsewhere.authorizations == []
+    with EchoingJudge() as echo:
+        with pytest.raises(RewardServerError) as caught:
+            RewardClient(echo.url, token=token, retries=0).score([Image.new("RGB", (8, 8))], None, "x")
+    assert str(caught.value) == "reward server answered 400: bad request from Bearer [REDACTED]"

@@ -107,3 +107,40 @@ def test_score_with_rubric_runs_each_prompt_batched_and_keeps_every_sub_score():
     assert second.score is None and second.error.startswith("quality:")
     assert second.sub_scores["editing_success"] == 6 and second.sub_scores["naturalness"] is None
     assert second.sub_scores["overall"] is None and second.raw_outputs["quality"] == "I cannot tell."
+
+
+@pytest.mark.parametrize("expression, error", [
+    ("10 / (success - success)", "combine bad: '10 / (success - success)' failed for this item's values "
+                                 "(ZeroDivisionError: float division by zero)"),
+    ("sqrt(0 - 1 - success)", "(ValueError: math domain error)"),
+    ("9 ** 9 ** 9", "(OverflowError: (34, 'Numerical result out of range'))"),
+    ("success * 1e308 * 10", "(ValueError: the result is inf, not a finite number)"),
+])
+def test_a_combine_that_fails_at_run_time_is_that_items_error(expression, error):
+    """The same for the job and the server: both score through ``judge_items``."""
+    from editjudge.pipeline import judge_items
+
+    spec = {"name": "r", "prompts": [{"name": "quality", "user_prompt": 'Answer {"success": N}.',
+                                      "fields": ["success"]}],
+            "combine": {"bad": expression}, "score": "bad"}
+    assert rubric_problems(spec) == []
+    judge = FakeJudge({("quality", 0): '{"success": 3}', ("quality", 1): '{"success": 7}'})
+    judge.compare_with_original = False
+    results = judge_items(judge, get_rubric(spec), ["e0", "e1"], ["x", "y"], ["s0", "s1"])
+    for result in results:
+        assert result["score"] is None and result["failed_stage"] == "score" and error in result["error"]
+        assert result["sub_scores"]["success"] in (3, 7) and result["sub_scores"]["bad"] is None
+
+
+@pytest.mark.parametrize("expression, problem", [
+    ("-" * 990 + "1", "nests too deeply"),
+    ("(" * 300 + "1" + ")" * 300, "is not an expression (too many nested parentheses)"),
+    ("1" + " + 1" * 100_000, "is over 1,000 characters"),
+    ("1" + "+1" * 400, "nests too deeply (at most 50 levels)"),
+    ("min(" * 60 + "1" + ")" * 60, "nests too deeply (at most 50 levels)"),
+])
+def test_a_very_deep_combine_expression_is_a_configuration_problem(expression, problem):
+    spec = {"name": "r", "prompts": [{"name": "q", "user_prompt": "x", "fields": ["score"]}],
+            "combine": {"deep": expression}, "score": "deep"}
+    problems = rubric_problems(spec)
+    assert len(problems) == 1 and problem in problems[0] and len(problems[0]) < 300, problems

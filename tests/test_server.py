@@ -372,6 +372,13 @@ BAD = {
     "header claims a huge image": ({"items": [_item(source=base64.b64encode(png_claiming(60000, 60000)).decode())]},
                                    413, "image_too_large", "items[0].source"),
     "too many items": ({"items": [_item()] * (MAX_ITEMS + 1)}, 413, "too_many_items", "items"),
+    # issue #26: counted before any item is validated (see test_a_million_tiny_items_...)
+    "a million empty items": (b'{"items": [' + b",".join([b"{}"] * 1_000_000) + b"]}", 413, "too_many_items",
+                              "items"),
+    "items not a list, huge": (b'{"items": {' + b",".join(b'"k%d": {}' % i for i in range(100_000)) + b"}}", 422,
+                               "invalid_field", "items"),
+    "unknown top-level key": ({"colour": [1] * 1000, "items": [_item()]}, 422, "invalid_field", "colour"),
+    "nested too deeply": (b'{"items": [' + b"[" * 100_000 + b"]" * 100_000 + b"]}", 400, "invalid_json", None),
     # 256 x 2 images of 95x95 (flat, so the body stays small): more decoded pixels than the queue may hold.
     "request over the queue's pixels": ({"items": [_item(edited=b64(Image.new("RGB", (95, 95))),
                                                           source=b64(Image.new("RGB", (95, 95))))] * MAX_ITEMS},
@@ -516,6 +523,159 @@ def test_server_killed_mid_load_makes_clients_fail_clearly(small_server):
 
 
 # ---------------------------------------------------------------------------------------- configuration
+
+
+# ---------------------------------------------------------------------------------------- issue #26
+
+HEADER_TIMEOUT, BODY_TIMEOUT = 1.0, 2.0
+CUT = 100  # --max-instruction-chars
+
+
+@pytest.fixture(scope="module")
+def guarded_server(tmp_path_factory, judge_path):
+    """Short connection timeouts and a short instruction limit; token required."""
+    tmp = tmp_path_factory.mktemp("guarded-server")
+    srv = Server(tmp, {"model_path": judge_path, "max_new_tokens": 12, "batch_size": 4},
+                 ["--header-timeout", str(HEADER_TIMEOUT), "--body-timeout", str(BODY_TIMEOUT),
+                  "--keep-alive-timeout", "1", "--max-instruction-chars", str(CUT), "--max-items", "512"], token=TOKEN)
+    yield srv
+    srv.stop()
+
+
+def _health_while(url: str, work) -> tuple[object, list[float]]:
+    """``work()``'s result, and how long each GET /health took while it ran (one every 20 ms)."""
+    waits: list[float] = []
+    done = threading.Event()
+
+    def poll():
+        while not done.is_set():
+            started = time.perf_counter()
+            status, _ = http("GET", url + "/health", timeout=10)
+            assert status == 200
+            waits.append(time.perf_counter() - started)
+            time.sleep(0.02)
+
+    thread = threading.Thread(target=poll)
+    thread.start()
+    try:
+        result = work()
+    finally:
+        done.set()
+        thread.join()
+    return result, waits
+
+
+def test_a_million_tiny_items_get_a_quick_small_413_and_health_stays_up(guarded_server):
+    """Before: 18.4 s, a 422 of 112.8 MB and /health stalled. Items are counted before any is validated."""
+    body = b'{"items": [' + b",".join([b"{}"] * 1_000_000) + b"]}"
+    assert len(body) > 3_000_000
+    started = time.perf_counter()
+    (status, text), waits = _health_while(guarded_server.url, lambda: http(
+        "POST", guarded_server.url + "/v1/score", body, token=TOKEN, raw=True))
+    elapsed = time.perf_counter() - started
+    answer = json.loads(text)
+    assert (status, answer["error"]["code"], answer["error"]["field"]) == (413, "too_many_items", "items")
+    assert answer["error"]["message"] == ("items: more than 512 items, over this server's limit of 512 per request "
+                                          "(split the request)")
+    assert len(text) < 1000 and elapsed < 5, (len(text), elapsed)
+    assert waits and max(waits) < 2
+    # At the limit every item is validated, and the answer lists the first problems and says how many more.
+    status, answer = http("POST", guarded_server.url + "/v1/score", {"items": [{}] * 512}, token=TOKEN)
+    assert status == 422 and answer["error"]["message"] == "items[0].edited: required (and 1023 more problem(s))"
+    assert len(answer["details"]) == 11 and answer["details"][-1] == {
+        "field": None, "message": "... and 1014 more problem(s) not listed"}
+    assert len(json.dumps(answer)) < 2000
+
+
+def test_long_instructions_are_cut_as_the_job_cuts_them(guarded_server):
+    edited = b64(image(5))
+    status, answer = http("POST", guarded_server.url + "/v1/score", {"items": [
+        {"edited": edited, "instruction": "brighten it " * 25_000, "id": "long"},
+        {"edited": edited, "instruction": ("brighten it " * 25_000)[:CUT], "id": "cut"},
+        {"edited": edited, "instruction": "x" * CUT, "id": "at the limit"}]}, token=TOKEN)
+    assert status == 200, answer
+    long, cut, at_limit = answer["results"]
+    assert long["instruction_truncated_from"] == 300_000 and long["error"] is None
+    assert "instruction_truncated_from" not in cut and "instruction_truncated_from" not in at_limit
+    assert long["score"] == cut["score"] and long["raw_output"] == cut["raw_output"]  # judged on the same text
+
+
+def _raw(port: int, payload: bytes, limit: float) -> tuple[bytes, float]:
+    """What the server sends back on a connection given ``payload`` (then silence), and when it closed it."""
+    with socket.create_connection(("127.0.0.1", port), timeout=limit) as sock:
+        started = time.perf_counter()
+        if payload:
+            sock.sendall(payload)
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+        return data, time.perf_counter() - started
+
+
+def test_slow_headers_slow_bodies_and_idle_connections_are_closed(guarded_server, good_score_small):
+    head = (f"POST /v1/score HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n"
+            "Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n").encode()
+    cases = {"idle": (b"", HEADER_TIMEOUT), "slow headers": (b"POST /v1/score HTTP/1.1\r\nHost: x\r\n", HEADER_TIMEOUT),
+             "slow body": (head + b'{"items": [', BODY_TIMEOUT)}
+    for name, (payload, timeout) in cases.items():
+        data, seconds = _raw(guarded_server.port, payload, limit=timeout + 20)
+        assert timeout - 0.1 < seconds < timeout + 5, (name, seconds)
+        if name == "slow body":
+            assert data.startswith(b"HTTP/1.1 408 ") and b'"code": "request_timeout"' in data, data
+        else:
+            assert data == b"", (name, data)  # no request to answer: the connection is closed
+    log = guarded_server.log.read_text()
+    assert log.count("took over 1 s (--header-timeout)") >= 2 and "took over 2 s (--body-timeout)" in log
+    status, answer = http("POST", guarded_server.url + "/v1/score", {"items": [
+        {"edited": b64(image(8)), "instruction": "brighten it"}]}, token=TOKEN)
+    assert status == 200 and answer["results"][0]["score"] == good_score_small
+
+
+@pytest.fixture(scope="module")
+def good_score_small(judge_path) -> float:
+    from editjudge.models.reward import Qwen3VLRewardModel
+
+    model = Qwen3VLRewardModel.from_config({"model_path": judge_path, "max_new_tokens": 12, "show_progress": False})
+    return model.batch_score([image(8)], instructions=["brighten it"])[0]
+
+
+def test_a_client_gone_mid_upload_is_one_info_line(guarded_server):
+    before = guarded_server.log.read_text()
+    for _ in range(3):
+        with socket.create_connection(("127.0.0.1", guarded_server.port), timeout=10) as sock:
+            sock.sendall(f"POST /v1/score HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n"
+                         "Content-Type: application/json\r\nContent-Length: 100000\r\n\r\n".encode()
+                         + b'{"items": [' + b"x" * 5000)
+            time.sleep(0.2)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        new = guarded_server.log.read_text()[len(before):]
+        if new.count("disconnected before its request body was read") >= 3:
+            break
+        time.sleep(0.1)
+    lines = new.splitlines()
+    assert len(lines) == 3 and all(" INFO editjudge.serve.app: client 127.0.0.1:" in line for line in lines), new
+    assert "Traceback" not in guarded_server.log.read_text()
+    assert http("GET", guarded_server.url + "/health")[0] == 200
+
+
+def test_serve_help_documents_the_timeouts_and_bad_values_exit_2(tmp_path, judge_path, capsys):
+    from editjudge.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["serve", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for flag in ("--header-timeout HEADER_TIMEOUT seconds a client has from opening a connection",
+                 "(default 10.0)", "--body-timeout BODY_TIMEOUT", "then it gets 408", "(default 60.0)",
+                 "--keep-alive-timeout", "(uvicorn's timeout_keep_alive; default 5.0)",
+                 "--max-instruction-chars", "instruction_truncated_from (default 2000)"):
+        assert flag in text, flag
+    good = tmp_path / "good.yaml"
+    good.write_text(yaml.safe_dump({"reward_model": {"params": {"model_path": judge_path}}}))
+    assert main(["serve", "--config", str(good), "--body-timeout", "0", "--max-instruction-chars", "0"]) == 2
+    err = capsys.readouterr().err
+    assert "body_timeout must be a positive number of seconds, got 0.0" in err
+    assert "max_instruction_chars must be at least 1, got 0" in err
 
 
 def test_config_and_flag_mistakes_exit_2_before_loading(tmp_path, judge_path, capsys):

@@ -17,8 +17,9 @@ from typing import Any, Callable
 
 import anyio
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 
 from ..parallel import device_label
 from .batcher import BatchQueue, Job, Judges, ShuttingDown
@@ -152,7 +153,10 @@ def build_app(settings: ServeSettings, build_model: Callable[[str], Any], rubric
                         limits={"max_items": settings.max_items, "max_queue": settings.max_queue,
                                 "max_queue_pixels": settings.max_queue_pixels,
                                 "max_body_bytes": settings.max_body_bytes,
-                                "max_image_pixels": settings.max_image_pixels})
+                                "max_image_pixels": settings.max_image_pixels,
+                                "max_instruction_chars": settings.max_instruction_chars},
+                        timeouts={"header_s": settings.header_timeout, "body_s": settings.body_timeout,
+                                  "keep_alive_s": settings.keep_alive_timeout})
             return body
         if judges.error:
             body["error"] = judges.error
@@ -176,6 +180,12 @@ def build_app(settings: ServeSettings, build_model: Callable[[str], Any], rubric
         except ApiError as exc:
             status = exc.status
             response = error_response(exc)
+        except ClientDisconnect:
+            # The client went away mid-upload (or its body timed out): one line, nobody to answer.
+            client = request.client
+            logger.info("client %s disconnected before its request body was read; dropped",
+                        f"{client.host}:{client.port}" if client else "?")
+            status, response = 499, Response(status_code=499)
         metrics.request(status, time.perf_counter() - started)
         return response
 
@@ -183,7 +193,11 @@ def build_app(settings: ServeSettings, build_model: Callable[[str], Any], rubric
         check_token(request)
         if not judges.ready:
             raise not_ready()
-        payload = parse_request(await _read_body(request, settings.max_body_bytes))
+        body = await _read_body(request, settings.max_body_bytes)
+        # Items are counted before any is validated, and the parsing runs on a thread: a body of a
+        # million tiny items is a quick 413 and never stalls /health.
+        payload = await anyio.to_thread.run_sync(parse_request, body, settings.max_items)
+        del body
         if payload.rubric is not None and payload.rubric != rubric.name:
             raise ApiError(422, "unknown_rubric", f"rubric: {payload.rubric!r} is not served here; this server "
                                                   f"scores with {rubric.name!r}", "rubric")
@@ -230,7 +244,10 @@ def build_app(settings: ServeSettings, build_model: Callable[[str], Any], rubric
                     pass
             return done
 
-        jobs = [Job(edited, source, item.instruction, deliver(future), pixels=count)
+        # The job's own limit (benchmark.max_instruction_chars): a longer instruction is cut to it, and
+        # the item's result says from how many characters.
+        limit = settings.max_instruction_chars
+        jobs = [Job(edited, source, item.instruction[:limit], deliver(future), pixels=count)
                 for (edited, source), item, future, count in zip(images, payload.items, futures, pixels)]
         try:
             queue.put(jobs)
@@ -240,6 +257,9 @@ def build_app(settings: ServeSettings, build_model: Callable[[str], Any], rubric
         if any(isinstance(r, ShuttingDown) for r in judged):
             raise ApiError(503, "shutting_down", "the server stopped before this request was scored")
         results = [item_result(item, r) for item, r in zip(payload.items, judged)]
+        for item, result in zip(payload.items, results):
+            if len(item.instruction) > limit:
+                result["instruction_truncated_from"] = len(item.instruction)
         groups = normalize_groups(results)
         answer = {"version": VERSION, "rubric": rubric.name, "results": results}
         if groups:

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from ..parallel import device_label
+from ..redaction import redact
 from .metrics import Metrics
 
 logger = logging.getLogger(__name__)
@@ -121,7 +122,7 @@ class BatchQueue:
 
 
 def _error_text(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}"
+    return redact(f"{type(exc).__name__}: {exc}")
 
 
 class JudgeWorker(threading.Thread):

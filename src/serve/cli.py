@@ -10,6 +10,7 @@ import os
 import sys
 
 from ..config import ConfigError, RewardModelConfig, load_reward_model_config
+from ..redaction import install_log_redaction, register_secret
 from .settings import ServeSettings
 
 logger = logging.getLogger(__name__)
@@ -42,6 +43,20 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-queue-pixels", type=int, default=defaults.max_queue_pixels,
                         help="decoded pixels the waiting items may hold (their memory: 3 bytes each); a request "
                              "that does not fit gets 429, one larger than this 413 (default %(default)s)")
+    parser.add_argument("--max-instruction-chars", type=int, default=defaults.max_instruction_chars,
+                        help="a longer instruction is cut to this many characters, as the job cuts it "
+                             "(benchmark.max_instruction_chars); the item's result then carries "
+                             "instruction_truncated_from (default %(default)s)")
+    parser.add_argument("--header-timeout", type=float, default=defaults.header_timeout,
+                        help="seconds a client has from opening a connection (or starting a request on a kept-alive "
+                             "one) to the end of its headers; then the connection is closed. Also closes connections "
+                             "that send nothing (default %(default)s)")
+    parser.add_argument("--body-timeout", type=float, default=defaults.body_timeout,
+                        help="seconds a client has from the end of its headers to the end of its body; then it gets "
+                             "408 and the connection is closed (default %(default)s)")
+    parser.add_argument("--keep-alive-timeout", type=float, default=defaults.keep_alive_timeout,
+                        help="seconds an idle kept-alive connection stays open between requests (uvicorn's "
+                             "timeout_keep_alive; default %(default)s)")
     parser.add_argument("--token-env", default=defaults.token_env,
                         help="environment variable holding the bearer token; when it is set, requests without "
                              "the token get 401 (default %(default)s)")
@@ -75,6 +90,7 @@ def _is_loopback(host: str) -> bool:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    install_log_redaction()
     overrides = list(args.set)
     if args.batch_size is not None:
         overrides.append(f"reward_model.params.batch_size={args.batch_size}")
@@ -91,7 +107,9 @@ def main(argv: list[str] | None = None) -> int:
     settings = ServeSettings(host=args.host, port=args.port, batch_size=batch_size, max_wait_ms=args.max_wait_ms,
                              max_queue=args.max_queue, max_items=args.max_items,
                              max_body_bytes=int(args.max_body_mb * 2**20), max_image_pixels=args.max_image_pixels,
-                             max_queue_pixels=args.max_queue_pixels, token_env=args.token_env)
+                             max_queue_pixels=args.max_queue_pixels, token_env=args.token_env,
+                             max_instruction_chars=args.max_instruction_chars, header_timeout=args.header_timeout,
+                             body_timeout=args.body_timeout, keep_alive_timeout=args.keep_alive_timeout)
     problems = settings.problems()
     if problems:
         print("invalid serve flags:\n" + "\n".join(f"  - {p}" for p in problems), file=sys.stderr)
@@ -107,6 +125,7 @@ def main(argv: list[str] | None = None) -> int:
         return build_judge(reward_model, device, quiet=True)[0]
 
     token = os.environ.get(settings.token_env) or None
+    register_secret(token)  # never in a log line or an answer, whatever echoes it
     return run(settings, build_model, rubric, _devices(reward_model), token)
 
 
@@ -118,6 +137,7 @@ def run(settings: ServeSettings, build_model, rubric, devices: list, token: str 
         import uvicorn
 
         from .app import build_app
+        from .timeouts import timed_protocol
     except ModuleNotFoundError as exc:
         print(f"error: editjudge serve needs the server extra ({exc.name} is missing): "
               "pip install 'editjudge[server]'", file=sys.stderr)
@@ -125,7 +145,9 @@ def run(settings: ServeSettings, build_model, rubric, devices: list, token: str 
 
     app = build_app(settings, build_model, rubric, devices, token)
     server = uvicorn.Server(uvicorn.Config(app, host=settings.host, port=settings.port, log_config=None,
-                                           access_log=False, timeout_graceful_shutdown=30))
+                                           access_log=False, timeout_graceful_shutdown=30,
+                                           http=timed_protocol(settings.header_timeout, settings.body_timeout),
+                                           timeout_keep_alive=settings.keep_alive_timeout))
     app.state.on_load_failure = lambda: setattr(server, "should_exit", True)
     where = f"http://{settings.host}:{settings.port}"
     if _is_loopback(settings.host):

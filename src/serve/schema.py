@@ -28,6 +28,7 @@ from __future__ import annotations
 import base64
 import binascii
 import io
+import json
 import math
 import re
 import warnings
@@ -91,26 +92,115 @@ def _field_name(loc: tuple) -> str:
     return name or "body"
 
 
-def parse_request(body: bytes) -> ScoreRequest:
-    """The request body as a ScoreRequest, or ApiError 400 (not JSON) / 422 (naming each bad field)."""
+_WHITESPACE = re.compile(r"[ \t\n\r]*")
+_TOP_LEVEL = {"items": "a list of items", "version": "an integer", "rubric": "a string or null"}
+MAX_DETAILS = 10  # validation problems listed in an error answer; the message says how many more
+
+
+def _invalid_json(reason: str) -> ApiError:
+    return ApiError(400, "invalid_json", f"the body is not valid JSON: {reason}")
+
+
+def load_body(body: bytes, max_items: int) -> dict:
+    """The body's top-level JSON object, its ``items`` counted while they are parsed: the item past
+    ``max_items`` is a 413 before it (or any later one) is parsed, and no item is validated yet.
+
+    Memory and time are bounded by ``max_items`` items, not by how many the body holds; a top-level
+    value that cannot be right (``items`` not a list, an unknown key, a list or object where a number
+    or string belongs) is refused without parsing it.
+    """
     try:
-        request = ScoreRequest.model_validate_json(body)
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise _invalid_json(f"not UTF-8 ({exc.reason} at byte {exc.start})") from None
+    decoder = json.JSONDecoder()
+
+    def skip(i: int) -> int:
+        return _WHITESPACE.match(text, i).end()
+
+    def value(i: int):
+        try:
+            return decoder.raw_decode(text, i)
+        except json.JSONDecodeError as exc:
+            raise _invalid_json(str(exc)) from None
+        except RecursionError:
+            raise _invalid_json(f"nested too deeply (char {i})") from None
+
+    def expect(i: int, chars: str, what: str) -> int:
+        if i >= len(text) or text[i] not in chars:
+            raise _invalid_json(f"expecting {what} (char {i})")
+        return i + 1
+
+    i = expect(skip(0), "{", "a JSON object")
+    data: dict = {}
+    i = skip(i)
+    if text[i:i + 1] == "}":
+        i += 1
+    else:
+        while True:
+            if text[i:i + 1] != '"':
+                raise _invalid_json(f"expecting a property name in double quotes (char {i})")
+            key, i = value(i)
+            i = skip(expect(skip(i), ":", "':'"))
+            if key not in _TOP_LEVEL:
+                raise ApiError(422, "invalid_field", f"{key}: unknown field", key)
+            if key == "items":
+                if text[i:i + 1] != "[":
+                    raise ApiError(422, "invalid_field", "items: Input should be a valid list", "items")
+                items, i = [], skip(i + 1)
+                if text[i:i + 1] == "]":
+                    i += 1
+                else:
+                    while True:
+                        if len(items) == max_items:
+                            raise ApiError(413, "too_many_items", f"items: more than {max_items} items, over this "
+                                                                  f"server's limit of {max_items} per request (split "
+                                                                  "the request)", "items")
+                        item, i = value(i)
+                        items.append(item)
+                        i = skip(i)
+                        if text[i:i + 1] == "]":
+                            i += 1
+                            break
+                        i = skip(expect(i, ",", "',' or ']'"))
+                data[key] = items
+            elif text[i:i + 1] in ("[", "{"):
+                raise ApiError(422, "invalid_field", f"{key}: expected {_TOP_LEVEL[key]}", key)
+            else:
+                data[key], i = value(i)
+            i = skip(i)
+            if text[i:i + 1] == "}":
+                i += 1
+                break
+            i = skip(expect(i, ",", "',' or '}'"))
+    if skip(i) != len(text):
+        raise _invalid_json(f"extra data after the object (char {skip(i)})")
+    return data
+
+
+def parse_request(body: bytes, max_items: int) -> ScoreRequest:
+    """The request body as a ScoreRequest, or ApiError 400 (not JSON), 413 (over ``max_items`` items,
+    counted before any is validated) or 422 (naming the first ``MAX_DETAILS`` bad fields, and how many
+    more there are). CPU work: call it off the event loop."""
+    data = load_body(body, max_items)
+    try:
+        request = ScoreRequest.model_validate(data)
     except ValidationError as exc:
-        errors = exc.errors(include_url=False)
-        if any(e["type"] == "json_invalid" for e in errors):
-            raise ApiError(400, "invalid_json", f"the body is not valid JSON: {errors[0]['msg']}") from None
         details, seen = [], set()
-        for e in errors:
+        for e in exc.errors(include_url=False, include_context=False, include_input=False):
             field = _field_name(tuple(e["loc"]))
             message = "required" if e["type"] == "missing" else (
                 "unknown field" if e["type"] == "extra_forbidden" else e["msg"])
             if (field, message) not in seen:  # a union reports each branch; one line is enough
                 seen.add((field, message))
                 details.append({"field": field, "message": message})
-        first = details[0]
-        more = f" (and {len(details) - 1} more problem(s))" if len(details) > 1 else ""
+        first, total = details[0], len(details)
+        more = f" (and {total - 1} more problem(s))" if total > 1 else ""
+        shown = details[:MAX_DETAILS]
+        if total > MAX_DETAILS:
+            shown.append({"field": None, "message": f"... and {total - MAX_DETAILS} more problem(s) not listed"})
         raise ApiError(422, "invalid_field", f"{first['field']}: {first['message']}{more}", first["field"],
-                       details) from None
+                       shown) from None
     if request.version != VERSION:
         raise ApiError(422, "unsupported_version",
                        f"version: {request.version} is not supported; this server speaks version {VERSION}", "version")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..benchmark import MAX_INSTRUCTION_CHARS
+
 
 @dataclass
 class ServeSettings:
@@ -19,12 +21,20 @@ class ServeSettings:
     max_image_pixels: int = 4096 * 4096
     max_queue_pixels: int = 2**30  # decoded pixels of the waiting items (3 GiB as RGB); bounds their memory
     token_env: str = "EDITJUDGE_SERVER_TOKEN"  # when this variable is set, requests need its bearer token
+    max_instruction_chars: int = MAX_INSTRUCTION_CHARS  # longer instructions are cut, as the job cuts them
+    header_timeout: float = 10.0  # seconds from a connection's first byte (or its opening) to a request's last header
+    body_timeout: float = 60.0  # seconds from the last header to the last byte of the body
+    keep_alive_timeout: float = 5.0  # seconds an idle kept-alive connection stays open between requests
 
     def problems(self) -> list[str]:
         out = []
-        for name in ("batch_size", "max_queue", "max_items", "max_body_bytes", "max_image_pixels", "max_queue_pixels"):
+        for name in ("batch_size", "max_queue", "max_items", "max_body_bytes", "max_image_pixels", "max_queue_pixels",
+                     "max_instruction_chars"):
             if getattr(self, name) < 1:
                 out.append(f"{name} must be at least 1, got {getattr(self, name)}")
+        for name in ("header_timeout", "body_timeout", "keep_alive_timeout"):
+            if not getattr(self, name) > 0:
+                out.append(f"{name} must be a positive number of seconds, got {getattr(self, name)}")
         if self.max_wait_ms < 0:
             out.append(f"max_wait_ms must be 0 or more, got {self.max_wait_ms}")
         if self.max_items > self.max_queue:

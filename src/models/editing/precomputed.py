@@ -15,6 +15,7 @@ Resume: the SHA-1 of the output file found for an item is part of that item's ed
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from PIL import Image
@@ -38,8 +39,19 @@ def find_output(image_dir: Path, item_id: str, category: str = "") -> Path | Non
         for stem in stems:
             for ext in EXTENSIONS:
                 path = folder / f"{stem}{ext}"
+                # A name that cannot exist (a part over 255 bytes, a NUL) is not there: lexists says False.
+                if not os.path.lexists(path):
+                    continue
                 # An id like "../x" must not reach outside image_dir.
-                if is_inside(image_dir, path) and path.is_file():
+                try:
+                    target = Path(os.path.realpath(path, strict=True))
+                except OSError:
+                    # A symlink loop or a dangling link, in the folder: this is the item's output, and
+                    # reading it fails with the reason (load_image), never a traceback.
+                    if is_inside(image_dir, path.parent):
+                        return path
+                    continue
+                if is_inside(image_dir, target) and not target.is_dir():
                     return path
     return None
 

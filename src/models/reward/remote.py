@@ -14,7 +14,10 @@ URLs are used in turn, a retry going to the next one. What retries cannot fix:
   which ends the run: finished work is kept and the same command resumes.
 
 ``ResponseCache`` stores successful responses on disk under the SHA-256 of what decides them.
-The API key is only ever sent in the Authorization header; it is in no message, log or record.
+The API key is only ever sent in the Authorization header, and only to the configured origin: a
+redirect to another scheme, host or port is refused (``JudgeRedirectError``: urllib would forward
+the header). Every message these exceptions carry is redacted (``editjudge.redaction``) when made,
+so a server that echoes the key in an error body cannot put it in a record, a report or a log.
 """
 
 from __future__ import annotations
@@ -35,10 +38,44 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
+from ...redaction import redact, register_secret
+
 logger = logging.getLogger(__name__)
 
-LOOPBACK_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback never goes through a proxy
-_VIA_ENV = urllib.request.build_opener()  # elsewhere: http(s)_proxy / no_proxy from the environment
+def _origin(url: str) -> tuple[str, str, int | None]:
+    parts = urllib.parse.urlsplit(url)
+    scheme = parts.scheme.lower()
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    return scheme, (parts.hostname or "").lower(), port or {"http": 80, "https": 443}.get(scheme)
+
+
+class JudgeRedirectError(ValueError):
+    """The judge server redirected to another origin; the request (and its key) does not follow."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(redact(message))
+
+
+class SameOriginRedirects(urllib.request.HTTPRedirectHandler):
+    """Follows a redirect within the origin it was sent to; another origin is JudgeRedirectError."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        newurl = urllib.parse.urljoin(req.full_url, newurl)
+        if _origin(newurl) != _origin(req.full_url):
+            fp.close()
+            raise JudgeRedirectError(
+                f"{req.full_url} answered HTTP {code} redirecting to {newurl}, another origin (scheme, host or "
+                "port); editjudge never sends credentials (an API key, a bearer token) to another origin: use the "
+                "server's own address")
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+
+# Loopback never goes through a proxy; elsewhere http(s)_proxy / no_proxy from the environment apply.
+LOOPBACK_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}), SameOriginRedirects)
+_VIA_ENV = urllib.request.build_opener(SameOriginRedirects)
 RETRY_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504})
 MAX_RETRY_AFTER = 300.0  # seconds: a server asking for longer is treated as asking for this
 ERROR_BODY_CHARS = 300
@@ -48,6 +85,7 @@ class RequestFailed(Exception):
     """One request failed for good; ``reason`` is what the item's record says."""
 
     def __init__(self, reason: str, status: int | None = None) -> None:
+        reason = redact(reason)
         super().__init__(reason)
         self.reason = reason
         self.status = status
@@ -56,9 +94,15 @@ class RequestFailed(Exception):
 class JudgeAuthError(ValueError):
     """The judge server refused the API key."""
 
+    def __init__(self, message: str) -> None:
+        super().__init__(redact(message))
+
 
 class JudgeServerError(RuntimeError):
     """No judge server can be reached (or a server editjudge started has died)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(redact(message))
 
 
 def _open(request: urllib.request.Request, timeout: float):
@@ -96,7 +140,7 @@ def _error_body(exc: urllib.error.HTTPError) -> str:
         text = str(message)
     except ValueError:
         pass
-    return text[:ERROR_BODY_CHARS]
+    return redact(text)[:ERROR_BODY_CHARS]  # before the cut: a key cut in half would not match
 
 
 class ChatClient:
@@ -107,6 +151,7 @@ class ChatClient:
                  alive=None) -> None:
         self.base_urls = [u.rstrip("/") for u in base_urls]
         self._api_key = api_key
+        register_secret(api_key)
         self.timeout = timeout
         self.max_retries = max_retries
         self.backoff = backoff
@@ -171,7 +216,8 @@ class ChatClient:
                 try:
                     return json.loads(payload)
                 except ValueError:
-                    last = f"{url}: the response is not JSON: {payload[:ERROR_BODY_CHARS]!r}"
+                    shown = redact(payload.decode("utf-8", "replace"))[:ERROR_BODY_CHARS]
+                    last = f"{url}: the response is not JSON: {shown!r}"
             except urllib.error.HTTPError as exc:
                 message = _error_body(exc)
                 if exc.code in (401, 403):
@@ -192,7 +238,7 @@ class ChatClient:
                 # A connection dropped mid-response (reset, closed without an answer).
                 last = f"connection to {url} dropped: {_describe(exc)}"
             if attempt < self.max_retries:
-                logger.debug("retrying (%d/%d): %s", attempt + 1, self.max_retries, last)
+                logger.debug("retrying (%d/%d): %s", attempt + 1, self.max_retries, redact(last))
                 self._wait(attempt, retry_after)
         if self.alive is not None:
             self.alive()

@@ -46,7 +46,9 @@ class ScoreResult:
 
     @classmethod
     def failure(cls, error: str, raw_output: str | None = None, fallback: bool = False) -> "ScoreResult":
-        return cls(score=math.nan, raw_output=raw_output, error=error, fallback=fallback)
+        from ...redaction import redact
+
+        return cls(score=math.nan, raw_output=raw_output, error=redact(error), fallback=fallback)
 
 
 @dataclass

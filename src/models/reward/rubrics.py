@@ -23,7 +23,10 @@ A prompt with ``with_source`` is always given the item's source image, before th
 (write the prompt in that order: "first the original, then the edited"); the others see the
 edited image alone. With ``sampling.num_samples`` above 1, each field is the mean of the samples'
 values, and the combination is computed from those means.
-``combine`` expressions allow numbers, names, + - * / **, and min, max, mean, sqrt: nothing else.
+``combine`` expressions allow numbers, names, + - * / **, and min, max, mean, sqrt: nothing else,
+in at most 1,000 characters and 50 levels of nesting (checked with the configuration: exit 2). One
+that fails for an item's values (a division by zero, sqrt of a negative, an overflow, a result that
+is not finite) is that item's error, in the job as in the server; the other items go on.
 """
 
 from __future__ import annotations
@@ -107,11 +110,32 @@ _BINARY = {ast.Add: lambda a, b: a + b, ast.Sub: lambda a, b: a - b, ast.Mult: l
            ast.Div: lambda a, b: a / b, ast.Pow: lambda a, b: a ** b}
 
 
+MAX_EXPRESSION_CHARS = 1000
+MAX_EXPRESSION_DEPTH = 50  # nested operators and calls; viescore's deepest is 3
+
+
+def _depth(tree: ast.AST) -> int:
+    """How deeply ``tree`` nests (iteratively: a deep tree cannot exhaust the stack here)."""
+    deepest, stack = 0, [(tree, 1)]
+    while stack:
+        node, depth = stack.pop()
+        deepest = max(deepest, depth)
+        stack.extend((child, depth + 1) for child in ast.iter_child_nodes(node))
+    return deepest
+
+
 def _check_expression(text: str, known: set[str]) -> list[str]:
+    shown = repr(text) if len(text) <= 80 else repr(text[:60]) + f"... ({len(text):,} characters)"
+    if len(text) > MAX_EXPRESSION_CHARS:
+        return [f"{shown} is over {MAX_EXPRESSION_CHARS:,} characters"]
     try:
         tree = ast.parse(text, mode="eval")
     except SyntaxError as exc:
-        return [f"{text!r} is not an expression ({exc.msg})"]
+        return [f"{shown} is not an expression ({exc.msg})"]
+    except (RecursionError, MemoryError):  # Python's parser gives up on very deep nesting
+        return [f"{shown} nests too deeply (at most {MAX_EXPRESSION_DEPTH} levels)"]
+    if _depth(tree) > MAX_EXPRESSION_DEPTH:
+        return [f"{shown} nests too deeply (at most {MAX_EXPRESSION_DEPTH} levels)"]
     problems = []
     for node in ast.walk(tree):
         if isinstance(node, ast.Call):
@@ -242,6 +266,21 @@ class RubricResult:
     fallback: bool
 
 
+def _combine(rubric: Rubric, values: dict[str, float | None]) -> list[str]:
+    """Set ``values[name]`` for each ``combine`` entry; the item's error when one fails at run time
+    (a division by zero, sqrt of a negative, an overflow, a result that is not a finite number)."""
+    for name, expression in rubric.combine:
+        try:
+            value = evaluate(expression, values)
+            if not math.isfinite(value):
+                raise ValueError(f"the result is {value}, not a finite number")
+        except (ArithmeticError, ValueError, TypeError) as exc:
+            return [f"combine {name}: {expression!r} failed for this item's values "
+                    f"({type(exc).__name__}: {exc})"]
+        values[name] = value
+    return []
+
+
 def score_with_rubric(model, rubric: Rubric, edited_images: list, instructions: list[str],
                       original_images: list | None, item_ids: list[str] | None = None) -> list[RubricResult]:
     """Run every prompt of ``rubric`` over all images with ``model.batch_evaluate``, then combine.
@@ -284,8 +323,8 @@ def score_with_rubric(model, rubric: Rubric, edited_images: list, instructions: 
     out = []
     for i in range(n):
         if not errors[i]:
-            for name, expression in rubric.combine:
-                values[i][name] = evaluate(expression, values[i])
+            errors[i].extend(_combine(rubric, values[i]))
+        if not errors[i]:
             score = values[i][rubric.score]
         else:
             for name, _ in rubric.combine:
