@@ -796,7 +796,7 @@ def test_a_judge_call_that_raises_is_retried_item_by_item():
         def __init__(self):
             self.calls = []
 
-        def batch_evaluate(self, images, instructions=None, original_images=None):
+        def batch_evaluate(self, images, instructions=None, original_images=None, item_ids=None):  # the contract's
             self.calls.append(list(images))
             if "poison" in images:
                 raise RuntimeError("the backend refused the batch")
