@@ -28,7 +28,7 @@ import os
 import sys
 
 from .benchmark import BenchmarkError
-from .config import ConfigError, load_config, model_problems
+from .config import ConfigError, model_problems, read_config
 
 
 def _batch_size(text: str) -> int | str:
@@ -95,13 +95,21 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     rank = f" [rank {os.environ['RANK']}]" if int(os.environ.get("WORLD_SIZE", "1")) > 1 else ""
     logging.basicConfig(level=args.log_level, format=f"%(asctime)s %(levelname)s{rank} %(name)s: %(message)s")
+    rank0 = int(os.environ.get("RANK", "0")) == 0
     try:
-        config = load_config(args.config, overrides_from_args(args), models=False)
-        if int(os.environ.get("RANK", "0")) == 0:  # the plan first; then the checks that import torch or diffusers
+        # The checks that need no torch first: their mistakes come within a second, after the plan.
+        config, problems = read_config(args.config, overrides_from_args(args))
+        if config is not None and rank0:
             from .plan import plan_lines
 
             print("\n".join(plan_lines(config, stage=args.stage, overwrite=args.overwrite, export=args.export,
-                                       source=args.config)), file=sys.stderr, flush=True)
+                                       source=args.config, valid=not problems)), file=sys.stderr, flush=True)
+        if problems:
+            print(ConfigError(args.config, problems), file=sys.stderr)
+            print("(the models and the devices are checked once these are fixed)",
+                  file=sys.stderr)
+            return 2
+        if rank0:
             print("checking the models and devices, then loading (imports take a few seconds) ...", file=sys.stderr,
                   flush=True)
         problems = model_problems(config)
