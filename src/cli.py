@@ -22,6 +22,7 @@ failed (the last lines say why); 2 invalid configuration, benchmark or output fo
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -109,10 +110,10 @@ def main(argv: list[str] | None = None) -> int:
             print("(the models and the devices are checked once these are fixed)",
                   file=sys.stderr)
             return 2
-        if rank0:
-            print("checking the models and devices, then loading (imports take a few seconds) ...", file=sys.stderr,
-                  flush=True)
-        problems = model_problems(config)
+        from .progress import Steps
+
+        with Steps("checking the models and devices", "checks") if rank0 else contextlib.nullcontext() as steps:
+            problems = model_problems(config, steps)
         if problems:
             raise ConfigError(args.config, problems)
     except ConfigError as exc:

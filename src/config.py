@@ -5,6 +5,7 @@ Precedence: ``--set a.b=c`` on the command line > the YAML file > the defaults b
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import re
@@ -12,12 +13,15 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from .benchmark import MAX_INSTRUCTION_CHARS
 from .suggest import unknown_key
+
+if TYPE_CHECKING:
+    from .progress import Steps
 
 
 class ConfigError(ValueError):
@@ -245,25 +249,40 @@ def reward_model_problems(reward_model: RewardModelConfig) -> list[str]:
     return problems
 
 
-def model_problems(config: Config) -> list[str]:
+def model_problems(config: Config, steps: "Steps | None" = None) -> list[str]:
     """The checks that may import torch or diffusers or ask the hub: each editor's settings and files
     (diffusers pipelines' signatures), the judge's files, and whether this machine has the named
-    devices. ``load_config`` runs them unless ``models=False``."""
+    devices. ``load_config`` runs them unless ``models=False``. ``steps``: where each check is
+    counted as it runs (``editjudge.progress.Steps``: the first import of diffusers takes seconds)."""
     from .models.editing import editor_problems
     from .parallel import device_problems
 
-    problems: list[str] = []
-    for where, spec, groups in (("editing.devices", config.editing.devices, False),
-                                ("reward_model.devices", config.reward_model.devices, True)):
-        if not device_problems(spec, where, groups=groups, present=False):  # a malformed one is reported already
-            problems.extend(device_problems(spec, where, groups=groups))
-    for i, editor in enumerate(config.editing.editors):
-        problems.extend(editor_problems(editor, f"editing.editors[{i}]", "heavy"))
-    from .models.reward import REWARD_MODELS, reward_file_problems
+    def devices(where: str, spec, groups: bool) -> list[str]:
+        if device_problems(spec, where, groups=groups, present=False):  # a malformed one is reported already
+            return []
+        return device_problems(spec, where, groups=groups)
 
-    if config.reward_model.type in REWARD_MODELS:  # the judge's files: folder, HF cache or hub (probed once)
-        problems.extend(f"reward_model.params.{p}" for p in
-                        reward_file_problems(config.reward_model.type, dict(config.reward_model.params)))
+    def judge() -> list[str]:
+        from .models.reward import REWARD_MODELS, reward_file_problems
+
+        if config.reward_model.type not in REWARD_MODELS:
+            return []
+        # the judge's files: folder, HF cache or hub (probed once)
+        return [f"reward_model.params.{p}" for p in
+                reward_file_problems(config.reward_model.type, dict(config.reward_model.params))]
+
+    checks = [("editing.devices", lambda: devices("editing.devices", config.editing.devices, False)),
+              ("reward_model.devices", lambda: devices("reward_model.devices", config.reward_model.devices, True))]
+    checks += [(f"editor {editor.name}", lambda i=i, editor=editor: editor_problems(editor, f"editing.editors[{i}]",
+                                                                                   "heavy"))
+               for i, editor in enumerate(config.editing.editors)]
+    checks.append((f"judge {config.reward_model.type}", judge))
+    problems: list[str] = []
+    if steps is not None:
+        steps.add(len(checks))
+    for what, check in checks:
+        with steps.step(what) if steps is not None else contextlib.nullcontext():
+            problems.extend(check())
     return problems
 
 
