@@ -227,7 +227,11 @@ def _span(summary: dict, score_range: tuple[float, float] | None) -> tuple[float
     return low, high
 
 
-def _y_limits(span: tuple[float, float]) -> tuple[float, float]:
+def _y_limits(summary: dict, score_range: tuple[float, float] | None) -> tuple[float, float] | None:
+    """The chart's y range: ``_span`` and a margin."""
+    span = _span(summary, score_range)
+    if span is None:
+        return None
     low, high = span
     pad = 0.05 * ((high - low) or 1.0)
     return low - (pad if low < 0 else 0), high + pad
@@ -289,7 +293,7 @@ def _chart(path: Path, summary: dict, score_range: tuple[float, float] | None = 
     if len(groups) > 1:
         ax.axvline(len(groups) - 1.5, color="0.6", linewidth=0.8, linestyle="--")
     if span:
-        ax.set_ylim(*_y_limits(span))
+        ax.set_ylim(*_y_limits(summary, score_range))
     ax.set_ylabel("mean score (error bar: 95% CI, within the scale)")
     fig.suptitle(summary["title"], fontsize=11)
     ax.grid(axis="y", alpha=0.3)
