@@ -107,8 +107,7 @@ def main(argv: list[str] | None = None) -> int:
                                        source=args.config, valid=not problems)), file=sys.stderr, flush=True)
         if problems:
             print(ConfigError(args.config, problems), file=sys.stderr)
-            print("(the models and the devices are checked once these are fixed)",
-                  file=sys.stderr)
+            print("(the models and the devices are checked once these are fixed)", file=sys.stderr)
             return 2
         from .progress import Steps
 
