@@ -160,8 +160,8 @@ class StageProgress:
     def _tick(self) -> None:
         if self.bar is not None:
             self.bar.refresh()
-        elif time.perf_counter() >= self._next_log:
-            self._next_log = time.perf_counter() + LOG_EVERY
+        elif time.perf_counter() >= self._next_log and not 0 < sum(self.todo.values()) <= sum(self.done.values()):
+            self._next_log = time.perf_counter() + LOG_EVERY  # (a finished stage says its totals instead)
             logger.info("%s", self.status())
 
     def _handle(self, message) -> None:
@@ -276,7 +276,7 @@ class Steps:
         while not self._stop.wait(TICK):
             if self.bar is not None:
                 self.bar.refresh()
-            elif time.perf_counter() >= self._next_log:
+            elif time.perf_counter() >= self._next_log and self.done < self.total:
                 self._next_log = time.perf_counter() + LOG_EVERY
                 logger.info("%s", self.status())
 

@@ -70,3 +70,13 @@ def test_quick_steps_leave_only_their_first_line(caplog):
         with steps.step("x"):
             pass
     assert _progress_lines(caplog) == ["checking: 1 checks ..."]
+
+
+def test_a_finished_stage_logs_its_totals_not_a_last_status_line(fast_clock, caplog):
+    caplog.set_level(logging.INFO, logger="editjudge.progress")
+    with progress.StageProgress("score", "pairs", spawned=False):
+        progress.todo("a", 2)
+        progress.done("a", 2)
+        time.sleep(0.5)  # past FIRST_LOG, with nothing left to do (a worker closing its judge)
+    lines = _progress_lines(caplog)
+    assert len(lines) == 1 and lines[0].startswith("score: 2 pairs in "), lines
