@@ -171,6 +171,24 @@ def _macro(by_category: Mapping[str, list[float | None]]) -> float | None:
     return math.fsum(means) / len(means) if means else None
 
 
+def _macro_ci95(stats: Iterable[Stats]) -> float | None:
+    """Half-width of the 95% interval for the macro mean (``_macro``) of these categories' stats.
+
+    The category means are independent, so the macro mean's variance is sum(std_c^2 / n_c) / C^2;
+    its t quantile takes the Welch-Satterthwaite degrees of freedom (for one category this is that
+    category's ``ci95``). None where a scored category has under 2 scored items (no spread known).
+    """
+    scored = [st for st in stats if st.mean is not None]
+    if not scored or any(st.std is None for st in scored):
+        return None
+    variances = [st.std ** 2 / st.n_scored for st in scored]
+    total = math.fsum(variances)
+    if total == 0.0:
+        return 0.0
+    df = total ** 2 / math.fsum(v ** 2 / (st.n_scored - 1) for v, st in zip(variances, scored))
+    return t_quantile(0.975, df) * math.sqrt(total) / len(scored)
+
+
 def _common(groups: Mapping[str, Mapping[str, list[tuple[str, float | None]]]]) -> set[str]:
     scored = [{item for pairs in by_category.values() for item, score in pairs if score is not None}
               for by_category in groups.values()]
@@ -183,7 +201,7 @@ def common_items(records: Iterable[Mapping]) -> set[str]:
 
 
 def editor_overall(records: Iterable[Mapping], floor: float = 0.0) -> dict[str, dict]:
-    """``{editor: {macro, macro_failed_as_min, macro_common, micro, n, n_failed, n_scored, n_common,
+    """``{editor: {macro, macro_ci95, macro_failed_as_min, macro_common, micro, n, n_failed, n_scored, n_common,
     failure_rate, high_failure_rate, n_categories, n_categories_scored, unscored_categories}}``.
 
     ``macro`` (the headline, GEdit-Bench's convention) averages the means of the categories with at
@@ -191,7 +209,7 @@ def editor_overall(records: Iterable[Mapping], floor: float = 0.0) -> dict[str, 
     ``n_categories`` only). ``macro_failed_as_min`` is the macro mean with every failed item scored
     ``floor`` (the scale's minimum), so every item and category counts. ``macro_common`` is the macro
     mean over the ``n_common`` items that every editor in ``records`` scored (None when there are
-    none). ``high_failure_rate``: the failure rate exceeds ``FAILURE_RATE_FLAG``. ``macro`` and
+    none). ``macro_ci95``: the half-width of the headline's 95% interval (``_macro_ci95``). ``high_failure_rate``: the failure rate exceeds ``FAILURE_RATE_FLAG``. ``macro`` and
     ``micro`` are None when the editor has no scored item at all.
     """
     groups = _grouped_items(records)
@@ -206,6 +224,7 @@ def editor_overall(records: Iterable[Mapping], floor: float = 0.0) -> dict[str, 
         shared = {category: [score for item, score in pairs if item in common] for category, pairs in by_category.items()}
         overall[editor] = {
             "macro": _macro(scores),
+            "macro_ci95": _macro_ci95(stats.values()),
             "macro_failed_as_min": _macro({category: [floor if x is None else x for x in values]
                                            for category, values in scores.items()}),
             "macro_common": _macro(shared),

@@ -99,13 +99,17 @@ def _all(items: list[BenchmarkItem]) -> list[BenchmarkItem]:
 
 # ----------------------------------------------------------------------------------------- native
 
-def load_native(path: str | Path, image_cache: Path | None = None, select: Select = _all) -> list[BenchmarkItem]:
-    """``annotations.jsonl`` (or a folder holding one): id, category, instruction, image, optional extras."""
-    path = Path(path)
+def _native_file(path: Path) -> Path:
     if path.is_dir():
         path = path / "annotations.jsonl"
     if not path.is_file():
         raise BenchmarkError(f"{path}: no such annotations file")
+    return path
+
+
+def load_native(path: str | Path, image_cache: Path | None = None, select: Select = _all) -> list[BenchmarkItem]:
+    """``annotations.jsonl`` (or a folder holding one): id, category, instruction, image, optional extras."""
+    path = _native_file(Path(path))
     items, seen = [], set()
     with open(path, encoding="utf-8") as f:
         for number, line in enumerate(f, start=1):
@@ -215,16 +219,20 @@ def load_imgedit(path: str | Path, image_cache: Path | None = None, select: Sele
     return select(items)
 
 
+def _kris_files(path: Path) -> list[Path]:
+    if path.is_file():
+        return [path]
+    root = path / "KRIS_Bench" if not any(path.glob("*/annotation.json")) else path
+    files = sorted(root.glob("*/annotation.json"))
+    if not files:
+        raise BenchmarkError(f"{path}: no <category>/annotation.json files")
+    return files
+
+
 def load_kris(path: str | Path, image_cache: Path | None = None, select: Select = _all) -> list[BenchmarkItem]:
     """KRIS-Bench: the root holding ``<category>/annotation.json`` (or ``KRIS_Bench/`` under it), or one annotation.json."""
     path = Path(path)
-    if path.is_file():
-        files = [path]
-    else:
-        root = path / "KRIS_Bench" if not any(path.glob("*/annotation.json")) else path
-        files = sorted(root.glob("*/annotation.json"))
-        if not files:
-            raise BenchmarkError(f"{path}: no <category>/annotation.json files")
+    files = _kris_files(path)
     items: list[BenchmarkItem] = []
     seen: set[str] = set()
     skipped: list[str] = []
@@ -474,6 +482,23 @@ LOADERS: dict[str, Callable[..., list[BenchmarkItem]]] = {
     "rise": load_rise,
 }
 BENCHMARK_FORMATS = tuple(LOADERS)
+# The files each format's loader reads, found without reading them (a configuration check, before any import).
+_FILE_FINDERS: dict[str, Callable[[Path], object]] = {
+    "native": _native_file,
+    "gedit": _gedit_tables,
+    "imgedit": lambda path: _find_file(path, "basic_edit.json"),
+    "kris": _kris_files,
+    "rise": lambda path: _find_file(path, "data_total.json", ("data",)),
+}
+
+
+def benchmark_file_problem(path: str | Path, format: str) -> str | None:
+    """What is missing for ``format``'s loader at ``path`` (its annotations file, its tables), or None."""
+    try:
+        _FILE_FINDERS[format](Path(path))
+    except BenchmarkError as exc:
+        return str(exc)
+    return None
 
 _LANGUAGE_ALIASES = {"zh": "cn"}
 

@@ -22,13 +22,14 @@ failed (the last lines say why); 2 invalid configuration, benchmark or output fo
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
 import sys
 
 from .benchmark import BenchmarkError
-from .config import ConfigError, load_config, model_problems
+from .config import ConfigError, model_problems, read_config
 from .redaction import install_log_redaction, redact, register_secret
 
 
@@ -97,19 +98,26 @@ def main(argv: list[str] | None = None) -> int:
     rank = f" [rank {os.environ['RANK']}]" if int(os.environ.get("WORLD_SIZE", "1")) > 1 else ""
     logging.basicConfig(level=args.log_level, format=f"%(asctime)s %(levelname)s{rank} %(name)s: %(message)s")
     install_log_redaction()
+    rank0 = int(os.environ.get("RANK", "0")) == 0
     try:
-        config = load_config(args.config, overrides_from_args(args), models=False)
-        if int(os.environ.get("RANK", "0")) == 0:  # the plan first; then the checks that import torch or diffusers
+        # The checks that need no torch first: their mistakes come within a second, after the plan.
+        config, problems = read_config(args.config, overrides_from_args(args))
+        if config is not None and rank0:
             from .plan import plan_lines
 
             print("\n".join(plan_lines(config, stage=args.stage, overwrite=args.overwrite, export=args.export,
-                                       source=args.config)), file=sys.stderr, flush=True)
-            print("checking the models and devices, then loading (imports take a few seconds) ...", file=sys.stderr,
-                  flush=True)
+                                       source=args.config, valid=not problems)), file=sys.stderr, flush=True)
+        if problems:
+            print(ConfigError(args.config, problems), file=sys.stderr)
+            print("(the models and the devices are checked once these are fixed)", file=sys.stderr)
+            return 2
         key_env = config.reward_model.params.get("api_key_env")
         if isinstance(key_env, str):  # the judge API's key: whatever a worker's error says, this process redacts it
             register_secret(os.environ.get(key_env))
-        problems = model_problems(config)
+        from .progress import Steps
+
+        with Steps("checking the models and devices", "checks") if rank0 else contextlib.nullcontext() as steps:
+            problems = model_problems(config, steps)
         if problems:
             raise ConfigError(args.config, problems)
     except ConfigError as exc:

@@ -5,6 +5,7 @@ Precedence: ``--set a.b=c`` on the command line > the YAML file > the defaults b
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import re
@@ -12,12 +13,15 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from .benchmark import MAX_INSTRUCTION_CHARS
 from .suggest import unknown_key
+
+if TYPE_CHECKING:
+    from .progress import Steps
 
 
 class ConfigError(ValueError):
@@ -156,6 +160,7 @@ def _check_offload(editing: EditingConfig, problems: list[str]) -> None:
 
 
 def _check_editing(editing: EditingConfig, problems: list[str]) -> None:
+    from .models.editing import editor_problems
     from .parallel import device_problems
 
     problems.extend(device_problems(editing.devices, "editing.devices", groups=False, present=False))
@@ -170,6 +175,7 @@ def _check_editing(editing: EditingConfig, problems: list[str]) -> None:
         elif editor.name in seen:
             problems.append(f"{where}.name: {editor.name!r} is used by another editor")
         seen.add(editor.name)
+        problems.extend(editor_problems(editor, where, "light"))
 
 
 def _check_judge_groups(reward: RewardModelConfig, problems: list[str]) -> None:
@@ -188,7 +194,7 @@ def _check_judge_groups(reward: RewardModelConfig, problems: list[str]) -> None:
 
 
 def _check_values(config: Config, problems: list[str]) -> None:
-    from .benchmark import BENCHMARK_FORMATS
+    from .benchmark import BENCHMARK_FORMATS, benchmark_file_problem
     from .parallel import device_problems
 
     if config.editing is not None:
@@ -203,6 +209,9 @@ def _check_values(config: Config, problems: list[str]) -> None:
         problems.append(f"benchmark.max_instruction_chars: must be at least 1, got {config.benchmark.max_instruction_chars}")
     if not Path(config.benchmark.path).exists():
         problems.append(f"benchmark.path: {config.benchmark.path} does not exist")
+    elif config.benchmark.format in BENCHMARK_FORMATS:
+        missing = benchmark_file_problem(config.benchmark.path, config.benchmark.format)
+        problems.extend([f"benchmark.path: {missing}"] if missing else [])
     problems.extend(reward_model_problems(config.reward_model))
 
 
@@ -240,25 +249,40 @@ def reward_model_problems(reward_model: RewardModelConfig) -> list[str]:
     return problems
 
 
-def model_problems(config: Config) -> list[str]:
+def model_problems(config: Config, steps: "Steps | None" = None) -> list[str]:
     """The checks that may import torch or diffusers or ask the hub: each editor's settings and files
     (diffusers pipelines' signatures), the judge's files, and whether this machine has the named
-    devices. ``load_config`` runs them unless ``models=False``."""
+    devices. ``load_config`` runs them unless ``models=False``. ``steps``: where each check is
+    counted as it runs (``editjudge.progress.Steps``: the first import of diffusers takes seconds)."""
     from .models.editing import editor_problems
     from .parallel import device_problems
 
-    problems: list[str] = []
-    for where, spec, groups in (("editing.devices", config.editing.devices, False),
-                                ("reward_model.devices", config.reward_model.devices, True)):
-        if not device_problems(spec, where, groups=groups, present=False):  # a malformed one is reported already
-            problems.extend(device_problems(spec, where, groups=groups))
-    for i, editor in enumerate(config.editing.editors):
-        problems.extend(editor_problems(editor, f"editing.editors[{i}]"))
-    from .models.reward import REWARD_MODELS, reward_file_problems
+    def devices(where: str, spec, groups: bool) -> list[str]:
+        if device_problems(spec, where, groups=groups, present=False):  # a malformed one is reported already
+            return []
+        return device_problems(spec, where, groups=groups)
 
-    if config.reward_model.type in REWARD_MODELS:  # the judge's files: folder, HF cache or hub (probed once)
-        problems.extend(f"reward_model.params.{p}" for p in
-                        reward_file_problems(config.reward_model.type, dict(config.reward_model.params)))
+    def judge() -> list[str]:
+        from .models.reward import REWARD_MODELS, reward_file_problems
+
+        if config.reward_model.type not in REWARD_MODELS:
+            return []
+        # the judge's files: folder, HF cache or hub (probed once)
+        return [f"reward_model.params.{p}" for p in
+                reward_file_problems(config.reward_model.type, dict(config.reward_model.params))]
+
+    checks = [("editing.devices", lambda: devices("editing.devices", config.editing.devices, False)),
+              ("reward_model.devices", lambda: devices("reward_model.devices", config.reward_model.devices, True))]
+    checks += [(f"editor {editor.name}", lambda i=i, editor=editor: editor_problems(editor, f"editing.editors[{i}]",
+                                                                                   "heavy"))
+               for i, editor in enumerate(config.editing.editors)]
+    checks.append((f"judge {config.reward_model.type}", judge))
+    problems: list[str] = []
+    if steps is not None:
+        steps.add(len(checks))
+    for what, check in checks:
+        with steps.step(what) if steps is not None else contextlib.nullcontext():
+            problems.extend(check())
     return problems
 
 
@@ -415,21 +439,31 @@ def _read_yaml(path: Path) -> Any:
         raise ConfigError(str(path), [f"not valid YAML: {exc}"]) from None
 
 
-def load_config(path: str | Path, overrides: list[str] | None = None, models: bool = True) -> Config:
-    """Read, resolve relative paths, override and validate; raise ConfigError listing every problem.
-
-    ``models=False`` leaves out ``model_problems`` (the checks that import torch or diffusers) when
-    nothing else is wrong; the CLI runs them after printing the plan."""
+def read_config(path: str | Path, overrides: list[str] | None = None) -> tuple[Config | None, list[str]]:
+    """Read, resolve relative paths, override, and run every check that needs neither torch nor
+    diffusers nor the hub (well under a second). Returns the config, or None where it could not be
+    built (a missing section, a wrong type), and the problems found."""
     path = Path(path)
     data = resolve_relative_paths(_read_yaml(path), path.resolve().parent)
     data = apply_overrides(data, overrides or [])
     problems: list[str] = []
     config = _build(Config, data, "", problems)
-    if config is not None and config.benchmark is not None and config.reward_model is not None:
-        _check_values(config, problems)
-        # Every problem at once: a config that fails anyway gets the model checks too, plan or not.
-        if (models or problems) and config.editing is not None and None not in config.editing.editors:
-            problems.extend(model_problems(config))
+    if config is None or config.benchmark is None or config.reward_model is None:
+        return None, problems
+    _check_values(config, problems)
+    if config.editing is None or None in config.editing.editors:
+        return None, problems
+    return config, problems
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None, models: bool = True) -> Config:
+    """Read, resolve relative paths, override and validate; raise ConfigError listing every problem.
+
+    ``models=False`` leaves out ``model_problems`` (the checks that import torch or diffusers);
+    the CLI runs them after printing the plan, and only once the other checks pass."""
+    config, problems = read_config(path, overrides)
+    if models and config is not None:  # every problem at once, the slow ones included
+        problems.extend(model_problems(config))
     if problems:
         raise ConfigError(str(path), problems)
     return config

@@ -54,7 +54,10 @@ def _done(config: Config, overwrite: bool) -> str:
     return text + ("; --overwrite: all redone" if overwrite else "; a rerun resumes from them")
 
 
-def plan_lines(config: Config, *, stage: str, overwrite: bool, export: list[str], source: str) -> list[str]:
+def plan_lines(config: Config, *, stage: str, overwrite: bool, export: list[str], source: str,
+               valid: bool = True) -> list[str]:
+    """``valid=False``: the config has problems (listed after the plan), so what is already done is
+    not read (it needs the judge's settings, which may be the problem)."""
     b, judge = config.benchmark, config.reward_model
     params = judge.params
     stages = ["edit", "score", "report"] if stage == "all" else [stage]
@@ -65,12 +68,13 @@ def plan_lines(config: Config, *, stage: str, overwrite: bool, export: list[str]
         where = editor.model_path if editor.type == "diffusers" else editor.image_dir
         lines.append(f"  editor     {editor.name}: {editor.type} {_short(where)} (batch {editor.batch_size})")
     rubric = params.get("rubric", "simple")
-    rubric = rubric if isinstance(rubric, str) else rubric.get("name", "custom")
+    rubric = rubric if isinstance(rubric, str) else rubric.get("name", "custom") if isinstance(rubric, dict) else "?"
     if params.get("viescore_prompts_dir"):
         rubric += f" with the official prompts of {_short(params['viescore_prompts_dir'])}"
     lines.append(f"  judge      {judge.type} {_short(params.get('model_path'))} (rubric {rubric}, "
                  f"score_mode {params.get('score_mode', 'generate')}, batch {params.get('batch_size', 4)})")
     lines.append(f"  devices    edit: {_devices(config.editing.devices)}; score: {_devices(judge.devices)}")
     lines.append(f"  stages     {' -> '.join(stages)}" + (f" -> export {', '.join(export)}" if export else ""))
-    lines.append(f"  output     {_short(config.output_dir)}: {_done(config, overwrite)}")
+    done = _done(config, overwrite) if valid else "not read (the configuration has problems, below)"
+    lines.append(f"  output     {_short(config.output_dir)}: {done}")
     return lines

@@ -10,7 +10,11 @@ when there is one device) report through a queue:
     progress.done("my-editor", 4)                               # ... 4 of them finished
 
 The bar counts one unit (edits in stage 1, pairs in stage 2) with its rate and ETA; its postfix
-holds the per-editor counts, and the stage ends with one line of per-editor totals. Workers'
+holds the per-editor counts, and the stage ends with one line of per-editor totals. On a terminal
+the bar ticks every second, so its elapsed time moves while a model loads; where stderr is not a
+terminal (a log file, CI) there is no bar but a line after ``FIRST_LOG`` seconds and then every
+``LOG_EVERY`` seconds (done/total, elapsed, ETA), so a long stage shows progress without filling the log. ``Steps`` does the same for
+a phase of the parent's own steps (the model checks before a run). Workers'
 log records travel through the same queue and are written by the parent with ``tqdm.write``
 (``tqdm.contrib.logging.logging_redirect_tqdm``), so log lines never glue onto the bar. Model
 loading bars (transformers, diffusers, hub downloads) are silenced while a stage bar is shown (in a
@@ -24,11 +28,39 @@ import logging.handlers
 import multiprocessing
 import os
 import queue as queue_module
+import contextlib
+import sys
 import threading
 import time
-from typing import Any
+from typing import Any, Iterator
 
 logger = logging.getLogger(__name__)
+
+TICK = 1.0  # seconds between refreshes of a terminal's bar (its elapsed time moves during a long load)
+# Where stderr is not a terminal: a progress line once a stage has run FIRST_LOG seconds, then every LOG_EVERY.
+FIRST_LOG, LOG_EVERY = 5.0, 30.0
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    return f"{seconds // 60}:{seconds % 60:02d}" if seconds >= 60 else f"{seconds} s"
+
+
+def status_line(name: str, done: int, total: int, unit: str, seconds: float) -> str:
+    """``edit: 40/112 edits, 12 s elapsed, ETA 22 s``: the ETA from the mean time per unit so far."""
+    eta = _duration((total - done) * seconds / done) if done else "unknown"
+    return f"{name}: {done}/{total} {unit}, {_duration(seconds)} elapsed, ETA {eta}"
+
+
+def _bar(desc: str, unit: str, total: int):
+    """A tqdm bar on stderr with elapsed<remaining; None where stderr is not a terminal."""
+    if not sys.stderr.isatty():
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, unit=f" {unit}", dynamic_ncols=True, leave=True,
+                bar_format="{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt}{unit} "
+                           "[{elapsed}<{remaining}, {rate_noinv_fmt}{postfix}]")
 
 _queue: Any = None  # where this process reports; None: nobody listens (library use, torchrun ranks)
 
@@ -100,21 +132,37 @@ class StageProgress:
         self._started = 0.0
 
     def __enter__(self) -> "StageProgress":
-        from tqdm.auto import tqdm
         from tqdm.contrib.logging import logging_redirect_tqdm
 
         self._redirect = logging_redirect_tqdm()
         self._redirect.__enter__()
-        self.bar = tqdm(total=0, desc=self.stage, unit=f" {self.unit}", dynamic_ncols=True, leave=True,
-                        bar_format="{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt}{unit} "
-                                   "[{elapsed}<{remaining}, {rate_noinv_fmt}{postfix}]")
+        self.bar = _bar(self.stage, self.unit, 0)
         global _queue
         self._previous, _queue = _queue, self.queue  # a worker in this process reports here too
         self._env = os.environ.get("HF_HUB_DISABLE_PROGRESS_BARS")
         silence_load_bars()
         self._started = time.perf_counter()
+        self._next_log = self._started + FIRST_LOG
         self._thread.start()
         return self
+
+    def status(self) -> str:
+        """done/total, elapsed, ETA and the per-editor counts (the line logged without a terminal)."""
+        line = status_line(self.stage, sum(self.done.values()), sum(self.todo.values()), self.unit,
+                           time.perf_counter() - self._started)
+        return line + (f" ({self._postfix()})" if self._postfix() else "")
+
+    def _postfix(self) -> str:
+        if len(self.todo) > 1 or self.unit == "edits":
+            return ", ".join(f"{e} {self.done.get(e, 0)}/{t}" for e, t in self.todo.items())
+        return ""
+
+    def _tick(self) -> None:
+        if self.bar is not None:
+            self.bar.refresh()
+        elif time.perf_counter() >= self._next_log and not 0 < sum(self.todo.values()) <= sum(self.done.values()):
+            self._next_log = time.perf_counter() + LOG_EVERY  # (a finished stage says its totals instead)
+            logger.info("%s", self.status())
 
     def _handle(self, message) -> None:
         if isinstance(message, logging.LogRecord):
@@ -123,23 +171,30 @@ class StageProgress:
         kind, editor, n, *rest = message
         if kind == "todo":
             self.todo[editor] = self.todo.get(editor, 0) + n
-            self.bar.total += n
+            if self.bar is not None:
+                self.bar.total += n
         else:
             self.done[editor] = self.done.get(editor, 0) + n
             self.failed[editor] = self.failed.get(editor, 0) + (rest[0] if rest else 0)
-            self.bar.update(n)
-        if len(self.todo) > 1 or self.unit == "edits":
-            self.bar.set_postfix_str(", ".join(f"{e} {self.done.get(e, 0)}/{t}" for e, t in self.todo.items()),
-                                     refresh=False)
-        self.bar.refresh()
+            if self.bar is not None:
+                self.bar.update(n)
+        if self.bar is not None:
+            if self._postfix():
+                self.bar.set_postfix_str(self._postfix(), refresh=False)
+            self.bar.refresh()
 
     def _listen(self) -> None:
         while True:
-            message = self.queue.get()
+            try:
+                message = self.queue.get(timeout=TICK)
+            except queue_module.Empty:
+                self._tick()
+                continue
             if message is self._stop or message == "stop":
                 return
             try:
                 self._handle(message)
+                self._tick()
             except Exception:  # a malformed message must not kill the bar or the run
                 logger.exception("progress message %r", message)
 
@@ -159,8 +214,81 @@ class StageProgress:
             os.environ.pop("HF_HUB_DISABLE_PROGRESS_BARS", None)
         else:
             os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = self._env
-        self.bar.close()
+        if self.bar is not None:
+            self.bar.close()
         logger.info("%s", self.totals())
+        self._redirect.__exit__(*exc)
+
+
+class Steps:
+    """The parent's own numbered steps (the model checks before a run), shown like a stage: a bar on a
+    terminal, else lines as a stage's (``FIRST_LOG``, ``LOG_EVERY``); a last line with the total time when the phase
+    took over ``quiet_below`` seconds.
+
+        with Steps("checking the models and devices", "checks") as steps:
+            steps.add(3)
+            for name in ("editor a", "editor b", "judge"):
+                with steps.step(name):
+                    check(name)
+    """
+
+    def __init__(self, name: str, unit: str, quiet_below: float = 2.0) -> None:
+        self.name, self.unit, self.quiet_below = name, unit, quiet_below
+        self.total = self.done = 0
+        self.current = ""
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._ticker, name=f"steps-{name}", daemon=True)
+
+    def __enter__(self) -> "Steps":
+        from tqdm.contrib.logging import logging_redirect_tqdm
+
+        self._redirect = logging_redirect_tqdm()  # the checks' warnings above the bar, not through it
+        self._redirect.__enter__()
+        self.bar = _bar(self.name, self.unit, 0)
+        self._started = time.perf_counter()
+        self._next_log = self._started + FIRST_LOG
+        self._thread.start()
+        return self
+
+    def add(self, n: int) -> None:
+        self.total += n
+        if self.bar is not None:
+            self.bar.total = self.total
+            self.bar.refresh()
+        elif self.done == 0:
+            logger.info("%s: %d %s ...", self.name, self.total, self.unit)
+
+    @contextlib.contextmanager
+    def step(self, what: str) -> Iterator[None]:
+        self.current = what
+        if self.bar is not None:
+            self.bar.set_postfix_str(what)
+        yield
+        self.done += 1
+        if self.bar is not None:
+            self.bar.update(1)
+
+    def status(self) -> str:
+        line = status_line(self.name, self.done, self.total, self.unit, time.perf_counter() - self._started)
+        return line + (f" (now: {self.current})" if self.current and self.done < self.total else "")
+
+    def _ticker(self) -> None:
+        while not self._stop.wait(TICK):
+            if self.bar is not None:
+                self.bar.refresh()
+            elif time.perf_counter() >= self._next_log and self.done < self.total:
+                self._next_log = time.perf_counter() + LOG_EVERY
+                logger.info("%s", self.status())
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        if self.bar is not None:
+            self.bar.set_postfix_str("")
+            self.bar.close()
+        seconds = time.perf_counter() - self._started
+        if seconds >= self.quiet_below:
+            logger.info("%s: %d/%d %s in %.1f s", self.name, self.done, self.total, self.unit, seconds)
         self._redirect.__exit__(*exc)
 
 

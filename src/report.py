@@ -28,7 +28,7 @@ from pathlib import Path
 from .aggregate import FAILURE_RATE_FLAG, category_stats, common_items, editor_overall
 from .benchmark import BenchmarkItem
 from .files import write_atomic
-from .report_common import (FLAG, MEAN_LABELS, WEIGHTING_NOTE, WEIGHTS, failed_records, failure_cell, fmt,
+from .report_common import (FAILURES_NOTE, FLAG, MEAN_LABELS, WEIGHTS, failed_records, failure_cell, fmt,
                             lowest_scored, mean_descriptions, scope_text, shown_sub_scores,
                             sub_score_macros, visible_controls)
 from .report_html import render_html
@@ -94,7 +94,7 @@ def summary_dict(records: list[dict], title: str = "editjudge report", *, floor:
                 entry["sub_score_overall"] = sub_score_macros(sub[editor])  # macro SC and PQ
         editors[editor] = entry
     n_common = len(common_items(records))
-    summary = {"title": title, "weighting": WEIGHTING_NOTE, "means": mean_descriptions(floor, n_common),
+    summary = {"title": title, "weighting": WEIGHTS, "means": mean_descriptions(floor, n_common),
                "score_floor": floor, "n_common_items": n_common, "failure_rate_flag": FAILURE_RATE_FLAG,
                "categories": _categories(stats), "editors": editors}
     if scope is not None:
@@ -144,7 +144,7 @@ def _write_csv(path: Path, summary: dict) -> Path:
             writer.writerow([editor, _spreadsheet_safe(category), *(blank(st[f]) for f in STATS_FIELDS), ""])
         o, m = entry["overall"], entry["micro_stats"]
         writer.writerow([editor, MEAN_LABELS["macro"], o["n"], o["n_failed"], o["n_scored"], blank(o["macro"]),
-                         "", "", "", "", FLAG if o["high_failure_rate"] else ""])
+                         "", blank(o["macro_ci95"]), "", "", FLAG if o["high_failure_rate"] else ""])
         # Failed items counted at the floor: all n items count as scored.
         writer.writerow([editor, MEAN_LABELS["macro_failed_as_min"], o["n"], o["n_failed"], o["n"],
                          blank(o["macro_failed_as_min"]), "", "", "", "", ""])
@@ -187,7 +187,7 @@ def _markdown(summary: dict, records: list[dict], items: Mapping[str, BenchmarkI
         lines.append(f"| {_md(editor)} | " + " | ".join(cells) + f" | {_md(failure_cell(o))} |")
     lines += ["", "Means:", ""]
     lines += [f"- {_md(MEAN_LABELS[key])}: {_md(text)}" for key, text in summary["means"].items()]
-    lines += ["", f"Weighting: {_md(WEIGHTING_NOTE)}", ""]
+    lines += ["", _md(FAILURES_NOTE), ""]
     if summary.get("prompts"):
         lines += [f"Prompts: {_md(summary['prompts'])}", ""]
     worst = lowest_scored(records)
@@ -215,8 +215,8 @@ def _markdown(summary: dict, records: list[dict], items: Mapping[str, BenchmarkI
 # ---------------------------------------------------------------------------------------- chart
 
 
-def _y_limits(summary: dict, score_range: tuple[float, float] | None) -> tuple[float, float] | None:
-    """The chart's y range: the judge's whole scale (so that a 6 reads as 6 of 10) and every score."""
+def _span(summary: dict, score_range: tuple[float, float] | None) -> tuple[float, float] | None:
+    """What the chart spans: the judge's whole scale (so that a 6 reads as 6 of 10) and every score."""
     lows = [st["min"] for e in summary["editors"].values() for st in e["categories"].values() if st["min"] is not None]
     highs = [st["max"] for e in summary["editors"].values() for st in e["categories"].values() if st["max"] is not None]
     if not highs:
@@ -224,12 +224,32 @@ def _y_limits(summary: dict, score_range: tuple[float, float] | None) -> tuple[f
     low, high = min(0.0, *lows), max(highs)
     if score_range is not None:
         low, high = min(low, float(score_range[0])), max(high, float(score_range[1]))
+    return low, high
+
+
+def _y_limits(summary: dict, score_range: tuple[float, float] | None) -> tuple[float, float] | None:
+    """The chart's y range: ``_span`` and a margin."""
+    span = _span(summary, score_range)
+    if span is None:
+        return None
+    low, high = span
     pad = 0.05 * ((high - low) or 1.0)
     return low - (pad if low < 0 else 0), high + pad
 
 
+def _whiskers(means: list[float], errs: list[float | None], span: tuple[float, float] | None) -> list[list[float]]:
+    """Error bars as matplotlib's [below, above], each CI half-width clipped to ``span``: no mean lies
+    outside the judge's scale, so neither does an interval for it (with 2 or 3 items a 95% CI is often
+    wider than the whole scale). nan: no error bar."""
+    low, high = span if span is not None else (-math.inf, math.inf)
+    below = [math.nan if e is None else min(e, max(m - low, 0.0)) for m, e in zip(means, errs)]
+    above = [math.nan if e is None else min(e, max(high - m, 0.0)) for m, e in zip(means, errs)]
+    return [below, above]
+
+
 def _chart(path: Path, summary: dict, score_range: tuple[float, float] | None = None) -> Path | None:
-    """Grouped bars per category (and the macro average), one colour per editor, ci95 error bars.
+    """Grouped bars per category (and the macro average), one colour per editor, ci95 error bars
+    clipped to the judge's scale (``score_range``, else the span of the scores).
 
     None, with a warning, where matplotlib (the ``report`` extra) is not installed.
     """
@@ -244,6 +264,7 @@ def _chart(path: Path, summary: dict, score_range: tuple[float, float] | None = 
     groups = summary["categories"] + ["overall (macro)"]
     k = max(len(editors), 1)
     bar = 0.8 / k
+    span = _span(summary, score_range)
     fig = Figure(figsize=(min(24.0, max(6.0, 1.5 + len(groups) * (0.3 + 0.12 * k))), 5.5), layout="constrained")
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
@@ -253,7 +274,7 @@ def _chart(path: Path, summary: dict, score_range: tuple[float, float] | None = 
         xs, means, errs = [], [], []
         for j, group in enumerate(groups):
             if group == "overall (macro)":
-                mean, err = entry["overall"]["macro"], None
+                mean, err = entry["overall"]["macro"], entry["overall"]["macro_ci95"]
             else:
                 st = entry["categories"].get(group)
                 mean, err = (st["mean"], st["ci95"]) if st else (None, None)
@@ -261,8 +282,8 @@ def _chart(path: Path, summary: dict, score_range: tuple[float, float] | None = 
                 continue  # no bar where nothing was scored
             xs.append(j - 0.4 + bar * (i + 0.5))
             means.append(mean)
-            errs.append(err if err is not None else math.nan)  # nan: no error bar drawn
-        ax.bar(xs, means, width=bar, color=colours[i], label=editor, yerr=errs, capsize=2,
+            errs.append(err)
+        ax.bar(xs, means, width=bar, color=colours[i], label=editor, yerr=_whiskers(means, errs, span), capsize=2,
                error_kw={"elinewidth": 0.8, "ecolor": "0.2"})
     ax.set_xticks(range(len(groups)), [g if len(g) <= 28 else g[:27] + "…" for g in groups],
                   rotation=35 if len(groups) > 4 else 0, ha="right" if len(groups) > 4 else "center", fontsize=8)
@@ -271,12 +292,9 @@ def _chart(path: Path, summary: dict, score_range: tuple[float, float] | None = 
         label.set_rotation_mode("anchor")  # the end of a rotated label sits under its group
     if len(groups) > 1:
         ax.axvline(len(groups) - 1.5, color="0.6", linewidth=0.8, linestyle="--")
-    # The y range follows the scores, not the error bars: with 2 or 3 items a 95% CI can be far wider than the
-    # scale, and it would flatten every bar. Such bars run off the chart, which is the honest picture.
-    limits = _y_limits(summary, score_range)
-    if limits:
-        ax.set_ylim(*limits)
-    ax.set_ylabel("mean score (error bar: 95% CI)")
+    if span:
+        ax.set_ylim(*_y_limits(summary, score_range))
+    ax.set_ylabel("mean score (error bar: 95% CI, within the scale)")
     fig.suptitle(summary["title"], fontsize=11)
     ax.grid(axis="y", alpha=0.3)
     if editors:

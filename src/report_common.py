@@ -11,10 +11,9 @@ from .paths import is_inside
 
 WEIGHTS = ("macro = mean of the category means (every category weighs the same, GEdit-Bench's convention); "
            "micro = mean over all scored items.")
-WEIGHTING_NOTE = (WEIGHTS + " Failed items (edit or judge failure) are left out of these two means and counted "
-                  "in n_failed and the failure rate; 'macro, failed = min' counts them as the scale's minimum "
-                  "instead, and 'macro, common items' averages only the items every editor scored. An editor "
-                  f"whose failure rate exceeds {FAILURE_RATE_FLAG:.0%} is flagged.")
+# Beside the legend of the kinds of mean (mean_descriptions), which it does not repeat.
+FAILURES_NOTE = ("Failed items (edit or judge failure) are counted in n_failed and the failure rate; an editor "
+                 f"whose failure rate exceeds {FAILURE_RATE_FLAG:.0%} is flagged.")
 # The kinds of mean every report shows, with the label it shows them under (summary.json: overall[key]).
 MEAN_LABELS = {"macro": "overall (macro)", "macro_failed_as_min": "macro, failed = min",
                "macro_common": "macro, common items", "micro": "overall (micro)"}
@@ -24,8 +23,8 @@ FLAG = f"flagged: over {FAILURE_RATE_FLAG:.0%} failed"
 def mean_descriptions(floor: float, n_common: int) -> dict[str, str]:
     """What each kind of mean is (summary.json's ``means``; the reports' legend)."""
     return {
-        "macro": "the headline, GEdit-Bench's convention: the mean of the category means over scored items; "
-                 "failed items, and categories with nothing scored, are left out",
+        "macro": "the headline, GEdit-Bench's convention: the mean of the category means over scored items, so "
+                 "every category weighs the same; failed items, and categories with nothing scored, are left out",
         "macro_failed_as_min": f"the same mean with every failed item counted as the scale's minimum ({floor:g}), "
                                "so every item and category counts",
         "macro_common": f"the same mean over only the {n_common} items that every editor scored: the same items "

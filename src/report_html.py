@@ -23,7 +23,7 @@ from PIL import Image, UnidentifiedImageError
 from .benchmark import BenchmarkItem
 from .images import ImageLoadError, open_image, to_rgb
 from .files import write_atomic
-from .report_common import (MEAN_LABELS, WEIGHTING_NOTE, edited_path, failed_records, failure_cell, fmt,
+from .report_common import (FAILURES_NOTE, MEAN_LABELS, edited_path, failed_records, failure_cell, fmt,
                             lowest_scored, scope_text, shown_sub_scores, visible_controls)
 
 logger = logging.getLogger(__name__)
@@ -255,6 +255,12 @@ def render_html(out: Path, summary: dict, records: list[dict], items: Mapping[st
            "base-uri 'none'; form-action 'none'")
     scope = scope_text(summary.get("scope"))
     head_row = "<tr><th>score</th><th>editor</th><th>category</th><th>item</th><th>{}</th></tr>"
+    lowest_block = (f'<table>{head_row.format("instruction")}{_index_rows(worst, items, "instruction")}</table>'
+                    if worst else '<p class="none">no scored items</p>')
+    failures_block = (f'<details{" open" if len(failures) <= 20 else ""}><summary>{len(failures)} failed items, '
+                      f'with their errors</summary><table>{head_row.format("error").replace("score", "stage", 1)}'
+                      f'{_index_rows(failures, items, "error")}</table></details>'
+                      if failures else '<p class="none">no failures</p>')
     prompts_line = f"<p><small>Prompts: {_e(summary['prompts'])}</small></p>" if summary.get("prompts") else ""
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
@@ -267,17 +273,16 @@ def render_html(out: Path, summary: dict, records: list[dict], items: Mapping[st
 {len(failures)} failed. Cells are mean scores; hover for n and the 95% CI.</p>
 {f'<p id="scope">{_e(scope)}</p>' if scope else ""}
 <div class="scroll">{_summary_table(summary)}</div>
-<p><small>{_e(WEIGHTING_NOTE)}</small></p>{prompts_line}
+<p><small>{_e(FAILURES_NOTE)}</small></p>{prompts_line}
 {chart_img}
 <div class="controls">editor <select id="f-editor"><option value="">all</option>{options(summary['editors'])}</select>
 category <select id="f-category"><option value="">all</option>{options(summary['categories'])}</select>
 order <select id="f-sort"><option value="bench">benchmark order</option><option value="low">lowest score first</option>
 </select> · <a href="#lowest">lowest scores</a> · <a href="#failures">failures ({len(failures)})</a></div>
 <h2 id="lowest">Lowest scores</h2>
-<table>{head_row.format("instruction")}{_index_rows(worst, items, "instruction")}</table>
+{lowest_block}
 <h2 id="failures">Failures ({len(failures)})</h2>
-<details{" open" if len(failures) <= 20 else ""}><summary>{len(failures)} failed items, with their errors</summary>
-<table>{head_row.format("error").replace("score", "stage", 1)}{_index_rows(failures, items, "error")}</table></details>
+{failures_block}
 <h2>Gallery</h2>
 {"".join(sections)}
 <script>{_JS}</script>

@@ -16,7 +16,7 @@ import yaml
 from PIL import Image
 
 from editjudge.benchmark import load_benchmark
-from editjudge.config import load_config
+from editjudge.config import ConfigError, load_config
 from editjudge.pipeline import Layout, PipelineError, run
 from tests.conftest import MISSING, ROOT, SAMPLE, tiny_editor
 
@@ -229,17 +229,27 @@ def test_bad_configs_fail_before_any_model_loads_naming_every_problem(tmp_path, 
     data["editing"]["device"] = "cpu"
     data["reward_model"]["devices"] = ["gpu0"]
     data["reward_model"]["params"]["model_path"] = str(tmp_path / "no-judge")
-    result = main_py(write(tmp_path, data))
+    path = write(tmp_path, data)
+    result = main_py(path)
     assert result.returncode == 2
-    for expected in ["editing.device: unknown key", "editing.editors[0].image_dir: ", "is not a folder",
-                     "editing.editors[1].params.resize: unknown", "editing.editors[2].name: 'a' is used",
-                     "editing.editors[2].model_path: not used by type 'precomputed'",
-                     "editing.editors[3].name: '../c'", "editing.editors[3].type: 'magic' is not one of",
-                     "editing.editors[4].batch_size: expected int", "reward_model.devices: 'gpu0' is not a device",
-                     "editing.editors[5].params.image_guidance_scal: not a parameter", "did you mean image_guidance_scale",
-                     "editing.editors[6].model_path:",
-                     "model_path: local folder"]:
+    # The command line names every problem found without torch or diffusers, within a second of the plan...
+    light = ["editing.device: unknown key", "editing.editors[0].image_dir: ", "is not a folder",
+             "editing.editors[1].params.resize: unknown", "editing.editors[2].name: 'a' is used",
+             "editing.editors[2].model_path: not used by type 'precomputed'",
+             "editing.editors[3].name: '../c'", "editing.editors[3].type: 'magic' is not one of",
+             "editing.editors[4].batch_size: expected int", "reward_model.devices: 'gpu0' is not a device"]
+    # ... and the model checks (a diffusers pipeline's signature, the judge's files) once those are fixed;
+    # load_config, the library's door, names them all at once.
+    heavy = ["editing.editors[5].params.image_guidance_scal: not a parameter", "did you mean image_guidance_scale",
+             "editing.editors[6].model_path:", "model_path: local folder"]
+    for expected in light:
         assert expected in result.stderr, (expected, result.stderr)
+    assert "the models and the devices are checked once these are fixed" in result.stderr
+    assert not any(expected in result.stderr for expected in heavy), result.stderr
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    for expected in light + heavy:
+        assert expected in str(info.value), (expected, str(info.value))
     assert "loaded" not in result.stderr and not (tmp_path / "out").exists()
 
 

@@ -137,7 +137,7 @@ def test_summary_files_match_aggregate(run):
     md = paths["report.md"].read_text()
     assert "4.00 (1 failed)" in md  # alpha color_alter and beta background_change
     assert "## Failures (2)" in md and "\\<b\\>boom\\</b\\>" in md and "<b>boom" not in md
-    assert "macro = mean of the category means" in md
+    assert "the mean of the category means over scored items, so every category weighs the same" in md
     # Escaped for Markdown, not HTML: no tag survives, and the text reads as written (no &#x27; entities).
     assert "\\<script\\>alert(1)\\</script\\>" in md and "document.title='pwned'" in md
     assert "<script>" not in md and "&#" not in md and "&lt;" not in md

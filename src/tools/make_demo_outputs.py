@@ -3,9 +3,9 @@
     python -m editjudge.tools.make_demo_outputs --out .cache/tiny-models
 
 The tiny judge (``make_tiny_models``) rates one thing, the brightness of the edited image (mean
-luminance mapped to 0-10). Random-weight editors all produce mid-grey noise and would all score
-about 5-6, so the demo adds three ``precomputed`` editors whose outputs differ in exactly what
-this judge rates, in a known way. A working judge must rank them as built:
+luminance mapped to 0-10). Random-weight editors all produce coloured noise of middling brightness
+and would all score about 5-6, so the demo adds three ``precomputed`` editors whose outputs differ in
+exactly what this judge rates, in a known way. A working judge must rank them as built:
 
 - ``good-edits``: every output bright (mean luminance about 85%, +-8% per item): scores about 8-9;
 - ``uneven-edits``: bright in color_material, add_object and style, dark in text, remove_object

@@ -62,26 +62,34 @@ def get_editor_class(kind: str):
     return getattr(importlib.import_module(module), name)
 
 
-def editor_problems(config: "EditorConfig", where: str) -> list[str]:
+def editor_problems(config: "EditorConfig", where: str, part: str = "all") -> list[str]:
     """Everything wrong with one editor entry, found without loading a model.
 
     The backend owns its checks: ``CONFIG_KEYS`` (what an entry of its type may set beside ``name`` and
-    ``type``) and ``config_problems(config)``; this adds what holds for every backend.
+    ``type``) and ``config_problems(config)``; this adds what holds for every backend. ``part``:
+    ``"light"`` the checks that import nothing heavy (the type, the keys, ``batch_size``, and the
+    backend's own checks where its ``LIGHT_CHECKS`` says they import nothing), ``"heavy"`` the
+    rest (a diffusers pipeline's files and signature), ``"all"`` both.
     """
+    if part not in ("light", "heavy", "all"):
+        raise ValueError(f"part must be light, heavy or all, got {part!r}")
     if config.type not in EDITORS:
-        return [f"{where}.type: {config.type!r} is not one of {sorted(EDITORS)}"]
+        return [] if part == "heavy" else [f"{where}.type: {config.type!r} is not one of {sorted(EDITORS)}"]
     cls = get_editor_class(config.type)
     problems = []
-    for field in dataclasses.fields(config):  # a key the backend ignores must be left at its default
-        if field.name in ("name", "type") or field.name in cls.CONFIG_KEYS:
-            continue
-        default = field.default if field.default is not dataclasses.MISSING else field.default_factory()
-        if getattr(config, field.name) != default:
-            problems.append(f"{where}.{field.name}: not used by type {config.type!r} "
-                            f"(it takes {', '.join(sorted(cls.CONFIG_KEYS))})")
-    if config.batch_size < 1:
-        problems.append(f"{where}.batch_size: must be at least 1, got {config.batch_size}")
-    problems.extend(f"{where}.{p}" for p in cls.config_problems(config))
+    if part != "heavy":
+        for field in dataclasses.fields(config):  # a key the backend ignores must be left at its default
+            if field.name in ("name", "type") or field.name in cls.CONFIG_KEYS:
+                continue
+            default = field.default if field.default is not dataclasses.MISSING else field.default_factory()
+            if getattr(config, field.name) != default:
+                problems.append(f"{where}.{field.name}: not used by type {config.type!r} "
+                                f"(it takes {', '.join(sorted(cls.CONFIG_KEYS))})")
+        if config.batch_size < 1:
+            problems.append(f"{where}.batch_size: must be at least 1, got {config.batch_size}")
+    light = getattr(cls, "LIGHT_CHECKS", False)
+    if part == "all" or (part == "light") == light:
+        problems.extend(f"{where}.{p}" for p in cls.config_problems(config))
     return problems
 
 

@@ -68,6 +68,8 @@ class PrecomputedEditor:
     CONFIG_KEYS = frozenset({"image_dir", "params", "batch_size"})
     # Fields that never change the images it gives (left out of the edit key, editjudge.resume).
     PIXEL_NEUTRAL_KEYS = frozenset({"batch_size"})
+    # config_problems imports nothing heavy: the configuration check runs it before torch (editor_problems).
+    LIGHT_CHECKS = True
 
     @classmethod
     def config_problems(cls, config) -> list[str]:
