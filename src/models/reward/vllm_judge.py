@@ -81,6 +81,14 @@ def _fingerprint(model_path: str) -> dict:
     return {"model_files": hashlib.sha256(json.dumps(files).encode()).hexdigest()}
 
 
+def answer_settings(params: dict) -> dict:
+    """The settings of ``params`` that decide scores: all but ``THROUGHPUT_PARAMS``, the same selection
+    the scoring settings hash makes (``editjudge.pipeline.scoring_settings``)."""
+    from ...pipeline import THROUGHPUT_PARAMS
+
+    return {k: v for k, v in sorted(params.items()) if k not in THROUGHPUT_PARAMS and k != "output_dir"}
+
+
 class VLLMServer:
     """One vLLM OpenAI-compatible server process, owned by this object."""
 
@@ -172,6 +180,9 @@ class VLLMRewardModel(OpenAIRewardModel):
                  ready_timeout: float = 600.0, output_dir: str | None = None, **kwargs) -> None:
         self.model_path = str(model_path)
         self.server = None
+        # Every setting as given: what of it shapes the server's answers is part of ``identity()``.
+        self._settings = dict(kwargs, model_path=self.model_path, dtype=dtype, max_model_len=max_model_len,
+                              server_args=list(server_args or []))
         super().__init__(model=self.model_path, base_url="http://127.0.0.1:1/v1", output_dir=output_dir,
                          device=device, **kwargs)
         pixels = {k: v for k, v in (("min_pixels", self.min_pixels), ("max_pixels", self.max_pixels)) if v is not None}
@@ -183,9 +194,11 @@ class VLLMRewardModel(OpenAIRewardModel):
             args += ["--max-model-len", str(max_model_len)]
         if pixels:
             args += ["--mm-processor-kwargs", json.dumps(pixels)]
+        self.server_command_args = args + list(server_args or [])  # the flags the server starts with
+        self._identity = None
         logs = Path(output_dir) / "logs" if output_dir else Path("logs")
         self.server = VLLMServer(python or default_python(), self.model_path, str(device),
-                                 logs / f"vllm-{str(device).replace(':', '')}.log", args + list(server_args or []),
+                                 logs / f"vllm-{str(device).replace(':', '')}.log", self.server_command_args,
                                  tensor_parallel_size)
         try:
             self.server.wait_ready(ready_timeout)
@@ -195,7 +208,16 @@ class VLLMRewardModel(OpenAIRewardModel):
         self.base_urls = [self.server.base_url]
         self.client.base_urls = [self.server.base_url]
         self.client._api_key = self.server.api_key
-        self._identity = _fingerprint(self.model_path)
+        self._identity = self.identity()
+
+    def identity(self) -> dict:
+        """Everything besides a request's body that shapes the server's answers: the settings that
+        are in the scoring settings hash (``answer_settings``: all but the throughput ones), the flags
+        the server was started with (``dtype: auto`` resolved, ``--mm-processor-kwargs``, ``server_args``)
+        and the weights' fingerprint. The response cache is keyed by it with the request body, so a
+        change that makes the stage rescore also misses the cache."""
+        return {"backend": "vllm", "settings": answer_settings(self._settings),
+                "server_args": list(self.server_command_args), "weights": _fingerprint(self.model_path)}
 
     @classmethod
     def config_problems(cls, params: dict) -> list[str]:
@@ -232,7 +254,7 @@ class VLLMRewardModel(OpenAIRewardModel):
         return problems
 
     def _cache_identity(self) -> dict:
-        return self._identity
+        return self._identity if self._identity is not None else self.identity()
 
     def _alive(self) -> None:
         if self.server is not None:
