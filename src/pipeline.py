@@ -60,7 +60,7 @@ THROUGHPUT_PARAMS = {"batch_size", "use_batch_inference", "device", "show_progre
                      "prefetch", "stop_early", "max_memory",
                      # remote judges (openai, vllm): how requests travel and where servers run
                      "base_url", "api_key_env", "max_concurrent", "timeout", "max_retries", "retry_backoff",
-                     "cache_dir", "python", "ready_timeout", "tensor_parallel_size"}
+                     "cache_dir", "python", "ready_timeout", "tensor_parallel_size", "gpu_memory_utilization"}
 
 
 def load_items(config: Config, quiet: bool = False) -> list[BenchmarkItem]:
@@ -511,6 +511,15 @@ def _devices_for(config: Config, stage: str) -> list:
     device = config.reward_model.params.get("device")
     if spec == "auto" and (isinstance(device, list) or isinstance(device, str) and device != "auto"):
         spec = [device]  # the judge's own device (or group): one worker
+    if config.reward_model.type == "vllm":  # one server per worker, on GPUs of its own (tensor parallel)
+        from .config import vllm_servers
+
+        count = None
+        if spec == "auto":
+            import torch
+
+            count = torch.cuda.device_count()
+        return [server.device for server in vllm_servers(config.reward_model, count)]
     return resolve_devices(spec)
 
 
