@@ -21,8 +21,10 @@
 Every prompt goes through the judge's normal batching (one ``batch_evaluate`` call per prompt).
 A prompt with ``with_source`` is always given the item's source image, before the edited image
 (write the prompt in that order: "first the original, then the edited"); the others see the
-edited image alone. With ``sampling.num_samples`` above 1, each field is the mean of the samples'
-values, and the combination is computed from those means.
+edited image alone. With ``sampling.num_samples`` above 1, the combination is computed per sample
+(sample k of every prompt), and the item's score is the mean of the samples' scores, as EditScore's
+self-ensembling does (a mean of minima, never the minimum of means); each sub-score is the mean over
+the samples of that field or combined value.
 ``combine`` expressions allow numbers, names, + - * / **, and min, max, mean, sqrt: nothing else.
 """
 
@@ -250,7 +252,8 @@ def score_with_rubric(model, rubric: Rubric, edited_images: list, instructions: 
     that could be read are kept.
     """
     n = len(edited_images)
-    values: list[dict[str, float | None]] = [{} for _ in range(n)]
+    # Per item, per prompt: one {field: value} per sample (one entry without sampling).
+    answers: list[dict[str, list[dict[str, float]]]] = [{} for _ in range(n)]
     raws: list[dict[str, str | None]] = [{} for _ in range(n)]
     errors: list[list[str]] = [[] for _ in range(n)]
     fallback = [False] * n
@@ -269,27 +272,40 @@ def score_with_rubric(model, rubric: Rubric, edited_images: list, instructions: 
         for i, result in enumerate(results):
             raws[i][prompt.name] = result.raw_output
             fallback[i] = fallback[i] or result.fallback
-            parsed: dict[str, float] = {}
             if result.error is None:
                 try:
-                    # One answer, or one per sample: each field is the mean over the samples.
-                    answers = [parse_fields(text, list(prompt.fields), low, high) for text in result.answers()]
-                    parsed = {f: sum(a[f] for a in answers) / len(answers) for f in prompt.fields}
+                    answers[i][prompt.name] = [parse_fields(text, list(prompt.fields), low, high)
+                                               for text in result.answers()]
                 except ScoreParseError as exc:
                     errors[i].append(f"{prompt.name}: {exc}")
             else:
                 errors[i].append(f"{prompt.name}: {result.error}")
-            for field in prompt.fields:
-                values[i][field] = parsed.get(field)
     out = []
     for i in range(n):
-        if not errors[i]:
-            for name, expression in rubric.combine:
-                values[i][name] = evaluate(expression, values[i])
-            score = values[i][rubric.score]
-        else:
-            for name, _ in rubric.combine:
-                values[i][name] = None
-            score = None
-        out.append(RubricResult(score, values[i], raws[i], "; ".join(errors[i]) or None, fallback[i]))
+        per_sample = combine_per_sample(rubric, answers[i]) if not errors[i] else []
+        values: dict[str, float | None] = {}
+        for prompt in rubric.prompts:  # the fields that could be read are kept, even on a failed item
+            sampled = answers[i].get(prompt.name)
+            for field in prompt.fields:
+                values[field] = sum(a[field] for a in sampled) / len(sampled) if sampled else None
+        for name, _ in rubric.combine:
+            values[name] = sum(v[name] for v in per_sample) / len(per_sample) if per_sample else None
+        score = values[rubric.score] if per_sample else None
+        out.append(RubricResult(score, values, raws[i], "; ".join(errors[i]) or None, fallback[i]))
     return out
+
+
+def combine_per_sample(rubric: Rubric, answers: dict[str, list[dict[str, float]]]) -> list[dict[str, float]]:
+    """The rubric's fields and combined values of each sample: sample k of every prompt combined
+    (a prompt answered once, as by a judge that does not sample, counts for every sample)."""
+    count = max(len(a) for a in answers.values())
+    samples = []
+    for k in range(count):
+        values: dict[str, float] = {}
+        for prompt in rubric.prompts:
+            sampled = answers[prompt.name]
+            values.update(sampled[k] if len(sampled) == count else sampled[0])
+        for name, expression in rubric.combine:
+            values[name] = evaluate(expression, values)
+        samples.append(values)
+    return samples
