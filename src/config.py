@@ -193,6 +193,49 @@ def _check_judge_groups(reward: RewardModelConfig, problems: list[str]) -> None:
                         "[[cuda:0, cuda:1], ...]); a judge on one device takes the whole device")
 
 
+def _vllm_spec(reward: RewardModelConfig):
+    spec = reward.devices
+    device = reward.params.get("device")
+    if spec == "auto" and (isinstance(device, list) or isinstance(device, str) and device != "auto"):
+        spec = [device]  # the judge's own device (or group): one worker, as the pipeline runs it
+    return spec
+
+
+def vllm_servers(reward: RewardModelConfig, gpu_count: int | None = None) -> list:
+    """The ``ServerPlacement`` of each server of a ``type: vllm`` judge (one per score worker): its entry
+    of ``reward_model.devices``, its physical GPUs and tensor parallel size (``placement.vllm_placement``,
+    with this process's ``CUDA_VISIBLE_DEVICES``). ``gpu_count``: the GPUs this process sees, needed for
+    ``auto``. Raises ``PlacementError``."""
+    import os
+
+    from .models.reward.placement import vllm_placement
+    from .parallel import resolve_devices
+
+    spec = _vllm_spec(reward)
+    return vllm_placement(spec if spec == "auto" else resolve_devices(spec),
+                          reward.params.get("tensor_parallel_size", 1), os.environ.get("CUDA_VISIBLE_DEVICES"),
+                          gpu_count)
+
+
+def vllm_layout_problems(reward: RewardModelConfig, gpu_count: int | None = None) -> list[str]:
+    """Whether a ``type: vllm`` judge's servers can be placed (``vllm_servers``): none sharing a GPU,
+    every GPU visible. ``gpu_count``: the GPUs this process sees (None: unknown, ``auto`` unchecked)."""
+    from .models.reward.placement import PlacementError
+    from .parallel import device_problems
+
+    tp = reward.params.get("tensor_parallel_size", 1)
+    if reward.type != "vllm" or not isinstance(tp, int) or isinstance(tp, bool) or tp < 1:
+        return []
+    spec = _vllm_spec(reward)
+    if spec == "auto" and gpu_count is None or device_problems(spec, "", present=False):
+        return []  # a malformed device list is reported by device_problems
+    try:
+        vllm_servers(reward, gpu_count)
+    except PlacementError as exc:
+        return [f"reward_model.devices: {p}" for p in exc.problems]
+    return []
+
+
 def _check_values(config: Config, problems: list[str]) -> None:
     from .benchmark import BENCHMARK_FORMATS, benchmark_file_problem
     from .parallel import device_problems
@@ -201,6 +244,7 @@ def _check_values(config: Config, problems: list[str]) -> None:
         _check_editing(config.editing, problems)
     problems.extend(device_problems(config.reward_model.devices, "reward_model.devices", present=False))
     _check_judge_groups(config.reward_model, problems)
+    problems.extend(vllm_layout_problems(config.reward_model))
     if config.benchmark.format not in BENCHMARK_FORMATS:
         problems.append(f"benchmark.format: {config.benchmark.format!r} is not one of {list(BENCHMARK_FORMATS)}")
     if config.benchmark.limit is not None and config.benchmark.limit < 1:
@@ -262,6 +306,13 @@ def model_problems(config: Config, steps: "Steps | None" = None) -> list[str]:
             return []
         return device_problems(spec, where, groups=groups)
 
+    def vllm_layout() -> list[str]:
+        if vllm_layout_problems(config.reward_model):  # reported already, without the GPU count
+            return []
+        import torch
+
+        return vllm_layout_problems(config.reward_model, torch.cuda.device_count())
+
     def judge() -> list[str]:
         from .models.reward import REWARD_MODELS, reward_file_problems
 
@@ -276,6 +327,8 @@ def model_problems(config: Config, steps: "Steps | None" = None) -> list[str]:
     checks += [(f"editor {editor.name}", lambda i=i, editor=editor: editor_problems(editor, f"editing.editors[{i}]",
                                                                                    "heavy"))
                for i, editor in enumerate(config.editing.editors)]
+    if config.reward_model.type == "vllm":  # once, with this machine's GPUs
+        checks.append(("vLLM server placement", vllm_layout))
     checks.append((f"judge {config.reward_model.type}", judge))
     problems: list[str] = []
     if steps is not None:

@@ -60,7 +60,7 @@ THROUGHPUT_PARAMS = {"batch_size", "use_batch_inference", "device", "show_progre
                      "prefetch", "stop_early", "max_memory",
                      # remote judges (openai, vllm): how requests travel and where servers run
                      "base_url", "api_key_env", "max_concurrent", "timeout", "max_retries", "retry_backoff",
-                     "cache_dir", "python", "ready_timeout", "tensor_parallel_size"}
+                     "cache_dir", "python", "ready_timeout", "tensor_parallel_size", "gpu_memory_utilization"}
 
 
 def load_items(config: Config, quiet: bool = False) -> list[BenchmarkItem]:
@@ -468,11 +468,9 @@ def _devices_for(config: Config, stage: str) -> list:
     """One entry per worker of ``stage``: a device, or (judge only) a group of devices one replica spans."""
     if stage == "edit":
         return resolve_devices(config.editing.devices)
-    spec = config.reward_model.devices
-    device = config.reward_model.params.get("device")
-    if spec == "auto" and (isinstance(device, list) or isinstance(device, str) and device != "auto"):
-        spec = [device]  # the judge's own device (or group): one worker
-    return resolve_devices(spec)
+    from .models.reward.judge import judge_devices
+
+    return judge_devices(config.reward_model)
 
 
 EXPORTS = ("gedit",)

@@ -37,6 +37,18 @@ def _devices(spec) -> str:
     return ", ".join(device_label(d) for d in spec) if isinstance(spec, list) else str(spec)
 
 
+def _vllm_lines(config: Config) -> list[str]:
+    """One line per vLLM server: its worker's device and the physical GPUs it gets."""
+    from .config import vllm_servers
+    from .models.reward.placement import PlacementError, gpu_count_without_torch
+
+    try:
+        servers = vllm_servers(config.reward_model, gpu_count_without_torch())
+    except PlacementError as exc:
+        return [f"  vllm       cannot place the servers: {exc}"]
+    return [f"  vllm       server {i}: {server.label}" for i, server in enumerate(servers)]
+
+
 def _done(config: Config, overwrite: bool) -> str:
     from .pipeline import scoring_settings_hash
 
@@ -74,6 +86,8 @@ def plan_lines(config: Config, *, stage: str, overwrite: bool, export: list[str]
     lines.append(f"  judge      {judge.type} {_short(params.get('model_path'))} (rubric {rubric}, "
                  f"score_mode {params.get('score_mode', 'generate')}, batch {params.get('batch_size', 4)})")
     lines.append(f"  devices    edit: {_devices(config.editing.devices)}; score: {_devices(judge.devices)}")
+    if judge.type == "vllm":
+        lines.extend(_vllm_lines(config))
     lines.append(f"  stages     {' -> '.join(stages)}" + (f" -> export {', '.join(export)}" if export else ""))
     done = _done(config, overwrite) if valid else "not read (the configuration has problems, below)"
     lines.append(f"  output     {_short(config.output_dir)}: {done}")

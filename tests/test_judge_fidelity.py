@@ -410,23 +410,50 @@ def test_sampling_is_seeded_per_item_and_scores_the_mean(judge_path, monkeypatch
     assert [r.raw_output for r in reseeded] != raw
 
 
-def test_sampling_in_a_rubric_averages_each_field_over_the_samples():
+def test_samples_share_one_vision_pass_and_one_prefill_call(judge_path):
+    """num_samples=3: the vision tower encodes each image once (not once per sample), in one call per
+    batch, and the language model's prefill is one call; the samples still differ and are seeded."""
+    sampler = Qwen3VLRewardModel(judge_path, max_new_tokens=12, sampling=SAMPLING, show_progress=False)
+    visual = sampler.model.model.visual
+    encoded, prefills = [], []
+    handles = [visual.register_forward_hook(lambda m, args, kwargs, out: encoded.append(len(kwargs.get(
+                   "grid_thw", args[1] if len(args) > 1 else None))), with_kwargs=True),
+               sampler.model.model.language_model.register_forward_hook(
+                   lambda m, args, kwargs, out: prefills.append(1) if out.last_hidden_state.shape[1] > 1 else None,
+                   with_kwargs=True)]
+    pictures = images(4, seed=9)
+    try:
+        results = sampler.batch_evaluate(pictures, batch_size=4)
+    finally:
+        for handle in handles:
+            handle.remove()
+    assert encoded == [4]  # one call, one encoding per image: not [4, 4, 4]
+    assert prefills == [1]
+    assert all(len(r.samples) == 3 for r in results) and any(r.spread for r in results if r.ok)
+
+
+def test_sampling_in_a_rubric_combines_each_sample_then_averages_as_editscore():
+    """EditScore's self-ensembling: each sample's overall score (sample k of every prompt combined),
+    then their mean; a mean of minima, not the minimum of the fields' means."""
     class SampledJudge:
         score_range, system_prompt = (0.0, 10.0), "system"
 
         def batch_evaluate(self, edited, system_prompts=None, user_prompts=None, original_images=None, parse=None):
             name = "semantics" if "two pictures" in user_prompts[0] else "quality"
-            texts = {"semantics": ['{"editing_success": 8, "over_editing": 4}',
-                                   '{"editing_success": 6, "over_editing": 6}'],
-                     "quality": ['{"naturalness": 9, "artifacts": 5}', '{"naturalness": 7, "artifacts": 7}']}[name]
+            texts = {"semantics": ['{"editing_success": 10, "over_editing": 2}',
+                                   '{"editing_success": 2, "over_editing": 10}'],
+                     "quality": ['{"naturalness": 9, "artifacts": 5}', '{"naturalness": 5, "artifacts": 9}']}[name]
             samples = [ScoreResult(score=parse(t), raw_output=t, answer=t) for t in texts]
             return [ScoreResult(score=sum(s.score for s in samples) / 2, raw_output="both", samples=samples)]
 
     result, = score_with_rubric(SampledJudge(), get_rubric("viescore"), ["e"], ["make it red"], ["s"])
-    assert result.sub_scores["editing_success"] == 7 and result.sub_scores["over_editing"] == 5
-    assert result.sub_scores["naturalness"] == 8 and result.sub_scores["artifacts"] == 6
-    assert result.sub_scores["SC"] == 5 and result.sub_scores["PQ"] == 6
-    assert result.score == pytest.approx(math.sqrt(30))
+    per_sample = [math.sqrt(min(10, 2) * min(9, 5)), math.sqrt(min(2, 10) * min(5, 9))]  # sqrt(SC * PQ) each
+    assert result.score == pytest.approx(sum(per_sample) / 2) == pytest.approx(math.sqrt(10))
+    assert result.score < math.sqrt(min(6, 6) * min(7, 7)) - 3  # the combine of the means: sqrt(42)
+    assert result.sub_scores["editing_success"] == 6 and result.sub_scores["over_editing"] == 6  # field means
+    assert result.sub_scores["naturalness"] == 7 and result.sub_scores["artifacts"] == 7
+    assert result.sub_scores["SC"] == 2 and result.sub_scores["PQ"] == 5  # means of the samples' SC and PQ
+    assert result.sub_scores["overall"] == result.score
 
 
 @pytest.mark.parametrize("sampling, message", [

@@ -9,7 +9,7 @@ import logging
 import os
 import sys
 
-from ..config import ConfigError, RewardModelConfig, load_reward_model_config
+from ..config import ConfigError, load_reward_model_config
 from ..redaction import install_log_redaction, register_secret
 from .settings import ServeSettings
 
@@ -68,16 +68,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _devices(reward_model: RewardModelConfig) -> list[str]:
-    from ..parallel import resolve_devices
-
-    spec = reward_model.devices
-    device = reward_model.params.get("device")
-    if spec == "auto" and isinstance(device, str) and device != "auto":
-        spec = [device]
-    return resolve_devices(spec)
-
-
 def _is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
@@ -115,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
         print("invalid serve flags:\n" + "\n".join(f"  - {p}" for p in problems), file=sys.stderr)
         return 2
 
-    from ..models.reward.judge import build_judge, judge_rubric
+    from ..models.reward.judge import build_judge, judge_devices, judge_rubric
 
     # The job's builder: the same rubric (viescore_prompts_dir too), params and devices as the score
     # stage; no progress bars (a bar per batch is noise in a server's log).
@@ -126,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
 
     token = os.environ.get(settings.token_env) or None
     register_secret(token)  # never in a log line or an answer, whatever echoes it
-    return run(settings, build_model, rubric, _devices(reward_model), token)
+    return run(settings, build_model, rubric, judge_devices(reward_model), token)
 
 
 def run(settings: ServeSettings, build_model, rubric, devices: list, token: str | None) -> int:

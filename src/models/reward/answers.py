@@ -49,12 +49,19 @@ class AnswerMixin:
         inputs = self._inputs(requests)
         if self.sampling is None:
             return self._generate(inputs, None)
+        n = self.sampling.num_samples
         keys = [item_key(r.system_prompt, r.user_prompt, r.original, r.edited) for r in requests]
-        runs = [self._generate(inputs, SeededSampler(self.sampling, keys, k)) for k in range(self.sampling.num_samples)]
-        return [combine_samples([run[i] for run in runs]) for i in range(len(requests))]
+        # One generate call for every sample: generate encodes the images and expands the batch to
+        # n rows per item (item 0's samples, then item 1's, ...); each row draws with its own seed.
+        sampler = SeededSampler(self.sampling, [key for key in keys for _ in range(n)],
+                                [k for _ in keys for k in range(n)])
+        answers = self._generate(inputs, sampler, n)
+        return [combine_samples(answers[i * n:(i + 1) * n]) for i in range(len(requests))]
 
-    def _generate(self, inputs, sampler: SeededSampler | None) -> list[ScoreResult]:
-        """One answer per row of ``inputs``: greedy, or drawn by ``sampler``; parsed."""
+    def _generate(self, inputs, sampler: SeededSampler | None, samples: int = 1) -> list[ScoreResult]:
+        """One answer per row of ``inputs`` (``samples`` per row, in a row's order): greedy, or drawn by
+        ``sampler`` (which decides every token: the multinomial draw that several samples need
+        takes the token it leaves); parsed."""
         from transformers import LogitsProcessorList, StoppingCriteriaList
 
         prompt_length = inputs["input_ids"].shape[1]
@@ -66,8 +73,11 @@ class AnswerMixin:
             options["stopping_criteria"] = StoppingCriteriaList([stop])
         if sampler is not None:
             options["logits_processor"] = LogitsProcessorList([sampler])
+        if samples > 1:
+            options.update(num_return_sequences=samples, do_sample=True)
         with torch.inference_mode():
-            generated = self.model.generate(**inputs, max_new_tokens=self.max_new_tokens, do_sample=False, **options)
+            generated = self.model.generate(**inputs, max_new_tokens=self.max_new_tokens,
+                                            **{"do_sample": False, **options})
         # Left padding puts every prompt's end at the same column, so one slice trims them all.
         trimmed = list(generated[:, prompt_length:])
         ends = self._end_token_ids()

@@ -24,6 +24,29 @@ from typing import Any
 from .settings import PIPELINE_PARAMS
 
 
+def judge_devices(reward_model) -> list:
+    """One entry per judge replica (a score worker, or a server replica of ``editjudge serve``): a device,
+    or a group of devices one replica spans. ``reward_model.devices``, or the judge's own
+    ``params.device`` when ``devices`` is ``auto``; a ``type: vllm`` judge's servers each on GPUs of their
+    own (``config.vllm_servers``: tensor parallel, the inherited ``CUDA_VISIBLE_DEVICES``)."""
+    from ...parallel import resolve_devices
+
+    spec = reward_model.devices
+    device = reward_model.params.get("device")
+    if spec == "auto" and (isinstance(device, list) or isinstance(device, str) and device != "auto"):
+        spec = [device]  # the judge's own device (or group): one replica
+    if reward_model.type == "vllm":
+        from ...config import vllm_servers
+
+        count = None
+        if spec == "auto":
+            import torch
+
+            count = torch.cuda.device_count()
+        return [server.device for server in vllm_servers(reward_model, count)]
+    return resolve_devices(spec)
+
+
 def judge_rubric(params: dict):
     """The rubric ``reward_model.params`` asks for: built in, or the official VIEScore prompts read from
     ``viescore_prompts_dir``."""

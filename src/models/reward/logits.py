@@ -1,9 +1,13 @@
 """Logits mode: the expected score from one forward pass over a prompt prefilled up to the score.
 
 The assistant turn is prefilled with ``{"score": `` and the next token's distribution over the
-digits gives the score's expected value. "10" is two tokens: with ``append_digit`` the input also
-ends in "1", so the same pass gives P("0" | "1") at the last position, while causal attention
-leaves the first digit's distribution, one position earlier, as it was.
+digits gives the score's expected value. "10" is two tokens for Qwen's tokenizers: with
+``append_digit`` the input also ends in "1", so the same pass gives P("0" | "1") at the last
+position, while causal attention leaves the first digit's distribution, one position earlier, as
+it was. ``score_tokens`` checks how the judge's tokenizer writes every score of the range, once at
+load: each digit must be one token; "10" is either "1" + "0" or one token of its own, whose
+probability then counts for 10 too (P(10) = P("10") + P("1") P("0" | "1")); any other way of
+writing a score is refused with an error naming it.
 
 The kept positions' logits and their softmax are computed in float32 (``Float32Head``), whatever
 the model's dtype: an 8B model's logits are in the tens, where bfloat16 steps by 0.125, enough to
@@ -13,6 +17,7 @@ move a digit's probability by several percent (``bench/logits_precision.py`` mea
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 import torch
 
@@ -32,6 +37,41 @@ def single_token_ids(tokenizer, texts: list[str]) -> list[int]:
             raise ValueError(f"score_mode 'logits' needs {text!r} to be one token; the tokenizer gives {encoded}")
         ids.append(encoded[0])
     return ids
+
+
+@dataclass(frozen=True)
+class ScoreTokens:
+    """How the judge's tokenizer writes the scores: the ten digits' ids, and the id of "10" when it is
+    one token (None when it is "1" followed by "0")."""
+
+    digits: list[int]
+    ten: int | None = None
+
+
+def score_tokens(tokenizer, low: int, high: int, vocabulary: int | None = None) -> ScoreTokens:
+    """Check how ``tokenizer`` writes every score in ``low``..``high`` (integers in 0-10) and return
+    their token ids; raises ValueError naming a score it writes otherwise than logits mode reads.
+    ``vocabulary``: the model's number of output logits (a token id at or beyond it is refused)."""
+    def encode(text: str) -> list[int]:
+        return list(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    digits = single_token_ids(tokenizer, [str(d) for d in range(10)])
+    ten = None
+    if high == 10:
+        written = encode("10")
+        if len(written) == 1:
+            ten = written[0]
+        elif written != [digits[1], digits[0]]:
+            names = getattr(tokenizer, "convert_ids_to_tokens", lambda ids: ids)(written)
+            raise ValueError(f'score_mode \'logits\' reads a score of 10 as the token "10" or as "1" then "0"; this '
+                             f'tokenizer writes "10" as {names} (ids {written}). Use score_mode: generate, or a '
+                             "score_range that ends below 10")
+    if vocabulary is not None:
+        beyond = [i for i in digits + ([ten] if ten is not None else []) if i >= vocabulary]
+        if beyond:
+            raise ValueError(f"score_mode 'logits': the tokenizer's score token ids {beyond} are beyond the model's "
+                             f"{vocabulary} output logits (the tokenizer does not match the model)")
+    return ScoreTokens(digits, ten)
 
 
 HEAD_CHUNK_ROWS = 16384  # vocabulary rows upcast at a time: 256 MiB of float32 for a 4096-wide head
@@ -91,28 +131,34 @@ def append_digit(inputs, token_id: int):
     return inputs
 
 
-def expected_scores(logits: torch.Tensor, digit_ids: list[int], low: int, high: int) -> list[ScoreResult]:
+def expected_scores(logits: torch.Tensor, digit_ids: list[int], low: int, high: int,
+                    ten_id: int | None = None) -> list[ScoreResult]:
     """One result per row of ``logits`` (rows x positions x vocabulary; the last two positions when
     ``high`` is 10, else the last): the expected score over ``low``..``high``, or a failure when the
-    judge puts (almost) no probability on a score digit."""
+    judge puts (almost) no probability on a score. ``ten_id``: the token "10" where the tokenizer
+    has one; its probability at the first position counts for 10, with P("1") P("0" | "1")."""
     needs_ten = high == 10
     digits = torch.tensor(digit_ids, device=logits.device)
     logits = logits.float()
-    probs = torch.softmax(logits[:, 0], dim=-1)[:, digits].cpu()
+    first = torch.softmax(logits[:, 0], dim=-1)
+    probs = first[:, digits].cpu()
+    p_ten_token = first[:, ten_id].cpu() if needs_ten and ten_id is not None else None
     p_zero_after_one = torch.softmax(logits[:, 1], dim=-1)[:, digits[0]].cpu() if needs_ten else None
     results = []
     for row in range(logits.shape[0]):
-        values, weights = [], []
+        weight_of: dict[int, float] = {}
         for d in range(10):
             if d == 1 and p_zero_after_one is not None:
                 q = float(p_zero_after_one[row])
                 for value, weight in ((1, 1.0 - q), (10, q)):
                     if low <= value <= high:
-                        values.append(value)
-                        weights.append(float(probs[row, d]) * weight)
+                        weight_of[value] = weight_of.get(value, 0.0) + float(probs[row, d]) * weight
             elif low <= d <= high:
-                values.append(d)
-                weights.append(float(probs[row, d]))
+                weight_of[d] = float(probs[row, d])
+        if p_ten_token is not None:
+            weight_of[10] = weight_of.get(10, 0.0) + float(p_ten_token[row])
+        values = sorted(weight_of)
+        weights = [weight_of[v] for v in values]
         mass = sum(weights)
         raw = f"logits: P(score digit)={mass:.4f} " + " ".join(
             f"{v}:{w / mass:.3f}" if mass > 0 else f"{v}:0" for v, w in zip(values, weights))

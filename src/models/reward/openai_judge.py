@@ -468,16 +468,18 @@ class OpenAIRewardModel:
 
         low, high = int(self.score_range[0]), int(self.score_range[1])
         prefills = [self.logits_prefix] + ([self.logits_prefix + "1"] if high == 10 else [])
-        # Log-probabilities of the ten digits, and one more entry for the rest of the vocabulary, so that
-        # a softmax over these eleven gives back the server's probabilities.
+        # Log-probabilities of the ten digits, of "10" (a token of its own in some tokenizers: then its
+        # probability counts for 10 too), and one more entry for the rest of the vocabulary, so that a
+        # softmax over these twelve gives back the server's probabilities.
         rows = []
-        for prefill in prefills:
+        for position, prefill in enumerate(prefills):
             top = self._digit_logprobs(messages, hashes, prefill)
             digits = [top.get(str(d), -math.inf) for d in range(10)]
-            rest = 1.0 - sum(math.exp(v) for v in digits)
-            rows.append(digits + [math.log(rest) if rest > 1e-12 else -math.inf])
+            ten = top.get("10", -math.inf) if position == 0 else -math.inf
+            rest = 1.0 - sum(math.exp(v) for v in digits + [ten])
+            rows.append(digits + [ten, math.log(rest) if rest > 1e-12 else -math.inf])
         logits = torch.tensor([rows], dtype=torch.float64)
-        return expected_scores(logits, list(range(10)), low, high)[0]
+        return expected_scores(logits, list(range(10)), low, high, ten_id=10)[0]
 
 
 def _per_item(values, default, n: int, name: str) -> list:

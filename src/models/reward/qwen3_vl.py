@@ -60,7 +60,7 @@ from .batching import (  # noqa: F401  (ForwardClock is part of this module's in
     _submit,
 )
 from .answers import AnswerMixin
-from .logits import Float32Head, append_digit, expected_scores, single_token_ids
+from .logits import Float32Head, append_digit, expected_scores, score_tokens
 from .prompts import DEFAULT_SYSTEM_PROMPT, DEFAULT_USER_PROMPT, fill_prompt
 from .results import ScoreResult, ScoringStats
 from .sampling import Sampling
@@ -191,6 +191,12 @@ class Qwen3VLRewardModel(AnswerMixin):
                 size["longest_edge"] = int(max_pixels)
             self.processor.image_processor.size = size
         self.thinking = self._check_thinking()
+        self._digit_ids, self._ten_id = None, None
+        if score_mode == "logits":  # how the tokenizer writes each score of the range, before any weights load
+            tokens = score_tokens(self.processor.tokenizer, int(self.score_range[0]), int(self.score_range[1]))
+            self._digit_ids, self._ten_id = tokens.digits, tokens.ten
+            if tokens.ten is not None:
+                logger.info('the tokenizer writes "10" as one token (id %d): its probability counts for 10', tokens.ten)
         # Straight onto the device, or split over the group's devices: never a full copy in host memory first.
         self.model = AutoModelForImageTextToText.from_pretrained(
             self.model_path,
@@ -208,9 +214,9 @@ class Qwen3VLRewardModel(AnswerMixin):
         self._configure_generation()
         if quantization == "int8":
             self._quantize_int8()
-        self._digit_ids = None
-        if score_mode == "logits":
-            self._digit_ids = single_token_ids(self.processor.tokenizer, [str(d) for d in range(10)])
+        if score_mode == "logits":  # the score tokens must be among the model's output logits
+            score_tokens(self.processor.tokenizer, int(self.score_range[0]), int(self.score_range[1]),
+                         self.model.get_output_embeddings().weight.shape[0])
         logger.info(
             "loaded %s on %s (%s, %s, score_mode=%s, batch_size=%s, prefetch=%s, quantization=%s)",
             self.model_path, " + ".join(f"{d} ({n} tensors)" for d, n in self.placement.items()) if group
@@ -628,7 +634,7 @@ class Qwen3VLRewardModel(AnswerMixin):
         # The kept positions' logits in float32: bfloat16 logits in an 8B model's range step by 0.125.
         with torch.inference_mode(), Float32Head(self.model):
             logits = self.model(**inputs, logits_to_keep=2 if high == 10 else 1).logits
-        return expected_scores(logits, self._digit_ids, low, high)
+        return expected_scores(logits, self._digit_ids, low, high, self._ten_id)
 
     def _quantize_int8(self) -> None:
         """int8 weight-only quantization of the linear layers (torchao); activations keep ``dtype``."""

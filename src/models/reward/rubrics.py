@@ -21,8 +21,10 @@
 Every prompt goes through the judge's normal batching (one ``batch_evaluate`` call per prompt).
 A prompt with ``with_source`` is always given the item's source image, before the edited image
 (write the prompt in that order: "first the original, then the edited"); the others see the
-edited image alone. With ``sampling.num_samples`` above 1, each field is the mean of the samples'
-values, and the combination is computed from those means.
+edited image alone. With ``sampling.num_samples`` above 1, the combination is computed per sample
+(sample k of every prompt), and the item's score is the mean of the samples' scores, as EditScore's
+self-ensembling does (a mean of minima, never the minimum of means); each sub-score is the mean over
+the samples of that field or combined value.
 ``combine`` expressions allow numbers, names, + - * / **, and min, max, mean, sqrt: nothing else,
 in at most 1,000 characters and 50 levels of nesting (checked with the configuration: exit 2). One
 that fails for an item's values (a division by zero, sqrt of a negative, an overflow, a result that
@@ -289,7 +291,8 @@ def score_with_rubric(model, rubric: Rubric, edited_images: list, instructions: 
     that could be read are kept.
     """
     n = len(edited_images)
-    values: list[dict[str, float | None]] = [{} for _ in range(n)]
+    # Per item, per prompt: one {field: value} per sample (one entry without sampling).
+    answers: list[dict[str, list[dict[str, float]]]] = [{} for _ in range(n)]
     raws: list[dict[str, str | None]] = [{} for _ in range(n)]
     errors: list[list[str]] = [[] for _ in range(n)]
     fallback = [False] * n
@@ -308,27 +311,46 @@ def score_with_rubric(model, rubric: Rubric, edited_images: list, instructions: 
         for i, result in enumerate(results):
             raws[i][prompt.name] = result.raw_output
             fallback[i] = fallback[i] or result.fallback
-            parsed: dict[str, float] = {}
             if result.error is None:
                 try:
-                    # One answer, or one per sample: each field is the mean over the samples.
-                    answers = [parse_fields(text, list(prompt.fields), low, high) for text in result.answers()]
-                    parsed = {f: sum(a[f] for a in answers) / len(answers) for f in prompt.fields}
+                    answers[i][prompt.name] = [parse_fields(text, list(prompt.fields), low, high)
+                                               for text in result.answers()]
                 except ScoreParseError as exc:
                     errors[i].append(f"{prompt.name}: {exc}")
             else:
                 errors[i].append(f"{prompt.name}: {result.error}")
-            for field in prompt.fields:
-                values[i][field] = parsed.get(field)
     out = []
     for i in range(n):
+        per_sample: list[dict[str, float]] = []
         if not errors[i]:
-            errors[i].extend(_combine(rubric, values[i]))
-        if not errors[i]:
-            score = values[i][rubric.score]
-        else:
-            for name, _ in rubric.combine:
-                values[i][name] = None
-            score = None
-        out.append(RubricResult(score, values[i], raws[i], "; ".join(errors[i]) or None, fallback[i]))
+            per_sample, problems = combine_per_sample(rubric, answers[i])
+            errors[i].extend(problems)
+        values: dict[str, float | None] = {}
+        for prompt in rubric.prompts:  # the fields that could be read are kept, even on a failed item
+            sampled = answers[i].get(prompt.name)
+            for field in prompt.fields:
+                values[field] = sum(a[field] for a in sampled) / len(sampled) if sampled else None
+        for name, _ in rubric.combine:
+            values[name] = sum(v[name] for v in per_sample) / len(per_sample) if per_sample else None
+        score = values[rubric.score] if per_sample else None
+        out.append(RubricResult(score, values, raws[i], "; ".join(errors[i]) or None, fallback[i]))
     return out
+
+
+def combine_per_sample(rubric: Rubric, answers: dict[str, list[dict[str, float]]]
+                       ) -> tuple[list[dict[str, float]], list[str]]:
+    """The rubric's fields and combined values of each sample: sample k of every prompt combined
+    (a prompt answered once, as by a judge that does not sample, counts for every sample); or no
+    samples and the item's error when a ``combine`` fails for one of them (``_combine``)."""
+    count = max(len(a) for a in answers.values())
+    samples = []
+    for k in range(count):
+        values: dict[str, float | None] = {}
+        for prompt in rubric.prompts:
+            sampled = answers[prompt.name]
+            values.update(sampled[k] if len(sampled) == count else sampled[0])
+        problems = _combine(rubric, values)
+        if problems:
+            return [], problems
+        samples.append(values)
+    return samples, []

@@ -9,7 +9,9 @@ same score to the same input, so ``greedy_generation_config`` replaces it with a
 
     sampling: {temperature: 0.7, top_p: 0.8, top_k: 20, seed: 0, num_samples: 4}
 
-Each item is answered ``num_samples`` times; its score is the mean of the samples' scores and its
+Each item is answered ``num_samples`` times, in one ``generate`` call (``num_return_sequences``:
+the images are encoded once per item, whatever the number of samples); its score is the mean of
+the samples' scores and its
 result keeps every sample (``ScoreResult.samples``, ``ScoreResult.spread``: their standard
 deviation). Draws come from ``SeededSampler``: the Gumbel-max trick (the argmax of the filtered
 logits plus Gumbel noise is a draw from their softmax) with noise seeded by the seed, the item's
@@ -108,13 +110,16 @@ def item_key(*parts) -> bytes:
 
 
 class SeededSampler:
-    """A logits processor that turns greedy decoding into sampling, one noise stream per row.
+    """A logits processor that draws each row's next token itself, one noise stream per row.
 
-    Temperature, top-k and top-p filter the float32 logits; adding Gumbel noise seeded by
-    (seed, row key, sample, step) makes greedy's argmax a draw from the filtered softmax.
+    Temperature, top-k and top-p filter the float32 logits; the argmax of those plus Gumbel noise
+    seeded by (seed, row key, sample, step) is a draw from the filtered softmax. The processor
+    returns 0 for the drawn token and -inf for every other, so greedy decoding and multinomial
+    sampling (``do_sample``, which ``num_return_sequences`` needs) both take exactly that token.
+    ``sample``: the sample number of every row, or one for all rows.
     """
 
-    def __init__(self, settings: Sampling, row_keys: list[bytes], sample: int) -> None:
+    def __init__(self, settings: Sampling, row_keys: list[bytes], sample: int | list[int]) -> None:
         from transformers import TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
 
         self.warpers = [TemperatureLogitsWarper(settings.temperature)]
@@ -122,7 +127,9 @@ class SeededSampler:
             self.warpers.append(TopKLogitsWarper(settings.top_k))
         if settings.top_p < 1:
             self.warpers.append(TopPLogitsWarper(settings.top_p))
-        self.seeds = [hashlib.sha256(f"{settings.seed}:{sample}:".encode() + key).digest() for key in row_keys]
+        samples = [sample] * len(row_keys) if isinstance(sample, int) else list(sample)
+        self.seeds = [hashlib.sha256(f"{settings.seed}:{k}:".encode() + key).digest()
+                      for key, k in zip(row_keys, samples)]
         self.step = 0
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
@@ -137,7 +144,8 @@ class SeededSampler:
             uniform = torch.rand(scores.shape[-1], generator=generator, device=scores.device)
             noise[row] = -torch.log(-torch.log(uniform.clamp(1e-20, 1 - 1e-7)))
         self.step += 1
-        return scores + noise
+        drawn = (scores + noise).argmax(dim=-1, keepdim=True)
+        return torch.full_like(scores, -math.inf).scatter_(-1, drawn, 0.0)
 
 
 def combine_samples(samples: list[ScoreResult]) -> ScoreResult:

@@ -7,6 +7,7 @@
       params:
         model_path: Qwen/Qwen3-VL-8B-Instruct
         tensor_parallel_size: 2    # ... each server on this many GPUs from its entry on: 0-1 and 2-3
+                                   # (placement.vllm_placement; devices: auto takes every GPU, 2 at a time)
 
 Each score worker starts one ``python -m vllm.entrypoints.openai.api_server`` from ``.venv-vllm``
 on 127.0.0.1 and a free port, with a random API key of its own, waits until ``/health`` answers
@@ -36,6 +37,7 @@ import urllib.error
 from pathlib import Path
 
 from .openai_judge import OpenAIRewardModel
+from .placement import ServerPlacement, vllm_placement
 from .remote import LOOPBACK_OPENER, JudgeServerError
 
 logger = logging.getLogger(__name__)
@@ -44,6 +46,10 @@ CHECKOUT = Path(__file__).resolve().parents[3]
 LOG_TAIL_LINES = 30
 STOP_GRACE_SECONDS = 20
 _PR_SET_PDEATHSIG = 1
+# Requests in flight per server: enough to keep vLLM's continuous batching full (its default
+# max_num_seqs is 256 on GPUs; the score stage sends a chunk of batch_size x 4 items at a time).
+DEFAULT_MAX_CONCURRENT = 64
+MAX_IMAGES_PER_PROMPT = 2  # the source and the edited image (a rubric prompt with_source)
 
 
 def default_python() -> str:
@@ -81,28 +87,50 @@ def _fingerprint(model_path: str) -> dict:
     return {"model_files": hashlib.sha256(json.dumps(files).encode()).hexdigest()}
 
 
+def answer_settings(params: dict) -> dict:
+    """The settings of ``params`` that decide scores: all but ``THROUGHPUT_PARAMS``, the same selection
+    the scoring settings hash makes (``editjudge.pipeline.scoring_settings``)."""
+    from ...pipeline import THROUGHPUT_PARAMS
+
+    return {k: v for k, v in sorted(params.items()) if k not in THROUGHPUT_PARAMS and k != "output_dir"}
+
+
+def _placement(device, tensor_parallel_size: int) -> ServerPlacement:
+    """Where this worker's server runs (``placement.vllm_placement``); ``auto``: the first server of
+    ``devices: auto`` (GPUs 0 .. tensor_parallel_size-1, or the CPU)."""
+    inherited = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if device == "auto":
+        import torch
+
+        return vllm_placement("auto", tensor_parallel_size, inherited, torch.cuda.device_count())[0]
+    return vllm_placement([device], tensor_parallel_size, inherited)[0]
+
+
 class VLLMServer:
     """One vLLM OpenAI-compatible server process, owned by this object."""
 
-    def __init__(self, python: str, model_path: str, device: str, log_path: Path, args: list[str],
-                 tensor_parallel_size: int = 1) -> None:
+    def __init__(self, python: str, model_path: str, placement: ServerPlacement | str, log_path: Path,
+                 args: list[str]) -> None:
+        if not isinstance(placement, ServerPlacement):  # a device name: placed as a lone server on it
+            placement = vllm_placement([placement], 1, os.environ.get("CUDA_VISIBLE_DEVICES"))[0]
+        self.placement = placement
         self.port = free_port()
         self.api_key = secrets.token_hex(16)
         self.log_path = log_path
         self.base_url = f"http://127.0.0.1:{self.port}/v1"
         command = [python, "-m", "vllm.entrypoints.openai.api_server", "--model", model_path,
                    "--served-model-name", model_path, "--host", "127.0.0.1", "--port", str(self.port),
-                   "--tensor-parallel-size", str(tensor_parallel_size), *args]
+                   "--tensor-parallel-size", str(placement.tensor_parallel_size), *args]
         env = dict(os.environ, VLLM_API_KEY=self.api_key, PYTHONUNBUFFERED="1")
         env.pop("PYTHONPATH", None)  # editjudge's path must not leak into vLLM's environment
-        if device.startswith("cuda"):
-            first = int(device.partition(":")[2] or 0)
-            env["CUDA_VISIBLE_DEVICES"] = ",".join(str(first + i) for i in range(tensor_parallel_size))
+        if placement.on_gpu:
+            env.update(placement.env)  # the server's physical GPUs (ours mapped through our CUDA_VISIBLE_DEVICES)
         else:
-            env.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")  # GiB; vLLM's default takes far more than CI has
+            for key, value in placement.env.items():
+                env.setdefault(key, value)
         log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log = open(log_path, "ab")
-        logger.info("starting vLLM for %s on %s, port %d (log: %s)", model_path, device, self.port, log_path)
+        logger.info("starting vLLM for %s on %s, port %d (log: %s)", model_path, placement.label, self.port, log_path)
         self.process = subprocess.Popen(command, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                         env=env, preexec_fn=_die_with_parent)
         self.pid = self.process.pid
@@ -167,26 +195,38 @@ class VLLMServer:
 class VLLMRewardModel(OpenAIRewardModel):
     """``OpenAIRewardModel`` on a vLLM server started (and stopped) by this object."""
 
-    def __init__(self, model_path: str, device: str = "cpu", dtype: str = "auto", max_model_len: int | None = 4096,
-                 tensor_parallel_size: int = 1, server_args: list[str] | None = None, python: str | None = None,
-                 ready_timeout: float = 600.0, output_dir: str | None = None, **kwargs) -> None:
+    def __init__(self, model_path: str, device: str | list[str] = "cpu", dtype: str = "auto",
+                 max_model_len: int | None = 4096, tensor_parallel_size: int = 1,
+                 gpu_memory_utilization: float | None = None, server_args: list[str] | None = None,
+                 python: str | None = None, ready_timeout: float = 600.0, output_dir: str | None = None,
+                 max_concurrent: int = DEFAULT_MAX_CONCURRENT, **kwargs) -> None:
         self.model_path = str(model_path)
         self.server = None
+        kwargs["max_concurrent"] = max_concurrent
+        placement = _placement(device, tensor_parallel_size)
+        # Every setting as given: what of it shapes the server's answers is part of ``identity()``.
+        self._settings = dict(kwargs, model_path=self.model_path, dtype=dtype, max_model_len=max_model_len,
+                              server_args=list(server_args or []))
         super().__init__(model=self.model_path, base_url="http://127.0.0.1:1/v1", output_dir=output_dir,
-                         device=device, **kwargs)
+                         device=device if isinstance(device, str) else "+".join(device), **kwargs)
         pixels = {k: v for k, v in (("min_pixels", self.min_pixels), ("max_pixels", self.max_pixels)) if v is not None}
         # The server's processor resizes exactly like the transformers judge; the client sends images as they are.
         self.min_pixels = self.max_pixels = None
-        args = ["--dtype", "float32" if dtype == "auto" and not str(device).startswith("cuda") else dtype,
-                "--max-logprobs", "20", "--seed", "0"]
+        args = ["--dtype", "float32" if dtype == "auto" and not placement.on_gpu else dtype,
+                "--max-logprobs", "20", "--seed", "0",
+                # a rubric prompt with_source (or compare_with_original) sends the source and the edit
+                "--limit-mm-per-prompt", json.dumps({"image": MAX_IMAGES_PER_PROMPT, "video": 0})]
         if max_model_len is not None:
             args += ["--max-model-len", str(max_model_len)]
         if pixels:
             args += ["--mm-processor-kwargs", json.dumps(pixels)]
+        self.server_command_args = args + list(server_args or [])  # the flags the server starts with
+        throughput = [] if gpu_memory_utilization is None else ["--gpu-memory-utilization", str(gpu_memory_utilization)]
+        self._identity = None
         logs = Path(output_dir) / "logs" if output_dir else Path("logs")
-        self.server = VLLMServer(python or default_python(), self.model_path, str(device),
-                                 logs / f"vllm-{str(device).replace(':', '')}.log", args + list(server_args or []),
-                                 tensor_parallel_size)
+        label = placement.device if isinstance(placement.device, str) else "+".join(placement.device)
+        self.server = VLLMServer(python or default_python(), self.model_path, placement,
+                                 logs / f"vllm-{label.replace(':', '')}.log", self.server_command_args + throughput)
         try:
             self.server.wait_ready(ready_timeout)
         except BaseException:
@@ -195,7 +235,16 @@ class VLLMRewardModel(OpenAIRewardModel):
         self.base_urls = [self.server.base_url]
         self.client.base_urls = [self.server.base_url]
         self.client._api_key = self.server.api_key
-        self._identity = _fingerprint(self.model_path)
+        self._identity = self.identity()
+
+    def identity(self) -> dict:
+        """Everything besides a request's body that shapes the server's answers: the settings that
+        are in the scoring settings hash (``answer_settings``: all but the throughput ones), the flags
+        the server was started with (``dtype: auto`` resolved, ``--mm-processor-kwargs``, ``server_args``)
+        and the weights' fingerprint. The response cache is keyed by it with the request body, so a
+        change that makes the stage rescore also misses the cache."""
+        return {"backend": "vllm", "settings": answer_settings(self._settings),
+                "server_args": list(self.server_command_args), "weights": _fingerprint(self.model_path)}
 
     @classmethod
     def config_problems(cls, params: dict) -> list[str]:
@@ -222,6 +271,10 @@ class VLLMRewardModel(OpenAIRewardModel):
         tp = params.get("tensor_parallel_size", 1)
         if not isinstance(tp, int) or isinstance(tp, bool) or tp < 1:
             problems.append(f"tensor_parallel_size must be a positive integer, got {tp!r}")
+        memory = params.get("gpu_memory_utilization")
+        if memory is not None and not (isinstance(memory, (int, float)) and not isinstance(memory, bool)
+                                       and 0 < memory <= 1):
+            problems.append(f"gpu_memory_utilization must be null (vLLM's 0.9) or a fraction in (0, 1], got {memory!r}")
         args = params.get("server_args")
         if args is not None and not (isinstance(args, list) and all(isinstance(a, str) for a in args)):
             problems.append(f"server_args must be a list of strings (extra vLLM server flags), got {args!r}")
@@ -232,7 +285,7 @@ class VLLMRewardModel(OpenAIRewardModel):
         return problems
 
     def _cache_identity(self) -> dict:
-        return self._identity
+        return self._identity if self._identity is not None else self.identity()
 
     def _alive(self) -> None:
         if self.server is not None:
