@@ -71,7 +71,8 @@ def upstream_jpeg(image: Image.Image) -> bytes:
 def gpt41_config(tmp_path, *overrides):
     prompts = fake_viescore(tmp_path / "Step1X-Edit" / "GEdit-Bench" / "viescore")
     editors = [{"name": "e", "type": "precomputed", "image_dir": str(tmp_path)}]
-    here = [f"editing.editors={editors}", f"benchmark.path={SAMPLE}", "benchmark.format=native", "benchmark.language=null",
+    here = [f"editing.editors={editors}", f"benchmark.path={SAMPLE}", "benchmark.format=native",
+            "benchmark.language=null",
             f"output_dir={tmp_path / 'out'}", f"reward_model.params.viescore_prompts_dir={prompts}",
             "reward_model.params.cache_dir=false"]
     return load_config(ROOT / "configs" / "gedit_gpt41.yaml", here + list(overrides))
@@ -88,8 +89,7 @@ def captured_requests(tmp_path, monkeypatch, *overrides):
     def post(path, body):
         assert path == "/chat/completions"
         bodies.append(json.loads(json.dumps(body)))  # what goes on the wire
-        fields = "[8, 9]"
-        return {"choices": [{"message": {"content": '{"score": ' + fields + ', "reasoning": "ok"}'},
+        return {"choices": [{"message": {"content": '{"score": [8, 9], "reasoning": "ok"}'},
                              "finish_reason": "stop"}], "model": judge.model}
 
     monkeypatch.setattr(judge.client, "post", post)
