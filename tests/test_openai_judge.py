@@ -91,8 +91,8 @@ def test_config_mistake_stops_the_run_with_status_2(tmp_path, judge_path, precom
     assert not (tmp_path / "out").exists()
 
 
-def test_image_area_resizes_as_gedit_bench_scores(tmp_path, monkeypatch):
-    """GEdit-Bench's scorer: each image at 512 x 512 pixels of area, its aspect ratio kept, sides truncated."""
+def test_image_area_resizes_to_an_area_with_the_aspect_ratio_kept(tmp_path, monkeypatch):
+    """``image_area``: each image at that many pixels of area, its aspect ratio kept, sides truncated."""
     import base64
     import io
 
@@ -108,7 +108,7 @@ def test_image_area_resizes_as_gedit_bench_scores(tmp_path, monkeypatch):
         part, _ = judge._image_part(str(path))
         data = base64.b64decode(part["image_url"]["url"].split(",", 1)[1])
         sizes[size] = Image.open(io.BytesIO(data)).size
-    # width = int(sqrt(area * w / h)), height = int(width / (w / h)), as calculate_dimensions in its eval
+    # width = int(sqrt(area * w / h)), height = int(width / (w / h))
     assert sizes == {(1000, 500): (724, 362), (333, 777): (335, 781), (512, 512): (512, 512)}
     assert OpenAIRewardModel.config_problems({"model": "m", "base_url": "http://x/v1", "image_area": 10})
 
@@ -116,11 +116,13 @@ def test_image_area_resizes_as_gedit_bench_scores(tmp_path, monkeypatch):
 def test_gedit_gpt41_config_pins_the_snapshot_in_the_settings_hash(tmp_path, precomputed_dir, monkeypatch):
     from editjudge.pipeline import scoring_settings, scoring_settings_hash
     from tests.conftest import ROOT, SAMPLE
+    from tests.test_first_hour import fake_viescore
 
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test-not-a-key")
     editors = [{"name": "e", "type": "precomputed", "image_dir": str(precomputed_dir)}]
+    prompts = fake_viescore(tmp_path / "viescore")  # the config reads the official prompts from a checkout
     here = [f"benchmark.path={SAMPLE}", "benchmark.format=native", "benchmark.language=null",
-            f"output_dir={tmp_path}", f"editing.editors={editors}"]
+            f"output_dir={tmp_path}", f"editing.editors={editors}", f"reward_model.params.viescore_prompts_dir={prompts}"]
 
     def load(*overrides):
         return load_config(ROOT / "configs" / "gedit_gpt41.yaml", here + list(overrides))
@@ -128,8 +130,11 @@ def test_gedit_gpt41_config_pins_the_snapshot_in_the_settings_hash(tmp_path, pre
     config = load()
     settings = scoring_settings(config)
     assert settings["type"] == "openai" and settings["params"]["model"] == "gpt-4.1-2025-04-14"
-    assert settings["params"]["image_area"] == 512 * 512  # GEdit's resize is part of the protocol (and the hash)
-    assert settings["params"]["temperature"] == 0 and settings["params"]["rubric"]["name"] == "viescore"
+    # GEdit-Bench's request (tests/test_gedit_request.py): part of the protocol, and of the hash
+    assert "image_area" not in settings["params"]  # its scorer resizes nothing but the edit (to the source's size)
+    assert settings["params"]["temperature"] is None and settings["params"]["max_new_tokens"] == 1400
+    assert settings["params"]["image_format"] == "jpeg" and settings["params"]["text_before_images"] is True
+    assert settings["params"]["rubric"]["name"] == "viescore_official"
     assert "base_url" not in settings["params"] and "max_concurrent" not in settings["params"]
     assert "sk-test-not-a-key" not in str(settings)
     # Another snapshot is another settings hash; other servers of the same model are not.

@@ -9,10 +9,14 @@
         max_concurrent: 8
 
 Same contract as ``Qwen3VLRewardModel``: ``batch_score``/``batch_evaluate`` -> ``ScoreResult`` in
-input order, ``stats``, ``config_problems``/``from_config``. Images go as base64 PNG data URLs,
-resized first: to ``image_area`` pixels with the aspect ratio kept, as GEdit-Bench's scorer does
-(``configs/gedit_gpt41.yaml``: 512 x 512), then with Qwen's ``smart_resize`` (sides multiples of 32, area within ``min_pixels`` ..
-``max_pixels``) when either is set. Requests run ``max_concurrent`` at a time; see ``remote`` for
+input order, ``stats``, ``config_problems``/``from_config``. Images go as base64 data URLs
+(``image_format``: ``png``, the default, or ``jpeg``: Pillow's default JPEG settings, quality 75, as
+GEdit-Bench's GPT client sends them), resized first when asked: to ``image_area`` pixels with the
+aspect ratio kept, then with Qwen's ``smart_resize`` (sides multiples of 32, area within ``min_pixels`` ..
+``max_pixels``) when either is set. One user turn holds the images then the prompt's text
+(``text_before_images: true``: the text first, as GEdit-Bench's GPT client does), after a system
+turn unless the system prompt is empty. ``temperature: null`` sends no temperature (the server's
+default: 1 at OpenAI, as in GEdit-Bench's requests). Requests run ``max_concurrent`` at a time; see ``remote`` for
 retries. An item whose request fails for good is a failure with the reason, never a score.
 
 ``score_mode: logits`` prefills the assistant turn with ``{"score": `` (vLLM's
@@ -53,6 +57,7 @@ from .results import ScoreResult, ScoringStats
 logger = logging.getLogger(__name__)
 
 SCORE_MODES = ("generate", "logits")
+IMAGE_FORMATS = {"png": ("PNG", "image/png"), "jpeg": ("JPEG", "image/jpeg")}  # Pillow format, data URL type
 RESPONSE_FORMATS = ("none", "json_object", "json_schema")
 PATCH_FACTOR = 32  # Qwen3-VL: patch 16 x merge 2
 MAX_TOP_LOGPROBS = 20  # OpenAI's limit and vLLM's default --max-logprobs
@@ -120,11 +125,13 @@ class OpenAIRewardModel:
         cache_dir: str | None = None,
         output_dir: str | None = None,
         max_new_tokens: int = 64,
-        temperature: float = 0.0,
+        temperature: float | None = 0.0,
         seed: int | None = None,
         min_pixels: int | None = None,
         max_pixels: int | None = None,
         image_area: int | None = None,
+        image_format: str = "png",
+        text_before_images: bool = False,
         system_prompt: str = DEFAULT_SYSTEM_PROMPT,
         user_prompt: str = DEFAULT_USER_PROMPT,
         compare_with_original: bool = False,
@@ -150,6 +157,8 @@ class OpenAIRewardModel:
         self.seed = seed
         self.min_pixels, self.max_pixels = min_pixels, max_pixels
         self.image_area = image_area
+        self.image_format = image_format
+        self.text_before_images = text_before_images
         self.system_prompt, self.user_prompt = system_prompt, user_prompt
         self.compare_with_original = compare_with_original
         self.score_mode = score_mode
@@ -193,20 +202,22 @@ class OpenAIRewardModel:
         check("timeout", lambda v: is_num(v) and v > 0, "a positive number of seconds")
         check("retry_backoff", lambda v: is_num(v) and v >= 0, "a non-negative number of seconds")
         check("max_new_tokens", lambda v: is_int(v) and v >= 1, "a positive integer")
-        check("temperature", lambda v: is_num(v) and v >= 0, "a non-negative number")
+        check("temperature", lambda v: v is None or (is_num(v) and v >= 0),
+              "a non-negative number, or null to send none (the server's default)")
         check("seed", lambda v: v is None or is_int(v), "null or an integer")
         check("batch_size", lambda v: is_int(v) and v >= 1, "a positive integer (items per pipeline chunk)")
         for key in ("min_pixels", "max_pixels"):
             check(key, lambda v: v is None or (is_int(v) and v >= PATCH_FACTOR ** 2),
                   f"null or an integer >= {PATCH_FACTOR ** 2}")
         check("image_area", lambda v: v is None or (is_int(v) and v >= 64),
-              "null or a number of pixels >= 64 (GEdit-Bench's scorer: 262144)")
+              "null or a number of pixels >= 64 (e.g. 262144: 512 x 512)")
+        check("image_format", lambda v: v in IMAGE_FORMATS, f"one of {sorted(IMAGE_FORMATS)}")
         check("score_mode", lambda v: v in SCORE_MODES, f"one of {list(SCORE_MODES)}")
         check("response_format", lambda v: v in RESPONSE_FORMATS, f"one of {list(RESPONSE_FORMATS)}")
         check("extra_body", lambda v: v is None or (isinstance(v, dict) and not {"model", "messages"} & set(v)),
               "null or a mapping of extra request fields (not model or messages)")
         check("cache_dir", lambda v: v is None or v is False or isinstance(v, str), "null, false or a folder")
-        for key in ("compare_with_original", "show_progress", "use_batch_inference"):
+        for key in ("compare_with_original", "show_progress", "use_batch_inference", "text_before_images"):
             check(key, lambda v: isinstance(v, bool), "true or false")
         if "score_range" in values:
             try:
@@ -347,9 +358,9 @@ class OpenAIRewardModel:
     # ------------------------------------------------------------------ one item
 
     def _image_part(self, source) -> tuple[dict, str]:
-        """An ``image_url`` content part (base64 PNG) and the SHA-256 of its bytes (for the cache key)."""
+        """An ``image_url`` content part (base64 PNG or JPEG) and the SHA-256 of its bytes (for the cache key)."""
         image = load_image(source)
-        if self.image_area is not None:  # GEdit-Bench's scorer: this area, the aspect ratio kept, sides truncated
+        if self.image_area is not None:  # this area, the aspect ratio kept, sides truncated
             ratio = image.width / image.height
             width = max(1, int(math.sqrt(self.image_area * ratio)))
             height = max(1, int(width / ratio))
@@ -360,10 +371,11 @@ class OpenAIRewardModel:
                                          max_pixels=self.max_pixels or 16384 * 16384)
             if (width, height) != image.size:
                 image = image.resize((width, height), Image.Resampling.BICUBIC)
+        pil_format, mime = IMAGE_FORMATS[self.image_format]
         buffer = io.BytesIO()
-        image.save(buffer, format="PNG")
+        image.save(buffer, format=pil_format)  # JPEG: Pillow's defaults (quality 75, 4:2:0), as GEdit-Bench
         data = buffer.getvalue()
-        url = "data:image/png;base64," + base64.b64encode(data).decode("ascii")
+        url = f"data:{mime};base64," + base64.b64encode(data).decode("ascii")
         return {"type": "image_url", "image_url": {"url": url}}, hashlib.sha256(data).hexdigest()
 
     def _messages(self, edited, original, system_prompt: str, user_prompt: str) -> tuple[list[dict], list[str]]:
@@ -374,7 +386,11 @@ class OpenAIRewardModel:
             part, digest = self._image_part(source)
             content.append(part)
             hashes.append(digest)
-        content.append({"type": "text", "text": user_prompt})
+        text = {"type": "text", "text": user_prompt}
+        if self.text_before_images:  # GEdit-Bench's GPT client: the prompt, then the images
+            content.insert(0, text)
+        else:
+            content.append(text)
         user = {"role": "user", "content": content}
         # As the transformers judge: no system turn for an empty system prompt (the official VIEScore
         # prompts). An empty one is not the same prompt: Qwen2.5-VL's template puts its default system
@@ -384,7 +400,9 @@ class OpenAIRewardModel:
         return [{"role": "system", "content": system_prompt}, user], hashes
 
     def _sampling(self) -> dict:
-        body = {**self.extra_body, "model": self.model, "temperature": self.temperature}
+        body = {**self.extra_body, "model": self.model}
+        if self.temperature is not None:  # null: none sent, the server's default applies
+            body["temperature"] = self.temperature
         if self.seed is not None:
             body["seed"] = self.seed
         return body
