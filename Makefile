@@ -1,7 +1,8 @@
 # make demo: set up .venv, build the tiny local models and the demo's editors, run the job on the sample benchmark.
 # make test: set up .venv and run the test suite.
 # make models: install the pinned tiny models into .cache/tiny-models (SHA-256 verified) and the demo's outputs.
-# make models-rebuild: train and build the tiny models anew and re-pin them in src/tools/pinned/ (on purpose).
+# make models-rebuild: train and build the tiny models anew and re-pin them in src/tools/pinned/ (on purpose;
+#   ONLY="qwen2.5-vl-judge ..." rebuilds those alone).
 # make vllm: build the vLLM judge's own environment (.venv-vllm, a link into ~/.cache/editjudge/).
 PYTHON ?= python3
 VENV ?= .venv
@@ -22,7 +23,7 @@ models: $(STAMP)
 
 # Trained weights depend on the CPU: re-pin only on purpose (after bumping a builder's version), then commit.
 models-rebuild: $(STAMP)
-	$(PY) -m editjudge.tools.pinned --rebuild
+	$(PY) -m editjudge.tools.pinned --rebuild $(if $(ONLY),--only $(ONLY))
 
 # One thread per process: the tiny models are too small to gain from more, and on a busy machine
 # two OpenMP threads mostly wait for each other (measured: edit stage 12 s with one, 66 s with two).

@@ -116,3 +116,14 @@ def test_the_lora_adapter_is_only_handed_out_for_its_own_judge(tmp_path):
 
     with pytest.raises(pinned.PinnedModelError, match="trained for the tiny judge"):
         ensure_tiny_lora(tmp_path, tmp_path / "some-other-judge")
+
+
+def test_a_partial_rebuild_refuses_what_would_mix_builds(monkeypatch):
+    """``--rebuild --only``: unknown names and another seed than the pinned set's are refused before any
+    training, and nothing in pinned/ changes."""
+    before = pinned.folder_digests(pinned.PINNED)
+    with pytest.raises(pinned.PinnedModelError, match="no tiny model"):
+        pinned.rebuild(0, ["no-such-model"])
+    with pytest.raises(pinned.PinnedModelError, match="built with seed 0, not 7"):
+        pinned.rebuild(7, ["qwen2.5-vl-judge"])
+    assert pinned.folder_digests(pinned.PINNED) == before

@@ -191,14 +191,35 @@ def pinned_models() -> dict[str, tuple[str, str, str, Build]]:
     return models
 
 
-def rebuild(seed: int = 0) -> dict:
-    """Train and build every tiny model, replace ``pinned/`` with the results and write the manifest."""
+def rebuild(seed: int = 0, only: list[str] | None = None) -> dict:
+    """Train and build the tiny models, replace ``pinned/`` with the results and write the manifest.
+
+    ``only``: rebuild these and keep the other pinned files as they are (with the manifest's seed); a kept
+    model whose builder's version moved must be rebuilt too."""
+    models = pinned_models()
+    kept: dict = {}
+    if only:
+        unknown = sorted(set(only) - set(models))
+        if unknown:
+            raise PinnedModelError(f"no tiny model {unknown}; known: {', '.join(models)}")
+        current = load_manifest()
+        if current.get("seed") != seed:
+            raise PinnedModelError(f"the pinned models were built with seed {current.get('seed')}, not {seed}: "
+                                   "rebuild them all to change the seed")
+        kept = {name: spec for name, spec in current["models"].items() if name not in only}
     manifest: dict = {"format": 1, "seed": seed, "models": {},
                       "about": "tiny models checked in so that every machine uses the same bytes; written by "
                                "`python -m editjudge.tools.pinned --rebuild` (make models-rebuild)"}
     staging = Path(tempfile.mkdtemp(prefix=".pinned-", dir=PINNED.parent))
     try:
-        for name, (module, version, path, build) in pinned_models().items():
+        for name, (module, version, path, build) in models.items():  # in build order: the judge before its LoRA
+            if name in kept:
+                if (kept[name]["path"], kept[name]["builder_version"]) != (path, version):
+                    raise PinnedModelError(f"{name}'s builder is at version {version}, its pinned files at "
+                                           f"{kept[name]['builder_version']}: rebuild it too")
+                shutil.copytree(PINNED / path, staging / path)
+                manifest["models"][name] = kept[name]
+                continue
             logger.info("building %s (%s, builder version %s) ...", name, module, version)
             build(staging / path, seed, staging)
             manifest["models"][name] = {"path": path, "builder": module, "builder_version": version,
@@ -224,12 +245,14 @@ def main(argv: list[str] | None = None) -> int:
     what.add_argument("--rebuild", action="store_true",
                       help=f"train and build every tiny model anew and re-pin them in {PINNED}")
     parser.add_argument("--seed", type=int, default=0, help="with --rebuild: the seed (default 0)")
+    parser.add_argument("--only", nargs="+", metavar="NAME",
+                        help="with --rebuild: rebuild only these models, keep the other pinned files")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.rebuild:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")  # peft looks up the adapter's base by name when saving
-        manifest = rebuild(args.seed)
-        print(f"re-pinned {len(manifest['models'])} tiny models in {PINNED}; commit it with the builder change")
+        manifest = rebuild(args.seed, args.only)
+        print(f"re-pinned {', '.join(args.only or manifest['models'])} in {PINNED}; commit it with the builder change")
         return 0
     try:
         paths = install_all(args.out)
