@@ -193,11 +193,13 @@ def _check_judge_groups(reward: RewardModelConfig, problems: list[str]) -> None:
                         "[[cuda:0, cuda:1], ...]); a judge on one device takes the whole device")
 
 
-def _vllm_spec(reward: RewardModelConfig):
+def judge_device_spec(reward: RewardModelConfig):
+    """The judge's devices as configured: ``reward_model.devices``, or the judge's own ``params.device``
+    (a device or a group: one replica) when ``devices`` is ``auto``."""
     spec = reward.devices
     device = reward.params.get("device")
     if spec == "auto" and (isinstance(device, list) or isinstance(device, str) and device != "auto"):
-        spec = [device]  # the judge's own device (or group): one worker, as the pipeline runs it
+        spec = [device]
     return spec
 
 
@@ -211,7 +213,7 @@ def vllm_servers(reward: RewardModelConfig, gpu_count: int | None = None) -> lis
     from .models.reward.placement import vllm_placement
     from .parallel import resolve_devices
 
-    spec = _vllm_spec(reward)
+    spec = judge_device_spec(reward)
     return vllm_placement(spec if spec == "auto" else resolve_devices(spec),
                           reward.params.get("tensor_parallel_size", 1), os.environ.get("CUDA_VISIBLE_DEVICES"),
                           gpu_count)
@@ -226,7 +228,7 @@ def vllm_layout_problems(reward: RewardModelConfig, gpu_count: int | None = None
     tp = reward.params.get("tensor_parallel_size", 1)
     if reward.type != "vllm" or not isinstance(tp, int) or isinstance(tp, bool) or tp < 1:
         return []
-    spec = _vllm_spec(reward)
+    spec = judge_device_spec(reward)
     if spec == "auto" and gpu_count is None or device_problems(spec, "", present=False):
         return []  # a malformed device list is reported by device_problems
     try:

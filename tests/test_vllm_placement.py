@@ -119,12 +119,17 @@ def test_an_overlapping_layout_is_a_configuration_error_exit_2_before_any_work(t
     assert not (tmp_path / "out").exists() and not (tmp_path / "log").exists()
 
 
-def test_the_plan_names_each_servers_physical_gpus(tmp_path, judge_path, precomputed_dir, monkeypatch):
+def auto_tp2_config(tmp_path, judge_path, precomputed_dir):
+    """A vLLM judge on every visible GPU, two per server (the fake server stands in for vLLM)."""
     data = judge_config(tmp_path, judge_path, precomputed_dir,
                         {"type": "vllm", "devices": "auto",
                          "params": {"model_path": judge_path, "python": fake_python(tmp_path, tmp_path / "log"),
                                     "tensor_parallel_size": 2}})
-    config = load_config(write(tmp_path, data), models=False)
+    return load_config(write(tmp_path, data), models=False)
+
+
+def test_the_plan_names_each_servers_physical_gpus(tmp_path, judge_path, precomputed_dir, monkeypatch):
+    config = auto_tp2_config(tmp_path, judge_path, precomputed_dir)
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "4,5,6,7")
     lines = [line for line in plan_lines(config, stage="score", overwrite=False, export=[], source="x")
              if line.startswith("  vllm")]
@@ -174,11 +179,7 @@ def test_the_score_workers_are_the_servers_groups(tmp_path, judge_path, precompu
 
     from editjudge.pipeline import _devices_for
 
-    data = judge_config(tmp_path, judge_path, precomputed_dir,
-                        {"type": "vllm", "devices": "auto",
-                         "params": {"model_path": judge_path, "python": fake_python(tmp_path, tmp_path / "log"),
-                                    "tensor_parallel_size": 2}})
-    config = load_config(write(tmp_path, data), models=False)
+    config = auto_tp2_config(tmp_path, judge_path, precomputed_dir)
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "4,5,6,7")
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
     assert _devices_for(config, "score") == [["cuda:0", "cuda:1"], ["cuda:2", "cuda:3"]]  # not cuda:0 .. cuda:3

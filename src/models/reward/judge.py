@@ -29,15 +29,11 @@ def judge_devices(reward_model) -> list:
     or a group of devices one replica spans. ``reward_model.devices``, or the judge's own
     ``params.device`` when ``devices`` is ``auto``; a ``type: vllm`` judge's servers each on GPUs of their
     own (``config.vllm_servers``: tensor parallel, the inherited ``CUDA_VISIBLE_DEVICES``)."""
+    from ...config import judge_device_spec, vllm_servers
     from ...parallel import resolve_devices
 
-    spec = reward_model.devices
-    device = reward_model.params.get("device")
-    if spec == "auto" and (isinstance(device, list) or isinstance(device, str) and device != "auto"):
-        spec = [device]  # the judge's own device (or group): one replica
+    spec = judge_device_spec(reward_model)
     if reward_model.type == "vllm":
-        from ...config import vllm_servers
-
         count = None
         if spec == "auto":
             import torch

@@ -317,7 +317,8 @@ class OpenAIRewardModel:
         """One ScoreResult per image, in input order; requests run ``max_concurrent`` at a time.
 
         ``batch_size``, ``use_batch_inference`` and ``item_ids`` are accepted for the contract and
-        ignored: the server batches, and requests are logged by their own key. ``parse`` (generate mode) replaces the score parser, as for the local judge.
+        ignored: the server batches, and requests are logged by their own key. ``parse`` (generate
+        mode) replaces the score parser, as for the local judge.
         """
         if parse is not None and self.score_mode != "generate":
             raise ValueError("parse= needs score_mode 'generate' (logits mode reads one digit)")
