@@ -28,7 +28,6 @@ covers exactly this configuration's (editor, item) pairs (``read_scores``).
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import io
 import logging
@@ -54,15 +53,6 @@ logger = logging.getLogger(__name__)
 
 STAGES = ("edit", "score", "report", "all")
 
-# Reward-model params that change speed, not scores or failures (each is proven so in
-# tests/test_judge_fidelity.py, which also checks every other param changes the hash).
-THROUGHPUT_PARAMS = {"batch_size", "use_batch_inference", "device", "show_progress", "group_by_length",
-                     "prefetch", "stop_early", "max_memory",
-                     # remote judges (openai, vllm): how requests travel and where servers run
-                     "base_url", "api_key_env", "max_concurrent", "timeout", "max_retries", "retry_backoff",
-                     "cache_dir", "python", "ready_timeout", "tensor_parallel_size", "gpu_memory_utilization"}
-
-
 def load_items(config: Config, quiet: bool = False) -> list[BenchmarkItem]:
     """The benchmark's items. ``quiet``: without the loaders' warnings (skipped records), which
     ``run`` logs when it loads the benchmark first; the workers load it again, quietly."""
@@ -80,25 +70,10 @@ def load_items(config: Config, quiet: bool = False) -> list[BenchmarkItem]:
 
 
 def scoring_settings(config: Config) -> dict:
-    """What decides a score: the judge, its output-affecting params and its prompts."""
-    from .models.reward.prompts import DEFAULT_SYSTEM_PROMPT, DEFAULT_USER_PROMPT
+    """What decides a score: ``reward.judge.scoring_identity`` of the configured judge."""
+    from .models.reward.judge import scoring_identity
 
-    from .models.reward.judge import judge_rubric
-    from .models.reward.settings import SCORING_VERSION
-
-    params = {k: v for k, v in config.reward_model.params.items() if k not in THROUGHPUT_PARAMS}
-    params.setdefault("system_prompt", DEFAULT_SYSTEM_PROMPT)
-    params.setdefault("user_prompt", DEFAULT_USER_PROMPT)
-    rubric = judge_rubric(params)  # the official VIEScore files' text when viescore_prompts_dir is set
-    params.pop("rubric", None)
-    params.pop("viescore_prompts_dir", None)
-    if not rubric.is_simple:  # the rubric's full text, so that editing a built-in rubric invalidates its scores
-        params["rubric"] = dataclasses.asdict(rubric)
-    if params.get("adapter_path"):  # a LoRA judge: new adapter weights at the same path rescore
-        from .models.reward.adapters import adapter_fingerprint
-
-        params["adapter_sha256"] = adapter_fingerprint(params["adapter_path"])
-    return {"type": config.reward_model.type, "params": params, "judge_version": SCORING_VERSION}
+    return scoring_identity(config.reward_model)
 
 
 def scoring_settings_hash(config: Config) -> str:

@@ -4,11 +4,12 @@ tested without vLLM or GPUs.
 ``fake_python(folder, log)`` writes an executable that the vLLM judge can take as its ``python``: it
 serves ``/health``, ``/v1/models`` and ``/v1/chat/completions`` (every answer ``{"score": 5}``) on the
 port it is given, and appends one JSON line per start (its arguments and CUDA/vLLM environment) and
-per chat request (its body) to ``log``.
+per chat request (its body, the messages as their SHA-256) to ``log``.
 """
 
 from __future__ import annotations
 
+import hashlib
 import http.server
 import json
 import os
@@ -64,7 +65,9 @@ def main(argv: list[str]) -> None:
             body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
             if self.headers.get("Authorization") != f"Bearer {key}":
                 return self._send(401, {"error": "bad key"})
-            _record({"event": "request", "body": {k: v for k, v in body.items() if k != "messages"}})
+            messages = hashlib.sha256(json.dumps(body.get("messages"), sort_keys=True).encode()).hexdigest()
+            _record({"event": "request", "body": {k: v for k, v in body.items() if k != "messages"},
+                     "messages_sha256": messages})
             self._send(200, {"model": model, "usage": {"prompt_tokens": 10, "completion_tokens": 3},
                              "choices": [{"message": {"content": '{"score": 5}'}, "finish_reason": "stop"}]})
 

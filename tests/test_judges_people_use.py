@@ -184,7 +184,7 @@ def test_the_adapter_weights_are_part_of_the_scoring_settings(judge_path, adapte
     weights.write_bytes(bytes(data))
     assert settings_hash(adapter_path=str(adapter)) != with_adapter
     config = load_config(tmp_path / "config.yaml")
-    assert len(scoring_settings(config)["params"]["adapter_sha256"]) == 64
+    assert len(scoring_settings(config)["judge"]["adapter"]) == 64
     # A relative adapter_path is relative to the config file's folder, wherever the command runs.
     assert settings_hash(adapter_path="adapter") == settings_hash(adapter_path=str(adapter))
     assert load_config(tmp_path / "config.yaml").reward_model.params["adapter_path"] == str(adapter)

@@ -129,13 +129,14 @@ def test_gedit_gpt41_config_pins_the_snapshot_in_the_settings_hash(tmp_path, pre
 
     config = load()
     settings = scoring_settings(config)
-    assert settings["type"] == "openai" and settings["params"]["model"] == "gpt-4.1-2025-04-14"
+    judged = settings["judge"]["settings"]
+    assert settings["type"] == "openai" and judged["model"] == "gpt-4.1-2025-04-14"
     # GEdit-Bench's request (tests/test_gedit_request.py): part of the protocol, and of the hash
-    assert "image_area" not in settings["params"]  # its scorer resizes nothing but the edit (to the source's size)
-    assert settings["params"]["temperature"] is None and settings["params"]["max_new_tokens"] == 1400
-    assert settings["params"]["image_format"] == "jpeg" and settings["params"]["text_before_images"] is True
-    assert settings["params"]["rubric"]["name"] == "viescore_official"
-    assert "base_url" not in settings["params"] and "max_concurrent" not in settings["params"]
+    assert judged["image_area"] is None  # its scorer resizes nothing but the edit (to the source's size)
+    assert judged["temperature"] is None and judged["max_new_tokens"] == 1400
+    assert judged["image_format"] == "jpeg" and judged["text_before_images"] is True
+    assert settings["rubric"]["name"] == "viescore_official"
+    assert "base_url" not in judged and "max_concurrent" not in judged
     assert "sk-test-not-a-key" not in str(settings)
     # Another snapshot is another settings hash; other servers of the same model are not.
     assert scoring_settings_hash(load("reward_model.params.model=gpt-4.1")) != scoring_settings_hash(config)

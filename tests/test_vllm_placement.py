@@ -14,7 +14,6 @@ from PIL import Image
 from editjudge.config import ConfigError, load_config
 from editjudge.models.reward.placement import PlacementError, vllm_placement
 from editjudge.models.reward.vllm_judge import DEFAULT_MAX_CONCURRENT, VLLMRewardModel
-from editjudge.pipeline import THROUGHPUT_PARAMS
 from editjudge.plan import plan_lines
 from tests.fake_vllm import events, fake_python
 from tests.test_openai_judge import judge_config
@@ -47,7 +46,7 @@ def test_what_shapes_the_servers_answers_keys_its_cache(tmp_path, change):
     assert score_once(tmp_path) == 1
     assert score_once(tmp_path) == 0  # the same settings: answered from the cache
     key = next(iter(change))
-    assert key not in THROUGHPUT_PARAMS  # so the scoring settings hash changes too: the stage rescores ...
+    assert key not in VLLMRewardModel.speed_params  # so the scoring settings hash changes too: the stage rescores ...
     assert score_once(tmp_path, **change) == 1  # ... and the rescoring really asks the server
     assert score_once(tmp_path, **change) == 0
 

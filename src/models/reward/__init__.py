@@ -15,6 +15,16 @@ REWARD_MODELS = {
 # Each type's config check, importable without torch (the run's plan prints before torch loads).
 REWARD_MODEL_CHECKS = {"qwen3_vl": "editjudge.models.reward.settings:config_problems"}
 REWARD_MODEL_FILE_CHECKS = {"qwen3_vl": "editjudge.models.reward.settings:model_path_problems"}
+# Each type's ``identity_of`` where its class imports torch (the plan computes the settings hash first).
+REWARD_MODEL_IDENTITIES = {"qwen3_vl": "editjudge.models.reward.settings:identity_of"}
+
+
+def reward_identity(name: str, params: dict) -> dict:
+    """Everything that can change the answers of a ``name`` judge built with ``params`` (its ``identity_of``)."""
+    if name not in REWARD_MODEL_IDENTITIES:
+        return get_reward_model_class(name).identity_of(params)
+    module, _, attr = REWARD_MODEL_IDENTITIES[name].partition(":")
+    return getattr(importlib.import_module(module), attr)(params)
 
 
 def reward_file_problems(name: str, params: dict) -> list[str]:

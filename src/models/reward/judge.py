@@ -14,11 +14,16 @@ about it as class attributes, never found by looking at its signature:
 
 - ``writes_files``: it keeps logs or a response cache under the run's ``output_dir``;
 - ``resolved_settings(params, device)``: what only the device decides (``dtype: auto``), recorded beside
-  each score so that a score made under other settings is redone.
+  each score so that a score made under other settings is redone;
+- ``speed_params``: the settings that change its speed only, and ``identity_of(params)``: everything
+  else that can change an answer (``reward.identity``). The scoring settings hash is the digest of
+  ``scoring_identity``, and an instance's ``identity()`` (its ``identity_of`` and ``resolved_settings``)
+  keys a remote judge's response cache.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from .settings import PIPELINE_PARAMS
@@ -69,6 +74,24 @@ def judge_params(reward_model, device: Any, *, output_dir: str | None = None, qu
     if quiet:
         params["show_progress"] = False
     return params
+
+
+def scoring_identity(reward_model) -> dict:
+    """What decides a score made with ``reward_model`` (a ``RewardModelConfig``), device aside: the
+    backend's identity for its params (``identity_of``: settings, weights, library versions), the rubric's
+    full text (the official VIEScore files' with ``viescore_prompts_dir``; editing a built-in rubric
+    rescores) and the judge code's version. The scoring settings hash is its digest."""
+    from . import reward_identity
+    from .settings import SCORING_VERSION
+
+    params = reward_model.params
+    identity = {"type": reward_model.type,
+                "judge": reward_identity(reward_model.type, {k: v for k, v in params.items() if k not in PIPELINE_PARAMS}),
+                "judge_version": SCORING_VERSION}
+    rubric = judge_rubric(params)
+    if not rubric.is_simple:
+        identity["rubric"] = dataclasses.asdict(rubric)
+    return identity
 
 
 def resolved_settings(reward_model, device: Any) -> dict:

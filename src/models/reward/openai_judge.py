@@ -108,10 +108,19 @@ def answer_schema(user_prompt: str, low: float, high: float) -> dict | None:
             "additionalProperties": False}
 
 
+def signature_defaults(function) -> dict:
+    return {name: p.default for name, p in inspect.signature(function).parameters.items()
+            if p.default is not inspect.Parameter.empty}
+
+
 class OpenAIRewardModel:
     """Scores edited images through an OpenAI-compatible ``/chat/completions`` endpoint."""
 
     writes_files = True  # its request log and response cache go under the run's output folder (see reward.judge)
+    # How requests travel, not what they ask: each proven not to change an answer (tests/test_judge_identity.py).
+    speed_params = frozenset({"base_url", "api_key_env", "max_concurrent", "timeout", "max_retries", "retry_backoff",
+                              "cache_dir", "output_dir", "device", "show_progress", "batch_size",
+                              "use_batch_inference"})
 
     def __init__(
         self,
@@ -145,6 +154,8 @@ class OpenAIRewardModel:
         show_progress: bool = False,
         use_batch_inference: bool = True,
     ) -> None:
+        self._given = {k: v for k, v in locals().items() if k != "self"}  # for identity()
+        self._identity: dict | None = None
         problems = self.setting_problems(dict(locals(), base_url=base_url))
         if problems:
             raise ValueError(f"invalid {type(self).__name__} settings: " + "; ".join(problems))
@@ -253,6 +264,25 @@ class OpenAIRewardModel:
     def resolved_settings(cls, params: dict, device) -> dict:
         """Nothing that only the device decides: the server computes the answers."""
         return {}
+
+    @classmethod
+    def defaults(cls) -> dict:
+        """The constructor's defaults: a setting left out is judged with its default, which is part of the identity."""
+        return signature_defaults(OpenAIRewardModel.__init__)
+
+    @classmethod
+    def identity_of(cls, params: dict) -> dict:
+        """Everything that can change an answer (``reward.identity``): every setting but the speed-only ones,
+        defaults filled in (the model's name, the prompts, how images are resized and encoded, the sampling
+        fields of the request), and the version of Pillow, which resizes and encodes the images sent. The
+        server's model is known here only by its name: pin a dated snapshot."""
+        from .identity import answer_settings, backend_identity, installed_versions
+
+        return backend_identity("openai", answer_settings(params, cls.speed_params, cls.defaults()),
+                                libraries=installed_versions(("pillow",)))
+
+    def identity(self) -> dict:
+        return self.identity_of(self._given)
 
     @classmethod
     def from_config(cls, params: dict):
@@ -426,8 +456,10 @@ class OpenAIRewardModel:
                     continue_final_message=True, add_generation_prompt=False)
 
     def _cache_identity(self) -> dict:
-        """What, besides the request body, decides a response (the vLLM backend adds the weights' fingerprint)."""
-        return {}
+        """What, besides the request body, decides a response: ``identity()``, computed once."""
+        if self._identity is None:
+            self._identity = self.identity()
+        return self._identity
 
     def _request(self, body: dict, hashes: list[str]) -> dict:
         """The response to ``body``, from the cache or the server (then cached); usage counted either way."""

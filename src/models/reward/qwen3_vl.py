@@ -67,7 +67,7 @@ from .sampling import Sampling
 from ...torch_utils import is_out_of_memory, resolve_dtype
 from ...progress import describe_ids
 from .placement import check_placement, load_kwargs
-from .settings import PIPELINE_PARAMS, config_problems, setting_problems
+from .settings import PIPELINE_PARAMS, SPEED_PARAMS, config_problems, identity_of, setting_problems
 from .adapters import load_adapter
 
 logger = logging.getLogger(__name__)
@@ -105,6 +105,7 @@ class Qwen3VLRewardModel(AnswerMixin):
     """Scores edited images with a Qwen3-VL checkpoint (a local folder or a hub id)."""
 
     writes_files = False  # no logs or cache of its own under the run's output folder (see reward.judge)
+    speed_params = SPEED_PARAMS  # the settings that change its speed only (settings.py)
 
     def __init__(
         self,
@@ -134,6 +135,7 @@ class Qwen3VLRewardModel(AnswerMixin):
         adapter_path: str | None = None,
         merge_adapter: bool = False,
     ) -> None:
+        self._given = {k: v for k, v in locals().items() if k != "self"}  # for identity()
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
         group = list(device) if isinstance(device, (list, tuple)) else None
@@ -237,6 +239,15 @@ class Qwen3VLRewardModel(AnswerMixin):
         if first == "auto":
             first = "cuda" if torch.cuda.is_available() else "cpu"
         return {"dtype": str(resolve_dtype(params.get("dtype", "auto"), first)).removeprefix("torch.")}
+
+    @classmethod
+    def identity_of(cls, params: dict) -> dict:
+        """Everything that can change this judge's answers, for ``params`` (``settings.identity_of``)."""
+        return identity_of(params)
+
+    def identity(self) -> dict:
+        """This judge's ``identity_of`` its settings, and what its device decided (``resolved_settings``)."""
+        return dict(identity_of(self._given), resolved=self.resolved_settings(self._given, self._given["device"]))
 
     @classmethod
     def from_config(cls, params: dict) -> "Qwen3VLRewardModel":

@@ -5,8 +5,9 @@ from __future__ import annotations
 import importlib.util
 
 from ...torch_utils import DTYPE_NAMES
-from .adapters import adapter_problems
+from .adapters import adapter_fingerprint, adapter_problems
 from .placement import placement_problems
+from .prompts import DEFAULT_SYSTEM_PROMPT, DEFAULT_USER_PROMPT
 
 # Part of the scoring settings hash: bump it when a change to the judge's code changes the scores
 # that the same settings give, so that a resumed run rescores instead of mixing old and new scores.
@@ -85,6 +86,35 @@ MODEL_PARAMS = ("model_path", "device", "dtype", "attn_implementation", "batch_s
                 "prefetch", "stop_early", "quantization", "max_memory", "sampling", "adapter_path", "merge_adapter")
 PIPELINE_PARAMS = ("rubric", "viescore_prompts_dir")
 ACCEPTED_PARAMS = MODEL_PARAMS + PIPELINE_PARAMS
+# The transformers judge's settings that change its speed, never an answer or a failure (each proven so
+# in tests/test_judge_identity.py); every other one is part of ``identity_of``.
+SPEED_PARAMS = frozenset({"batch_size", "use_batch_inference", "device", "show_progress", "group_by_length",
+                          "prefetch", "stop_early", "max_memory"})
+# ``Qwen3VLRewardModel.__init__``'s defaults (a test keeps them equal), here so that the identity is known
+# without importing torch.
+DEFAULTS = {"device": "auto", "dtype": "auto", "attn_implementation": "sdpa", "batch_size": 4,
+            "use_batch_inference": True, "max_new_tokens": 64, "min_pixels": None, "max_pixels": None,
+            "system_prompt": DEFAULT_SYSTEM_PROMPT, "user_prompt": DEFAULT_USER_PROMPT, "compare_with_original": False,
+            "score_mode": "generate", "score_range": [0, 10], "logits_prefix": '{"score": ', "trust_remote_code": False,
+            "show_progress": True, "group_by_length": True, "prefetch": "auto", "stop_early": True,
+            "quantization": None, "max_memory": None, "sampling": None, "adapter_path": None, "merge_adapter": False}
+# What computes the transformers judge's numbers: the model code, the kernels, the image resize.
+LIBRARIES = ("torch", "torchvision", "transformers", "pillow")
+
+
+def identity_of(params: dict) -> dict:
+    """The transformers judge's identity (``reward.identity``) for the ``reward_model.params`` given: every
+    setting but the speed-only ones (defaults filled in; the model and adapter by their fingerprints, not
+    their paths), the weights' and adapter's SHA-256 and the versions of ``LIBRARIES`` (``peft`` with an
+    adapter, ``torchao`` with quantization)."""
+    from .identity import answer_settings, backend_identity, installed_versions, weights_fingerprint
+
+    settings = answer_settings({k: v for k, v in params.items() if k not in PIPELINE_PARAMS}, SPEED_PARAMS, DEFAULTS)
+    model_path, adapter_path = settings.pop("model_path"), settings.pop("adapter_path")
+    libraries = LIBRARIES + (("peft",) if adapter_path else ()) + (("torchao",) if settings["quantization"] else ())
+    extra = {"adapter": adapter_fingerprint(adapter_path)} if adapter_path else {}
+    return backend_identity("transformers", settings, weights=weights_fingerprint(model_path),
+                            libraries=installed_versions(libraries), **extra)
 # What a judge folder (or hub repo) needs before any weights load: alternatives per entry.
 JUDGE_FILES = (("config.json",), ("model.safetensors", "model.safetensors.index.json"),
                ("preprocessor_config.json", "processor_config.json"), ("tokenizer.json", "vocab.json"))

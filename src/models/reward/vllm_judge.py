@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import atexit
 import ctypes
-import hashlib
+import inspect
 import json
 import logging
 import os
@@ -36,7 +36,8 @@ import time
 import urllib.error
 from pathlib import Path
 
-from .openai_judge import OpenAIRewardModel
+from .identity import answer_settings, backend_identity, environment_versions, weights_fingerprint
+from .openai_judge import OpenAIRewardModel, signature_defaults
 from .placement import ServerPlacement, vllm_placement
 from .remote import LOOPBACK_OPENER, JudgeServerError
 
@@ -77,22 +78,18 @@ def _die_with_parent() -> None:  # runs in the child between fork and exec (Linu
         pass
 
 
-def _fingerprint(model_path: str) -> dict:
-    """Names, sizes and mtimes of a local model folder's files: a rebuilt checkpoint misses the cache."""
-    folder = Path(model_path).expanduser()
-    if not folder.is_dir():
-        return {"model_path": model_path}
-    files = sorted((p.relative_to(folder).as_posix(), p.stat().st_size, int(p.stat().st_mtime))
-                   for p in folder.rglob("*") if p.is_file())
-    return {"model_files": hashlib.sha256(json.dumps(files).encode()).hexdigest()}
-
-
-def answer_settings(params: dict) -> dict:
-    """The settings of ``params`` that decide scores: all but ``THROUGHPUT_PARAMS``, the same selection
-    the scoring settings hash makes (``editjudge.pipeline.scoring_settings``)."""
-    from ...pipeline import THROUGHPUT_PARAMS
-
-    return {k: v for k, v in sorted(params.items()) if k not in THROUGHPUT_PARAMS and k != "output_dir"}
+def server_flags(settings: dict, dtype: str) -> list[str]:
+    """The flags a server for ``settings`` (``VLLMRewardModel.identity_of``'s) starts with, ``dtype``
+    resolved or as given; the speed-only ``--gpu-memory-utilization`` is added apart."""
+    pixels = {k: settings[k] for k in ("min_pixels", "max_pixels") if settings.get(k) is not None}
+    args = ["--dtype", dtype, "--max-logprobs", "20", "--seed", "0",
+            # a rubric prompt with_source (or compare_with_original) sends the source and the edit
+            "--limit-mm-per-prompt", json.dumps({"image": MAX_IMAGES_PER_PROMPT, "video": 0})]
+    if settings.get("max_model_len") is not None:
+        args += ["--max-model-len", str(settings["max_model_len"])]
+    if pixels:  # the server's processor resizes exactly like the transformers judge
+        args += ["--mm-processor-kwargs", json.dumps(pixels)]
+    return args + list(settings.get("server_args") or [])
 
 
 def _placement(device, tensor_parallel_size: int) -> ServerPlacement:
@@ -195,32 +192,30 @@ class VLLMServer:
 class VLLMRewardModel(OpenAIRewardModel):
     """``OpenAIRewardModel`` on a vLLM server started (and stopped) by this object."""
 
+    # Where its server runs and how requests reach it (tensor parallelism, like a device, may move the
+    # last bits of a float, never the tokens of an answer on the tests' judges).
+    speed_params = OpenAIRewardModel.speed_params - {"base_url", "api_key_env"} | {"python", "ready_timeout", "tensor_parallel_size",
+                                                     "gpu_memory_utilization"}
+    # What computes its numbers, in the vLLM environment (read there, not imported here).
+    libraries = ("vllm", "torch", "transformers", "pillow")
+
     def __init__(self, model_path: str, device: str | list[str] = "cpu", dtype: str = "auto",
                  max_model_len: int | None = 4096, tensor_parallel_size: int = 1,
                  gpu_memory_utilization: float | None = None, server_args: list[str] | None = None,
                  python: str | None = None, ready_timeout: float = 600.0, output_dir: str | None = None,
                  max_concurrent: int = DEFAULT_MAX_CONCURRENT, **kwargs) -> None:
+        given = {k: v for k, v in locals().items() if k not in ("self", "kwargs", "__class__")}
         self.model_path = str(model_path)
         self.server = None
         kwargs["max_concurrent"] = max_concurrent
         placement = _placement(device, tensor_parallel_size)
-        # Every setting as given: what of it shapes the server's answers is part of ``identity()``.
-        self._settings = dict(kwargs, model_path=self.model_path, dtype=dtype, max_model_len=max_model_len,
-                              server_args=list(server_args or []))
         super().__init__(model=self.model_path, base_url="http://127.0.0.1:1/v1", output_dir=output_dir,
                          device=device if isinstance(device, str) else "+".join(device), **kwargs)
-        pixels = {k: v for k, v in (("min_pixels", self.min_pixels), ("max_pixels", self.max_pixels)) if v is not None}
+        self._given = {**given, **kwargs}  # for identity(); the parent's holds the placeholder base_url
         # The server's processor resizes exactly like the transformers judge; the client sends images as they are.
         self.min_pixels = self.max_pixels = None
-        args = ["--dtype", "float32" if dtype == "auto" and not placement.on_gpu else dtype,
-                "--max-logprobs", "20", "--seed", "0",
-                # a rubric prompt with_source (or compare_with_original) sends the source and the edit
-                "--limit-mm-per-prompt", json.dumps({"image": MAX_IMAGES_PER_PROMPT, "video": 0})]
-        if max_model_len is not None:
-            args += ["--max-model-len", str(max_model_len)]
-        if pixels:
-            args += ["--mm-processor-kwargs", json.dumps(pixels)]
-        self.server_command_args = args + list(server_args or [])  # the flags the server starts with
+        self.server_command_args = server_flags(self.identity_of(self._given)["settings"],
+                                                self.resolved_settings(self._given, device)["dtype"])
         throughput = [] if gpu_memory_utilization is None else ["--gpu-memory-utilization", str(gpu_memory_utilization)]
         self._identity = None
         logs = Path(output_dir) / "logs" if output_dir else Path("logs")
@@ -235,21 +230,38 @@ class VLLMRewardModel(OpenAIRewardModel):
         self.base_urls = [self.server.base_url]
         self.client.base_urls = [self.server.base_url]
         self.client._api_key = self.server.api_key
-        self._identity = self.identity()
+
+    @classmethod
+    def defaults(cls) -> dict:
+        inherited = {k: v for k, v in OpenAIRewardModel.defaults().items() if k not in ("base_url", "api_key_env")}
+        return {**inherited, **signature_defaults(VLLMRewardModel.__init__)}
+
+    @classmethod
+    def identity_of(cls, params: dict) -> dict:
+        """Everything that can change the server's answers (``reward.identity``): every setting but the
+        speed-only ones (defaults filled in), the flags its server starts with (``server_flags``: the
+        pixel bounds, ``max_model_len``, ``server_args`` ...; ``dtype`` as given), the weights' SHA-256 and
+        the versions of vLLM, torch, transformers and Pillow in the vLLM environment. The response cache is
+        keyed by it with the request body, so a change that makes the stage rescore also misses the cache."""
+        settings = answer_settings(params, cls.speed_params, cls.defaults())
+        python = params.get("python") or default_python()
+        return backend_identity("vllm", settings, weights=weights_fingerprint(settings["model_path"]),
+                                libraries=environment_versions(python, cls.libraries),
+                                server_flags=server_flags(settings, settings["dtype"]))
+
+    @classmethod
+    def resolved_settings(cls, params: dict, device) -> dict:
+        """``dtype: auto``: float32 for a server on the CPU, the checkpoint's own on GPUs."""
+        dtype = params.get("dtype", "auto")
+        if dtype == "auto" and not _placement(device, params.get("tensor_parallel_size", 1)).on_gpu:
+            dtype = "float32"
+        return {"dtype": dtype}
 
     def identity(self) -> dict:
-        """Everything besides a request's body that shapes the server's answers: the settings that
-        are in the scoring settings hash (``answer_settings``: all but the throughput ones), the flags
-        the server was started with (``dtype: auto`` resolved, ``--mm-processor-kwargs``, ``server_args``)
-        and the weights' fingerprint. The response cache is keyed by it with the request body, so a
-        change that makes the stage rescore also misses the cache."""
-        return {"backend": "vllm", "settings": answer_settings(self._settings),
-                "server_args": list(self.server_command_args), "weights": _fingerprint(self.model_path)}
+        return dict(self.identity_of(self._given), resolved=self.resolved_settings(self._given, self._given["device"]))
 
     @classmethod
     def config_problems(cls, params: dict) -> list[str]:
-        import inspect
-
         own = set(inspect.signature(cls.__init__).parameters) - {"self", "kwargs"}
         inherited = set(inspect.signature(OpenAIRewardModel.__init__).parameters) - {
             "self", "model", "base_url", "api_key_env"}
@@ -283,9 +295,6 @@ class VLLMRewardModel(OpenAIRewardModel):
             problems.append(f"ready_timeout must be a positive number of seconds, got {timeout!r}")
         problems.extend(super().setting_problems({k: v for k, v in params.items() if k in inherited}))
         return problems
-
-    def _cache_identity(self) -> dict:
-        return self._identity if self._identity is not None else self.identity()
 
     def _alive(self) -> None:
         if self.server is not None:
