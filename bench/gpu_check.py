@@ -19,7 +19,11 @@ Sections, each written to OUT/gpu_check.json and summed up on one screen at the 
    the judge run out of memory for real; it halves until batches fit, every item is scored, and
    each retry starts with the failed attempt's memory freed (allocated memory at the start of
    every forward call, against the memory before the batch).
-5. editor_offload: a tiny Qwen-Image-Edit pipeline with offload none / model / sequential:
+5. forward_clock: the cost of timing forward calls (``ForwardClock``) per decode step: one batch
+   generated with a fixed number of new tokens with no clock, with the clock (CUDA timing events,
+   one wait per batch) and with a clock that waits on the GPUs at every call (as before issue 22);
+   ms per step (best of 3, interleaved) and each clock's overhead over no clock.
+6. editor_offload: a tiny Qwen-Image-Edit pipeline with offload none / model / sequential:
    seconds, peak GPU memory, and whether the pixels are identical to offload none.
 
 ``--dry-run`` runs every section on the CPU with the tiny trained judge: workers on cpu,cpu, a
@@ -30,6 +34,7 @@ to hit), and offload model only (sequential needs a GPU).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import json
 import logging
@@ -297,6 +302,51 @@ def editor_section(args, device: str) -> dict:
     return result
 
 
+def clock_section(args, path: str, device: str, images) -> dict:
+    """ms per decode step of one batch's ``generate``: no clock, ForwardClock, a clock waiting at every call."""
+    from editjudge.models.reward import Qwen3VLRewardModel
+    from editjudge.models.reward.batching import ForwardClock
+    from editjudge.models.reward.prompts import DEFAULT_SYSTEM_PROMPT, DEFAULT_USER_PROMPT
+    from editjudge.models.reward.results import ScoringStats
+
+    class SyncingClock(ForwardClock):  # the clock before issue 22: every call waited for the GPUs, twice
+        def _mark(self):
+            for gpu in self._cuda_devices:
+                torch.cuda.synchronize(gpu)
+            return super()._mark()
+
+    judge = Qwen3VLRewardModel(path, device=device, dtype=args.dtype, show_progress=False,
+                               max_pixels=args.image_size**2)
+    batch = images[:min(8, len(images))]
+    messages = [judge._build_messages(image, DEFAULT_SYSTEM_PROMPT, DEFAULT_USER_PROMPT) for image in batch]
+    with judge._left_padding():
+        inputs = judge.processor.apply_chat_template(messages, tokenize=True, add_generation_prompt=True,
+                                                     return_dict=True, return_tensors="pt",
+                                                     processor_kwargs={"padding": True}).to(device)
+    steps = args.new_tokens  # forward calls per generate: the prefill, then steps - 1 decode steps
+    clocks = {"none": None, "clock": ForwardClock, "syncing every call": SyncingClock}
+    best = dict.fromkeys(clocks, math.inf)
+    decode_ms = math.nan
+    for round_ in range(4):  # the first round warms up and is not counted
+        for name, clock in clocks.items():
+            stats = ScoringStats()
+            reset_peak(device)
+            started = time.perf_counter()
+            with torch.inference_mode(), (clock(judge.model, stats) if clock else contextlib.nullcontext()):
+                judge.model.generate(**inputs, min_new_tokens=steps, max_new_tokens=steps, do_sample=False)
+            reset_peak(device)  # waits for the GPU
+            if round_:
+                best[name] = min(best[name], time.perf_counter() - started)
+            if clock is ForwardClock and round_ and stats.decode_tokens:
+                decode_ms = 1000 * stats.decode_seconds / (stats.decode_tokens / len(batch))
+    del judge
+    _free()
+    ms = {name: round(1000 * seconds / steps, 3) for name, seconds in best.items()}
+    return {"batch_size": len(batch), "steps": steps, "ms_per_step": ms,
+            "overhead_ms_per_step": {name: round(ms[name] - ms["none"], 3) for name in clocks if name != "none"},
+            "clock_decode_ms_per_step": round(decode_ms, 3)}
+
+
 # ------------------------------------------------------------------------------------------ the run
 
 
@@ -327,6 +377,10 @@ def summary(report: dict) -> str:
                  f"{o['freed_before_retries']}" + (f" (cap {o['cap_mib']} MiB, per item {o['per_item_mib']} MiB, at "
                                                    f"retry start {o['max_allocated_at_retry_start_mib']} MiB left)"
                                                    if "cap_mib" in o else ""))
+    c = s["forward_clock"]
+    lines.append(f"forward clock per step (batch {c['batch_size']}, {c['steps']} steps): no clock {c['ms_per_step']['none']} ms; "
+                 + "; ".join(f"{k} {c['ms_per_step'][k]} ms ({v:+.3f})" for k, v in c["overhead_ms_per_step"].items())
+                 + f"; the clock's own decode step {c['clock_decode_ms_per_step']} ms")
     e = s["editor_offload"]
     lines.append("editor offload on " + e["device"] + ": " + ", ".join(
         f"{m} {r['seconds']} s / {r['peak_mib']:.0f} MiB" for m, r in e["modes"].items())
@@ -383,6 +437,7 @@ def main_(argv: list[str] | None = None) -> int:
         sections["group"] = group_section(args, path, gpus, images, reference)
         oom_images = make_images(max(args.batch_sizes), args.oom_image_size, seed=2)
         sections["out_of_memory"] = oom_section(args, path, device, oom_images)
+        sections["forward_clock"] = clock_section(args, path, device, images)
         sections["editor_offload"] = editor_section(args, device)
     report["seconds"] = time.perf_counter() - started
     (out / "gpu_check.json").write_text(json.dumps(report, indent=2, default=str))

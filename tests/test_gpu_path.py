@@ -82,15 +82,51 @@ class _OnGpus(torch.nn.Module):
         return self.linear(input_ids.float())
 
 
-def test_forward_clock_synchronizes_the_models_own_gpus(monkeypatch):
+class _Event:
+    """A stand-in for ``torch.cuda.Event``: a tick of a fake GPU clock (ms) per record, per device."""
+
+    log: list = []
+    ticks: dict = {}
+
+    def __init__(self, enable_timing=False):
+        assert enable_timing
+        self.device = self.ms = None
+
+    def record(self, stream):
+        self.device = stream
+        _Event.ticks[stream] = _Event.ticks.get(stream, 0) + (10 if stream.index == 5 else 1)
+        self.ms = _Event.ticks[stream]
+        _Event.log.append(("record", stream))
+
+    def synchronize(self):
+        _Event.log.append(("wait", self.device))
+
+    def elapsed_time(self, end):
+        assert end.device == self.device
+        return end.ms - self.ms
+
+
+def test_forward_clock_times_the_models_own_gpus_without_waiting_per_call(monkeypatch):
     synced = []
     monkeypatch.setattr(torch.cuda, "synchronize", lambda device=None: synced.append(device))
+    monkeypatch.setattr(torch.cuda, "Event", _Event)
+    monkeypatch.setattr(torch.cuda, "current_stream", lambda device=None: device)  # the stream names its device
+    _Event.log, _Event.ticks = [], {}
     model, stats = _OnGpus(), ScoringStats()
-    with ForwardClock(model, stats):
+    with ForwardClock(model, stats) as clock:
         model(input_ids=torch.ones(1, 4, 2))
-    # Before and after the call, each of the model's GPUs; never a bare synchronize() (the current device).
-    assert synced == [torch.device("cuda:3"), torch.device("cuda:5")] * 2
-    assert stats.prefill_tokens == 4 and stats.prefill_seconds > 0
+        for _ in range(3):
+            model(input_ids=torch.ones(1, 1, 2))
+        # Calls record events on each of the model's GPUs and never wait: nothing is added yet.
+        gpus = [torch.device("cuda:3"), torch.device("cuda:5")]
+        assert _Event.log == [("record", gpu) for _ in range(8) for gpu in gpus]
+        assert stats.prefill_seconds == 0 and stats.decode_seconds == 0
+        clock.flush()
+    # One wait per GPU at the flush, never a synchronize() (bare or not) per call.
+    assert synced == [] and _Event.log[16:] == [("wait", gpu) for gpu in gpus]
+    # Each call's time is its longest span over the GPUs (cuda:5's clock ticks 10 ms per record).
+    assert stats.prefill_seconds == pytest.approx(0.010) and stats.decode_seconds == pytest.approx(0.030)
+    assert stats.prefill_tokens == 4 and stats.decode_tokens == 3
 
 
 # ------------------------------------------------------------------------------- 2. out-of-memory back-off
@@ -308,7 +344,7 @@ def test_gpu_check_dry_run_on_the_cpu(tmp_path):
     report = json.loads((out / "gpu_check.json").read_text())
     assert report["dry_run"] is True
     sections = report["sections"]
-    assert set(sections) == {"judge", "workers", "group", "out_of_memory", "editor_offload"}
+    assert set(sections) == {"judge", "workers", "group", "out_of_memory", "forward_clock", "editor_offload"}
     judge = sections["judge"]
     assert [(r["mode"], r["batch_size"]) for r in judge] == [(m, b) for m in ("generate", "logits") for b in (1, 2, 4)]
     assert all(r["images_per_s"] > 0 and 0 <= r["agreement_within_0.5"] <= 1 for r in judge)
@@ -316,4 +352,7 @@ def test_gpu_check_dry_run_on_the_cpu(tmp_path):
     assert sections["group"]["scores_equal_single_device"] is True
     assert sections["out_of_memory"]["oom_splits"] >= 1 and sections["out_of_memory"]["all_scored"] is True
     assert sections["editor_offload"]["same_pixels"] is True
+    clock = sections["forward_clock"]  # real generate calls: each setting timed, the clock saw its decode steps
+    assert clock["steps"] == 6 and set(clock["ms_per_step"]) == {"none", "clock", "syncing every call"}
+    assert all(ms > 0 for ms in clock["ms_per_step"].values()) and clock["clock_decode_ms_per_step"] > 0
     assert "gpu_check summary" in result.stdout and "DRY RUN" in result.stdout

@@ -142,6 +142,52 @@ def test_prefetch_builds_the_next_batch_while_the_model_runs(judge, monkeypatch)
     assert stats.prepare_seconds > 0
 
 
+def test_stop_early_decodes_while_the_next_batch_is_being_prepared(judge, monkeypatch):
+    """The early-stop check reads answers at every decode step: it must not wait for the prefetch
+    thread, which holds the processor (and its lock) for a whole batch's preparation. Here the next
+    batch's preparation does not end until the current batch has decoded an answer; were the decode
+    blocked by it, the preparation would give up waiting and end first."""
+    from editjudge.models.reward.batching import _ScoreWritten
+
+    images, prompts = varied(4)
+    order, preparing, decoded = [], threading.Event(), threading.Event()
+    real_template, real_check = judge.processor.apply_chat_template, _ScoreWritten.__call__
+    prefetch_calls = []
+
+    def slow_template(*args, **kwargs):  # on the prefetch thread, under whatever it holds there
+        if kwargs.get("tokenize") and threading.current_thread().name.startswith("judge-prefetch"):
+            prefetch_calls.append(1)
+            if len(prefetch_calls) == 2:  # the second batch, built while the first is scored
+                order.append("prepare starts")
+                preparing.set()
+                decoded.wait(timeout=30)
+                order.append("prepare ends")
+        return real_template(*args, **kwargs)
+
+    class Spy:  # the check's tokenizer, recording its decodes
+        def __init__(self, tokenizer):
+            self.tokenizer = tokenizer
+
+        def decode(self, *args, **kwargs):
+            text = self.tokenizer.decode(*args, **kwargs)
+            order.append("decode")
+            decoded.set()
+            return text
+
+    def check(self, input_ids, scores, **kwargs):
+        if not isinstance(self.tokenizer, Spy):
+            preparing.wait(timeout=30)  # the first batch's decodes start once the next batch is being built
+            self.tokenizer = Spy(self.tokenizer)
+        return real_check(self, input_ids, scores, **kwargs)
+
+    monkeypatch.setattr(judge.processor, "apply_chat_template", slow_template)
+    monkeypatch.setattr(_ScoreWritten, "__call__", check)
+    results, _ = run(judge, monkeypatch, {"prefetch": True, "stop_early": True, "group_by_length": False},
+                     images, prompts, batch_size=2)
+    assert all(r.ok for r in results) and len(prefetch_calls) == 2
+    assert "decode" in order and order.index("prepare starts") < order.index("decode") < order.index("prepare ends")
+
+
 def test_prefetch_auto_is_off_on_the_cpu(judge_path):
     """On the CPU the model uses every core; a preparing thread would only compete with it."""
     judge = Qwen3VLRewardModel(judge_path, device="cpu", show_progress=False)

@@ -68,8 +68,7 @@ class AnswerMixin:
         options, stop = {}, None
         decided = self._decided()
         if self.stop_early and decided is not None:
-            stop = _ScoreWritten(self.processor.tokenizer, self._processor_lock, self.closing_token_ids(),
-                                 prompt_length, decided)
+            stop = _ScoreWritten(self._answer_tokenizer, self.closing_token_ids(), prompt_length, decided)
             options["stopping_criteria"] = StoppingCriteriaList([stop])
         if sampler is not None:
             options["logits_processor"] = LogitsProcessorList([sampler])
@@ -86,8 +85,7 @@ class AnswerMixin:
         exhausted = [end is None and len(row) >= self.max_new_tokens and not ends.intersection(row.tolist())
                      for row, end in zip(trimmed, cut)]
         trimmed = [row if end is None else row[:end] for row, end in zip(trimmed, cut)]
-        with self._processor_lock:
-            texts = self.processor.batch_decode(trimmed, skip_special_tokens=True, clean_up_tokenization_spaces=False)
+        texts = self._answer_tokenizer.batch_decode(trimmed, skip_special_tokens=True, clean_up_tokenization_spaces=False)
         return [self._parse(text, ran_out) for text, ran_out in zip(texts, exhausted)]
 
     def _decided(self):
@@ -166,7 +164,6 @@ class AnswerMixin:
     def closing_token_ids(self) -> frozenset[int]:
         """Ids of the tokens that can close a JSON object (contain ``}``)."""
         if self._closing_ids is None:
-            with self._processor_lock:
-                vocab = self.processor.tokenizer.get_vocab()
+            vocab = self._answer_tokenizer.get_vocab()
             self._closing_ids = frozenset(i for token, i in vocab.items() if "}" in token)
         return self._closing_ids

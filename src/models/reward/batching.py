@@ -70,16 +70,21 @@ ENCODER_NAMES = ("visual", "vision_tower", "vision_model")
 class ForwardClock:
     """Adds the time and the tokens of a model's forward calls to ``stats`` while entered.
 
-        with ForwardClock(model, stats):
+        with ForwardClock(model, stats) as clock:
             model.generate(**inputs)
+            clock.flush()  # optional: the times so far (exiting flushes too)
 
     A call over several positions per row is a prefill (its padding is counted apart); a call
     over one position per row is a generation step. The image encoder's calls count as prefill
     time (and as ``vision_seconds``), whether ``generate`` makes them before the first forward
-    call or the forward call makes them itself; nested calls are timed once. On CUDA each call
-    is synchronized on the GPUs that hold the model's weights (all of a replica's group, never a
-    bare ``synchronize()``, which would wait on, and create a context on, the current device), so
-    the times are the model's devices'.
+    call or the forward call makes them itself; nested calls are timed once.
+
+    On the CPU each call is timed with ``perf_counter`` as it ends. On CUDA no call waits for the
+    GPU: each records a pair of timing events on every GPU that holds the model's weights (its
+    current stream), and ``flush`` (at a batch's end, and on exit) waits once for each GPU's last
+    event and adds the calls' times, each the longest span over those GPUs. So the clock never
+    serialises kernel launches with their execution, and never calls a bare ``synchronize()``
+    (which would wait on, and create a context on, the current device).
     """
 
     def __init__(self, model: torch.nn.Module, stats: ScoringStats) -> None:
@@ -87,14 +92,45 @@ class ForwardClock:
         self.stats = stats
         self._handles: list = []
         self._depth = 0
-        self._started = 0.0
+        self._started = None  # the outermost call's start mark
         self._kind = "prefill"
         self._cuda_devices: list[torch.device] = []
-        self._encoder_starts: list[float] = []
+        self._encoder_starts: list = []
+        self._pending: list[tuple[tuple[str, ...], list, list]] = []  # CUDA: (stats fields, starts, ends)
 
-    def _synchronize(self) -> None:
+    def _mark(self):
+        """Now: ``perf_counter`` on the CPU; on CUDA a timing event recorded on each of the model's GPUs."""
+        if not self._cuda_devices:
+            return time.perf_counter()
+        marks = []
         for device in self._cuda_devices:
-            torch.cuda.synchronize(device)
+            event = torch.cuda.Event(enable_timing=True)
+            event.record(torch.cuda.current_stream(device))
+            marks.append(event)
+        return marks
+
+    def _add(self, fields: tuple[str, ...], started) -> None:
+        """Adds the time from ``started`` to now to each of ``fields`` (on CUDA, at the next ``flush``)."""
+        if not fields:
+            return
+        ended = self._mark()
+        if self._cuda_devices:
+            self._pending.append((fields, started, ended))
+            return
+        for field in fields:
+            setattr(self.stats, field, getattr(self.stats, field) + ended - started)
+
+    def flush(self) -> None:
+        """Adds the times of the calls recorded on CUDA: waits for each GPU's last event, once."""
+        if not self._pending:
+            return
+        pending, self._pending = self._pending, []
+        for event in pending[-1][2]:  # a stream runs its events in order: the last one ends after the rest
+            event.synchronize()
+        for fields, starts, ends in pending:
+            seconds = max(start.elapsed_time(end) for start, end in zip(starts, ends)) / 1000
+            for field in fields:
+                setattr(self.stats, field, getattr(self.stats, field) + seconds)
 
     def __enter__(self) -> "ForwardClock":
         devices = {p.device for p in self.model.parameters() if p.is_cuda}
@@ -114,36 +150,30 @@ class ForwardClock:
         self._handles = []
         self._depth = 0
         self._encoder_starts = []
+        self.flush()
 
     def _start(self, kind: str) -> None:
         self._depth += 1
         if self._depth == 1:
-            self._synchronize()
             self._kind = kind
-            self._started = time.perf_counter()
+            self._started = self._mark()
 
-    def _stop(self) -> float | None:
-        """Seconds since the outermost call began, once that call ends; None for a nested call."""
+    def _stop(self) -> bool:
+        """True once the outermost call ends; False for a nested call."""
         self._depth = max(0, self._depth - 1)
-        if self._depth:
-            return None
-        self._synchronize()
-        return time.perf_counter() - self._started
+        return not self._depth
 
     def _before_encoder(self, module, args) -> None:
-        self._encoder_starts.append(time.perf_counter())
         self._start("prefill")
+        self._encoder_starts.append(self._started if self._depth == 1 else self._mark())
 
     def _after_encoder(self, module, args, output) -> None:
         started = self._encoder_starts.pop() if self._encoder_starts else self._started
-        elapsed = self._stop()
-        if elapsed is None:  # inside another timed call, which counts the time
-            self._synchronize()
-            elapsed = time.perf_counter() - started
-        else:
-            self.stats.prefill_seconds += elapsed
-        if not self._encoder_starts:  # an encoder inside an encoder is part of the outer one's time
-            self.stats.vision_seconds += elapsed
+        outermost = self._stop()
+        # An encoder inside an encoder is part of the outer one's time; inside another timed call,
+        # that call counts the prefill time.
+        vision = () if self._encoder_starts else ("vision_seconds",)
+        self._add((("prefill_seconds",) if outermost else ()) + vision, started)
 
     def _before(self, module, args, kwargs) -> None:
         ids = kwargs.get("input_ids", args[0] if args else None)
@@ -163,13 +193,8 @@ class ForwardClock:
         self._start("prefill" if prefill else "decode")
 
     def _after(self, module, args, kwargs, output) -> None:
-        elapsed = self._stop()
-        if elapsed is None:
-            return
-        if self._kind == "prefill":
-            self.stats.prefill_seconds += elapsed
-        else:
-            self.stats.decode_seconds += elapsed
+        if self._stop():
+            self._add(("prefill_seconds" if self._kind == "prefill" else "decode_seconds",), self._started)
 
 
 class _ScoreWritten:
@@ -180,13 +205,13 @@ class _ScoreWritten:
     stopping there changes no score and no failure, only how much of the answer is kept.
     ``ends[row]`` is where a row was cut, in generated tokens; without an end-of-sequence token,
     generate keeps extending a finished row. Rows are decoded only when a token that can close an
-    object arrives.
+    object arrives. ``tokenizer`` must be one no other thread uses (the judge's ``_answer_tokenizer``):
+    this check runs at every decode step and must not wait for a batch being prepared.
     """
 
-    def __init__(self, tokenizer, lock, closing_ids: frozenset[int], prompt_length: int, decided) -> None:
+    def __init__(self, tokenizer, closing_ids: frozenset[int], prompt_length: int, decided) -> None:
         self.decided = decided
         self.tokenizer = tokenizer
-        self.lock = lock
         self.closing_ids = closing_ids
         self.prompt_length = prompt_length
         self.ends: list[int | None] = []
@@ -197,8 +222,7 @@ class _ScoreWritten:
         generated = input_ids.shape[1] - self.prompt_length
         for row, token in enumerate(input_ids[:, -1].tolist()):
             if self.ends[row] is None and token in self.closing_ids:
-                with self.lock:
-                    text = self.tokenizer.decode(input_ids[row, self.prompt_length:], skip_special_tokens=True)
+                text = self.tokenizer.decode(input_ids[row, self.prompt_length:], skip_special_tokens=True)
                 if self.decided(text):
                     self.ends[row] = generated
         return torch.tensor([end is not None for end in self.ends], device=input_ids.device)

@@ -35,6 +35,7 @@ accuracy or portability for speed and memory. ``stats`` shows where the time wen
 
 from __future__ import annotations
 
+import copy
 import gc
 import logging
 import math
@@ -178,7 +179,9 @@ class Qwen3VLRewardModel(AnswerMixin):
         self.stats = ScoringStats()
         self.batch_log_level = logging.INFO  # the level of the per-batch lines
         self._parse_override = None  # set per batch_evaluate call (parse=)
-        # The prefetch thread and the main thread share the tokenizer, whose padding settings are mutable.
+        # The prefetch thread and the main thread share the processor, whose tokenizer's padding settings
+        # are mutable: one builds inputs under this lock at a time. Answers are read with a tokenizer of
+        # their own (``_answer_tokenizer``), so reading one never waits for a batch being built.
         self._processor_lock = threading.RLock()
         self._auto_batch_size: int | None = None
         self._auto_active = False
@@ -192,6 +195,11 @@ class Qwen3VLRewardModel(AnswerMixin):
             if max_pixels is not None:
                 size["longest_edge"] = int(max_pixels)
             self.processor.image_processor.size = size
+        # The main thread's own copy for decoding answers (the early-stop check, every decode step, and
+        # the batch's texts): a fast tokenizer reconfigures its padding on each encode, so an instance used
+        # by two threads at once fails ("Already borrowed"); sharing one under the lock made each decode
+        # wait for the prefetch thread's whole batch.
+        self._answer_tokenizer = copy.deepcopy(self.processor.tokenizer)
         self.thinking = self._check_thinking()
         self._digit_ids, self._ten_id = None, None
         if score_mode == "logits":  # how the tokenizer writes each score of the range, before any weights load
@@ -355,7 +363,7 @@ class Qwen3VLRewardModel(AnswerMixin):
         bar = tqdm(total=n, desc="scoring", unit="img", disable=not self.show_progress or n == 0, leave=False)
         with ExitStack() as stack:
             stack.enter_context(self._left_padding())
-            stack.enter_context(ForwardClock(self.model, self.stats))
+            clock = stack.enter_context(ForwardClock(self.model, self.stats))
             pool = None
             if self.prefetch and n > batch_size:
                 pool = stack.enter_context(ThreadPoolExecutor(1, "judge-prefetch"))
@@ -376,6 +384,7 @@ class Qwen3VLRewardModel(AnswerMixin):
                     chunk = self._batch_score_sequential(batch, fallback=False)
                 for request, result in zip(batch, chunk):
                     results[request.index] = result
+                clock.flush()  # on CUDA, the batch's forward times: one wait, after its answers are read
                 self.stats.batches += 1
                 self.stats.batch_timings.append((len(indices), time.perf_counter() - batch_started))
                 scored = [results[i].score for i in indices if results[i].ok]
