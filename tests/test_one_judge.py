@@ -1,9 +1,10 @@
 """One judge, one path: the job and `editjudge serve` build the judge the same way (reward.judge.build_judge).
 
 One configuration file, scored by the job and by the reward server through RewardClient, gives the same
-records: with GEdit-Bench's official VIEScore prompts read from a local folder (the server used to judge
-with editjudge's own wording while saying `viescore`), and with the judge on a device group (the server
-used to crash on one).
+records (score, sub-scores, raw output, error, compared as they are): with GEdit-Bench's official VIEScore
+prompts read from a local folder (the server used to judge with editjudge's own wording while saying
+`viescore`), and with the judge on a device group (the server used to crash on one), with a rubric the tiny
+judge answers (numbers compared) and one it does not (errors compared).
 """
 
 from __future__ import annotations
@@ -61,15 +62,23 @@ def _job_and_server(tmp_path: Path, config: Path) -> tuple[list[dict], list[dict
     return scored, answer["results"], health
 
 
-@pytest.mark.parametrize("devices", [["cpu"], [["cpu"]]], ids=["device", "device-group"])
-def test_the_job_and_the_server_give_the_same_records_with_the_official_prompts(devices, tmp_path, judge_path,
-                                                                              precomputed_dir):
-    prompts = fake_viescore(tmp_path / "viescore")
-    config = _config(tmp_path, judge_path, precomputed_dir, devices, rubric="viescore",
-                     viescore_prompts_dir=str(prompts))
+@pytest.mark.parametrize("rubric, devices", [("official", ["cpu"]), ("official", [["cpu"]]), ("simple", [["cpu"]])],
+                         ids=["official-device", "official-device-group", "simple-device-group"])
+def test_the_job_and_the_server_give_the_same_records(rubric, devices, tmp_path, judge_path, precomputed_dir):
+    if rubric == "official":
+        params = {"rubric": "viescore", "viescore_prompts_dir": str(fake_viescore(tmp_path / "viescore"))}
+    else:
+        params = {"rubric": rubric}
+    config = _config(tmp_path, judge_path, precomputed_dir, devices, **params)
     scored, served, health = _job_and_server(tmp_path, config)
-    assert health["rubric"] == RUBRIC_NAME and all(r["rubric"] == RUBRIC_NAME for r in served)
+    name = RUBRIC_NAME if rubric == "official" else rubric
+    assert health["rubric"] == name and all(r["rubric"] == name for r in served)
     assert health["devices"] == ["cpu"]
+    if rubric == "simple":  # the tiny judge answers its own prompt: the scores compared are numbers
+        assert all(isinstance(r["score"], float) for r in scored)
+    else:  # it does not answer the stand-in official text with the official fields: errors compared
+        assert all(r["error"] and r["raw_output"] for r in scored)
+    # A simple-rubric record has no sub_scores key where the server's answer says {} (schema.py): the same.
+    scored = [dict(r, sub_scores=r.get("sub_scores", {})) for r in scored]
     fields = ("score", "sub_scores", "raw_output", "error")
-    assert [tuple(r.get(k) or None for k in fields) for r in served] == \
-           [tuple(r.get(k) or None for k in fields) for r in scored]
+    assert [{k: r[k] for k in fields} for r in served] == [{k: r[k] for k in fields} for r in scored]

@@ -41,16 +41,19 @@ def alive(pid: int) -> bool:
     return True
 
 
-def served_prompt_tokens(model, pair, out_dir: Path, system: str | None = None) -> int:
-    """The prompt length the vLLM server counts for one pair (its processor resized the image)."""
+def served_prompt_tokens(model, pair, out_dir: Path, system: str | None = None) -> list[int]:
+    """The prompt token ids the vLLM server reports for one pair (its processor resized the image)."""
     (_, item), edit = pair
     messages, _ = model._messages(out_dir / edit["image"], None, model.system_prompt if system is None else system,
                                   fill_prompt(model.user_prompt, item.instruction))
-    return model.client.post("/chat/completions", model._generate_body(messages, "", None))["usage"]["prompt_tokens"]
+    body = dict(model._generate_body(messages, "", None), return_token_ids=True)
+    response = model.client.post("/chat/completions", body)
+    assert response["usage"]["prompt_tokens"] == len(response["prompt_token_ids"])
+    return response["prompt_token_ids"]
 
 
-def local_prompt_tokens(judge_path: str, pair, out_dir: Path, system: str | None = None) -> int:
-    """The same prompt's length under the transformers judge with the same max_pixels."""
+def local_prompt_tokens(judge_path: str, pair, out_dir: Path, system: str | None = None) -> list[int]:
+    """The same prompt's token ids under the transformers judge with the same max_pixels."""
     from editjudge.images import load_image
     from editjudge.models.reward.qwen3_vl import Qwen3VLRewardModel, _Request
 
@@ -58,7 +61,7 @@ def local_prompt_tokens(judge_path: str, pair, out_dir: Path, system: str | None
     local = Qwen3VLRewardModel(judge_path, max_pixels=MAX_PIXELS, show_progress=False)
     request = _Request(0, load_image(out_dir / edit["image"]), None, local.system_prompt if system is None else system,
                        fill_prompt(local.user_prompt, item.instruction))
-    return local._prepare_inputs([request])["input_ids"].shape[1]
+    return local._prepare_inputs([request])["input_ids"][0].tolist()
 
 
 def test_missing_vllm_environment_is_a_config_error(tmp_path, judge_path, precomputed_dir):

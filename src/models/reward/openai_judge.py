@@ -12,8 +12,9 @@ Same contract as ``Qwen3VLRewardModel``: ``batch_score``/``batch_evaluate`` -> `
 input order, ``stats``, ``config_problems``/``from_config``. Images go as base64 data URLs
 (``image_format``: ``png``, the default, or ``jpeg``: Pillow's default JPEG settings, quality 75, as
 GEdit-Bench's GPT client sends them), resized first when asked: to ``image_area`` pixels with the
-aspect ratio kept, then with Qwen's ``smart_resize`` (sides multiples of 32, area within ``min_pixels`` ..
-``max_pixels``) when either is set. One user turn holds the images then the prompt's text
+aspect ratio kept, then with Qwen's ``smart_resize`` (sides multiples of ``resize_factor``, area within
+``min_pixels`` .. ``max_pixels``) when either is set: 32 (the default) for Qwen3-VL, 28 for Qwen2/2.5-VL
+(patch size x merge size), so the server sees the grid the transformers judge would. One user turn holds the images then the prompt's text
 (``text_before_images: true``: the text first, as GEdit-Bench's GPT client does), after a system
 turn unless the system prompt is empty. ``temperature: null`` sends no temperature (the server's
 default: 1 at OpenAI, as in GEdit-Bench's requests). Requests run ``max_concurrent`` at a time; see ``remote`` for
@@ -138,6 +139,7 @@ class OpenAIRewardModel:
         seed: int | None = None,
         min_pixels: int | None = None,
         max_pixels: int | None = None,
+        resize_factor: int = PATCH_FACTOR,
         image_area: int | None = None,
         image_format: str = "png",
         text_before_images: bool = False,
@@ -167,6 +169,7 @@ class OpenAIRewardModel:
         self.temperature = temperature
         self.seed = seed
         self.min_pixels, self.max_pixels = min_pixels, max_pixels
+        self.resize_factor = resize_factor
         self.image_area = image_area
         self.image_format = image_format
         self.text_before_images = text_before_images
@@ -220,6 +223,8 @@ class OpenAIRewardModel:
         for key in ("min_pixels", "max_pixels"):
             check(key, lambda v: v is None or (is_int(v) and v >= PATCH_FACTOR ** 2),
                   f"null or an integer >= {PATCH_FACTOR ** 2}")
+        check("resize_factor", lambda v: is_int(v) and v >= 1,
+              "a positive integer (the model's patch size x merge size: 32 for Qwen3-VL, 28 for Qwen2.5-VL)")
         check("image_area", lambda v: v is None or (is_int(v) and v >= 64),
               "null or a number of pixels >= 64 (e.g. 262144: 512 x 512)")
         check("image_format", lambda v: v in IMAGE_FORMATS, f"one of {sorted(IMAGE_FORMATS)}")
@@ -398,7 +403,8 @@ class OpenAIRewardModel:
             if (width, height) != image.size:
                 image = image.resize((width, height), Image.Resampling.BICUBIC)
         if self.min_pixels is not None or self.max_pixels is not None:
-            height, width = smart_resize(image.height, image.width, min_pixels=self.min_pixels or PATCH_FACTOR ** 2,
+            height, width = smart_resize(image.height, image.width, factor=self.resize_factor,
+                                         min_pixels=self.min_pixels or self.resize_factor ** 2,
                                          max_pixels=self.max_pixels or 16384 * 16384)
             if (width, height) != image.size:
                 image = image.resize((width, height), Image.Resampling.BICUBIC)
