@@ -40,7 +40,7 @@ OPENAI_CHANGES = {
     "max_pixels": 65536, "image_area": 262144, "image_format": "jpeg", "text_before_images": True,
     "system_prompt": "You judge.", "user_prompt": "Rate {instruction}.", "compare_with_original": True,
     "score_mode": "logits", "score_range": [1, 5], "logits_prefix": '{"r": ', "response_format": "json_schema",
-    "extra_body": {"top_k": 1},
+    "extra_body": {"top_k": 1}, "resize_factor": 28,
 }
 VLLM_CHANGES = {**{k: v for k, v in OPENAI_CHANGES.items() if k != "model"}, "model_path": "other/judge",
                 "dtype": "bfloat16", "max_model_len": 8192, "server_args": ["--quantization", "fp8"]}
