@@ -11,13 +11,12 @@ import os
 import re
 import types
 import typing
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from .benchmark import MAX_INSTRUCTION_CHARS
+from .config_types import BenchmarkConfig, Config, EditingConfig, EditorConfig, RewardModelConfig
 from .suggest import unknown_key
 
 if TYPE_CHECKING:
@@ -32,56 +31,9 @@ class ConfigError(ValueError):
         super().__init__(f"invalid configuration {source}:\n" + "\n".join(f"  - {p}" for p in problems))
 
 
-@dataclass
-class BenchmarkConfig:
-    path: str
-    format: str = "native"
-    categories: list[str] | None = None
-    limit: int | None = None
-    language: str | None = None
-    image_cache: str | None = None
-    max_instruction_chars: int = MAX_INSTRUCTION_CHARS
-
-
-@dataclass
-class EditorConfig:
-    name: str
-    type: str
-    model_path: str | None = None
-    image_dir: str | None = None
-    params: dict[str, Any] = field(default_factory=dict)
-    batch_size: int = 1
-    dtype: str = "auto"
-    trust_remote_code: bool = False
-    max_area: int | None = None
-    # diffusers: where the weights live (none | model | sequential) and VAE decoding in tiles / one image at a time.
-    offload: str = "none"
-    vae_tiling: bool = False
-    vae_slicing: bool = False
-
-
-@dataclass
-class EditingConfig:
-    devices: str | list[str | list[str]] = "auto"  # a group (nested list) is refused with its reason
-    editors: list[EditorConfig] = field(default_factory=list)
-
-
-@dataclass
-class RewardModelConfig:
-    type: str = "qwen3_vl"
-    # A list entry may be a group of GPUs one replica spans: [[cuda:0, cuda:1], [cuda:2, cuda:3]].
-    devices: str | list[str | list[str]] = "auto"
-    params: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
-class Config:
-    benchmark: BenchmarkConfig
-    reward_model: RewardModelConfig
-    editing: EditingConfig = field(default_factory=EditingConfig)
-    output_dir: str = "outputs/run"
-    seed: int = 0
-
+# The dataclasses live in config_types, below both this module and the editors that read them (no
+# import cycle); ``from editjudge.config import EditorConfig`` keeps working.
+REEXPORTED = (BenchmarkConfig, EditorConfig)
 
 EDITOR_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 

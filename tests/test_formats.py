@@ -9,7 +9,7 @@ import re
 import pytest
 from PIL import Image
 
-from editjudge import benchmark
+from editjudge.benchmark import gedit
 from editjudge.benchmark import BENCHMARK_FORMATS, LOADERS, BenchmarkError, load_benchmark
 from editjudge.paths import safe_name
 from tests.conftest import ROOT
@@ -200,8 +200,8 @@ def test_gedit_errors_name_file_and_row(tmp_path):
 @needs_pyarrow
 def test_gedit_unwritable_data_folder_falls_back_to_a_private_temp_dir(tmp_path, monkeypatch):
     root = write_parquet_gedit(tmp_path / "gedit")
-    monkeypatch.setattr(benchmark.os, "access", lambda *args: False)
-    monkeypatch.setattr(benchmark.tempfile, "gettempdir", lambda: str(tmp_path / "tmp"))
+    monkeypatch.setattr(gedit.os, "access", lambda *args: False)
+    monkeypatch.setattr(gedit.tempfile, "gettempdir", lambda: str(tmp_path / "tmp"))
     (tmp_path / "tmp").mkdir()
     items = load_benchmark(root, "gedit", limit=1)
     cache = items[0].image.parent

@@ -13,12 +13,11 @@ import hashlib
 import importlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 from PIL import Image
 
-if TYPE_CHECKING:
-    from ...config import EditorConfig
+from ...config_types import EditorConfig
 
 
 @dataclass(frozen=True)
@@ -62,7 +61,7 @@ def get_editor_class(kind: str):
     return getattr(importlib.import_module(module), name)
 
 
-def editor_problems(config: "EditorConfig", where: str, part: str = "all") -> list[str]:
+def editor_problems(config: EditorConfig, where: str, part: str = "all") -> list[str]:
     """Everything wrong with one editor entry, found without loading a model.
 
     The backend owns its checks: ``CONFIG_KEYS`` (what an entry of its type may set beside ``name`` and
@@ -93,5 +92,5 @@ def editor_problems(config: "EditorConfig", where: str, part: str = "all") -> li
     return problems
 
 
-def build_editor(config: "EditorConfig", device: str) -> Editor:
+def build_editor(config: EditorConfig, device: str) -> Editor:
     return get_editor_class(config.type).from_config(config, device)
