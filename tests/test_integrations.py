@@ -1,0 +1,153 @@
+"""Trainer integrations, each called exactly as its trainer calls it (tests/integration_fixtures.py
+names the upstream file and commit each call was read from)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from editjudge.client import RewardScoringError
+
+from .integration_fixtures import (FakeRewardServer, build_reward_table, flow_grpo_epoch, k_repeat_batches,
+                                   pixel_score)
+
+TOKEN = "integ-token-8c1f"
+INSTRUCTIONS = ["make the sky red", "add a hat", "turn it to night", "remove the car", "paint it blue"]
+
+
+@pytest.fixture
+def dataset(tmp_path) -> Path:
+    """A Flow-GRPO edit dataset folder: images/ with one source per prompt, sizes of their own."""
+    root = tmp_path / "data"
+    (root / "images").mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for i in range(len(INSTRUCTIONS)):
+        pixels = rng.integers(0, 256, (24 + 2 * i, 20 + i, 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(root / "images" / f"src_{i}.png")
+    return root
+
+
+@pytest.fixture
+def env(monkeypatch, dataset):
+    with FakeRewardServer(token=TOKEN) as server:
+        monkeypatch.setenv("EDITJUDGE_URL", server.url)
+        monkeypatch.setenv("EDITJUDGE_DATASET_ROOT", str(dataset))
+        monkeypatch.setenv("EDITJUDGE_SERVER_TOKEN", TOKEN)
+        monkeypatch.setenv("EDITJUDGE_RETRIES", "0")
+        yield server
+
+
+def _rank_batches(replicas=2, batch_size=3, k=4, m=3, seed=0):
+    """Each rank's batches as the trainer hands them to the reward function: a float NCHW tensor in
+    [0, 1] (the edits), the instructions, metadata with the source's path, and ref_images (here a
+    decoy: the edit-plus script's is the second condition image, not the source)."""
+    import torch
+
+    generator = torch.Generator().manual_seed(seed)
+    out = []
+    for rank in range(replicas):
+        batches = []
+        for indices in k_repeat_batches(len(INSTRUCTIONS), batch_size, k, m, replicas, rank, seed):
+            images = torch.rand(len(indices), 3, 16, 16, generator=generator)
+            metadata = [{"prompt": INSTRUCTIONS[i], "image": f"images/src_{i}.png"} for i in indices]
+            decoys = [Image.new("RGB", (8, 8), (255, 0, 0))] * len(indices)
+            batches.append((images, [INSTRUCTIONS[i] for i in indices], metadata, decoys))
+        out.append(batches)
+    return out
+
+
+def _expected_scores(rank_batches, root: Path) -> list[float]:
+    scores = []
+    for batches in rank_batches:
+        for images, _, metadata, _ in batches:
+            for image, meta in zip(images, metadata):
+                edited = (image.permute(1, 2, 0).numpy() * 255).round().clip(0, 255).astype(np.uint8)
+                scores.append(pixel_score(edited, np.asarray(Image.open(root / meta["image"]).convert("RGB"))))
+    return scores
+
+
+@pytest.mark.parametrize("global_std", [False, True])
+def test_flow_grpo_multi_score_over_two_ranks(env, dataset, global_std):
+    from editjudge.integrations import flow_grpo
+
+    ranks = _rank_batches()
+    reward_fn = flow_grpo.multi_score("cuda:0", {"editjudge": 0.5})
+    gathered, advantages = flow_grpo_epoch(reward_fn, ranks, global_std=global_std)
+    # What the server received: each source byte for byte as the file (pixel for pixel), the edit as
+    # the tensor's pixels, the instruction; never the decoy ref_images.
+    sent = [(meta, image, prompt) for batches in ranks for images, prompts, metadata, _ in batches
+            for meta, image, prompt in zip(metadata, images, prompts)]
+    assert len(env.items) == len(sent) == 12  # lcm(k * m, 2 ranks * 3) = 12: two batches a rank
+    for got, (meta, image, prompt) in zip(env.items, sent):
+        path = dataset / meta["image"]
+        assert got["source_bytes"] == path.read_bytes()
+        assert np.array_equal(got["source"], np.asarray(Image.open(path).convert("RGB")))
+        assert np.array_equal(got["edited"], (image.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8))
+        assert got["instruction"] == prompt
+    expected = np.array(_expected_scores(ranks, dataset), dtype=np.float32)
+    assert np.allclose(gathered["editjudge"], expected) and np.allclose(gathered["ori_avg"], 0.5 * expected)
+    # The trainer's normalisation of the gathered scores, computed here directly from the expected scores.
+    prompts = [p for batches in ranks for _, ps, _, _ in batches for p in ps]
+    direct = np.zeros(len(expected))
+    for prompt in set(prompts):
+        rows = [i for i, p in enumerate(prompts) if p == prompt]
+        group = 0.5 * expected[rows].astype(np.float64)
+        std = np.std(0.5 * expected) if global_std else np.std(group)
+        direct[rows] = (group - group.mean()) / (std + 1e-4)
+    assert len({p for p in prompts}) == 3 and all(prompts.count(p) == 4 for p in set(prompts))
+    assert {p for b in ranks[0] for p in b[1]} & {p for b in ranks[1] for p in b[1]}  # groups span both ranks
+    for rank, rows in enumerate((slice(0, 6), slice(6, 12))):
+        assert advantages[rank].shape == (6, 2)
+        assert np.allclose(advantages[rank][:, 0], direct[rows], atol=1e-4)
+        assert np.allclose(advantages[rank][:, 1], advantages[rank][:, 0])
+
+
+def test_flow_grpo_table_entry_is_built_and_called_as_the_trainer_does(env, dataset):
+    from editjudge.integrations.flow_grpo import editjudge_score
+
+    fns = build_reward_table({"editjudge": editjudge_score}, {"editjudge": 1.0})
+    images, prompts, metadata, _ = _rank_batches()[0][0]
+    scores, _ = fns["editjudge"](images, prompts, metadata)
+    assert scores.dtype == np.float32
+    assert scores.tolist() == pytest.approx(_expected_scores([[(images, prompts, metadata, None)]], dataset))
+    env.fail_ids.add(1)
+    with pytest.raises(RewardScoringError, match="item 1: judge error: fake"):
+        fns["editjudge"](images, prompts, metadata)
+
+
+@pytest.mark.parametrize("path, message", [("../outside.png", "outside the dataset root"),
+                                           ("/etc/hostname", "outside the dataset root"),
+                                           ("images/link.png", "outside the dataset root"),
+                                           ("images/missing.png", "not found"), ("", "non-empty")])
+def test_flow_grpo_refuses_a_source_outside_the_dataset_root(env, dataset, path, message):
+    from editjudge.integrations.flow_grpo import editjudge_score
+
+    (dataset.parent / "outside.png").write_bytes((dataset / "images" / "src_0.png").read_bytes())
+    os.symlink(dataset.parent / "outside.png", dataset / "images" / "link.png")
+    images, prompts, metadata, _ = _rank_batches()[0][0]
+    metadata = [dict(metadata[0], image=path)] + metadata[1:]
+    with pytest.raises((ValueError, FileNotFoundError), match=message):
+        editjudge_score()(images, prompts, metadata)
+    assert env.items == []  # nothing was sent
+
+
+def test_flow_grpo_configuration_mistakes_stop_the_trainer_at_start(monkeypatch, tmp_path):
+    from editjudge.integrations.flow_grpo import editjudge_score, multi_score
+
+    monkeypatch.delenv("EDITJUDGE_DATASET_ROOT", raising=False)
+    with pytest.raises(ValueError, match="EDITJUDGE_DATASET_ROOT is not set"):
+        editjudge_score("cuda:0")
+    monkeypatch.setenv("EDITJUDGE_DATASET_ROOT", str(tmp_path / "nope"))
+    with pytest.raises(ValueError, match="is not a folder"):
+        editjudge_score()
+    monkeypatch.setenv("EDITJUDGE_DATASET_ROOT", str(tmp_path))
+    monkeypatch.setenv("EDITJUDGE_URL", "127.0.0.1:8000")
+    with pytest.raises(ValueError, match="http"):
+        editjudge_score()
+    with pytest.raises(ValueError, match="knows only 'editjudge'"):
+        multi_score("cpu", {"editjudge": 1.0, "pickscore": 1.0})
