@@ -159,3 +159,31 @@ class FakeRewardServer:
         self.httpd.shutdown()
         self.httpd.server_close()
         self.thread.join(5)
+
+
+# ----------------------------------------------------------------------------- verl-omni
+
+async def verl_omni_run_single(compute_score, solution_image, row: dict) -> dict:
+    """verl_omni/reward_loop/reward_manager/visual.py VisualRewardManager.run_single (verl-project/verl-omni
+    @ a1139bafffb5b9711f0a6b6edff8ecaa60bfff30), with a row shaped as its qwen_image_edit prepare_data.py
+    writes it: extra_info gains num_turns and rollout_reward_scores; a coroutine function is awaited with
+    keyword arguments only (a plain function would go to an executor); a dict answer's ``score`` is the
+    reward and its other keys the extra info."""
+    import inspect
+
+    extra_info = dict(row.get("extra_info", {}))
+    extra_info["num_turns"] = None
+    extra_info["rollout_reward_scores"] = {}
+    assert inspect.iscoroutinefunction(compute_score), "the manager would run it in an executor"
+    result = await compute_score(data_source=row["data_source"], solution_image=solution_image,
+                                 ground_truth=row["reward_model"]["ground_truth"], extra_info=extra_info)
+    if isinstance(result, dict):
+        return {"reward_score": result["score"], "reward_extra_info": {k: v for k, v in result.items() if k != "score"}}
+    return {"reward_score": result, "reward_extra_info": {"acc": result}}
+
+
+def verl_omni_edit_row(instruction: str, image_name: str) -> dict:
+    """One row of examples/flowgrpo_trainer/qwen_image_edit/prepare_data.py (same commit), the fields
+    the reward sees: the instruction as ground truth and in extra_info, the source's file name."""
+    return {"data_source": "image_edit", "reward_model": {"style": "model", "ground_truth": instruction},
+            "extra_info": {"split": "train", "index": 0, "instruction": instruction, "image": image_name}}

@@ -151,3 +151,36 @@ def test_flow_grpo_configuration_mistakes_stop_the_trainer_at_start(monkeypatch,
         editjudge_score()
     with pytest.raises(ValueError, match="knows only 'editjudge'"):
         multi_score("cpu", {"editjudge": 1.0, "pickscore": 1.0})
+
+
+# ----------------------------------------------------------------------------- verl-omni
+
+def test_verl_omni_compute_score_as_the_visual_reward_manager_calls_it(env, dataset, monkeypatch):
+    import torch
+
+    from editjudge.integrations import verl_omni
+
+    from .integration_fixtures import verl_omni_edit_row, verl_omni_run_single
+
+    monkeypatch.setenv("EDITJUDGE_DATASET_ROOT", str(dataset / "images"))  # prepare_data.py's image_dir
+    edited = torch.randint(0, 256, (3, 16, 12), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
+    row = verl_omni_edit_row("add a hat", "src_2.png")
+    answer = asyncio.run(verl_omni_run_single(verl_omni.compute_score, edited, row))
+    got = env.items[-1]
+    assert got["source_bytes"] == (dataset / "images" / "src_2.png").read_bytes()
+    assert np.array_equal(got["edited"], edited.permute(1, 2, 0).numpy()) and got["instruction"] == "add a hat"
+    assert answer["reward_score"] == pytest.approx(pixel_score(got["edited"], got["source"]))
+    assert answer["reward_extra_info"] == {"editjudge/SC": 1.0}
+    # Without extra_info["instruction"], the ground truth is the instruction; a batch of one is one image.
+    del row["extra_info"]["instruction"]
+    asyncio.run(verl_omni_run_single(verl_omni.compute_score, edited.unsqueeze(0), row))
+    assert env.items[-1]["instruction"] == "add a hat"
+    for bad, message in [(torch.zeros(2, 3, 4, 4, dtype=torch.uint8), "one image"),
+                         (torch.zeros(4, 4, dtype=torch.uint8), r"\(C, H, W\)")]:
+        with pytest.raises(ValueError, match=message):
+            asyncio.run(verl_omni_run_single(verl_omni.compute_score, bad, row))
+    with pytest.raises(ValueError, match="outside the dataset root"):
+        asyncio.run(verl_omni_run_single(verl_omni.compute_score, edited, verl_omni_edit_row("x", "../src_0.png")))
+    env.fail_ids.add("add a hat")
+    with pytest.raises(RewardScoringError, match="could not score 'src_2.png': judge error: fake"):
+        asyncio.run(verl_omni_run_single(verl_omni.compute_score, edited, row))
