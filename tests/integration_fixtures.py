@@ -137,9 +137,14 @@ class FakeRewardServer:
                     server.items.append({"edited": edited, "source": source, "source_bytes": source_bytes,
                                          "instruction": item["instruction"], "rubric": body.get("rubric")})
                     failed = item.get("id", index) in server.fail_ids or item["instruction"] in server.fail_ids
-                    results.append({"id": item.get("id"), "score": None if failed else pixel_score(edited, source),
-                                    "sub_scores": {} if failed else {"SC": 1.0},
-                                    "raw_output": "fake", "error": "judge error: fake" if failed else None})
+                    score = None if failed else pixel_score(edited, source)
+                    sub, raw = ({} if failed else {"SC": 1.0}), "fake"
+                    if body.get("rubric") == "editscore" and not failed:  # a rubric's answer line, as judge_items
+                        sub = {"PF": score, "C": 10.0, "SC": score, "PQ": 4.0, "overall": math.sqrt(score * 4.0)}
+                        raw = ('[semantics] {"reasoning": "the \\"sky\\" is red", "score": [20, 25]}\n\n'
+                               '[quality] {"reasoning": "clean", "score": [10, 12]}')
+                    results.append({"id": item.get("id"), "score": score, "sub_scores": sub, "raw_output": raw,
+                                    "error": "judge error: fake" if failed else None})
                 data = json.dumps({"version": 1, "results": results}).encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")

@@ -4,6 +4,7 @@ names the upstream file and commit each call was read from)."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 from pathlib import Path
 
@@ -184,3 +185,123 @@ def test_verl_omni_compute_score_as_the_visual_reward_manager_calls_it(env, data
     env.fail_ids.add("add a hat")
     with pytest.raises(RewardScoringError, match="could not score 'src_2.png': judge error: fake"):
         asyncio.run(verl_omni_run_single(verl_omni.compute_score, edited, row))
+
+
+# ----------------------------------------------------------------------------- EditScore
+
+class AnsweringJudge:
+    """A stand-in judge for the call shape only: answers each rubric prompt with a fixed text and
+    records the images each prompt was shown. Scores are asserted through the tiny judge below."""
+
+    score_range = (0.0, 10.0)
+    system_prompt = "default"
+
+    def __init__(self, answers: dict[str, str]):
+        self.answers, self.calls = answers, []
+
+    def batch_evaluate(self, edited_images, system_prompts=None, user_prompts=None, original_images=None, parse=None):
+        from editjudge.models.reward.parsing import ScoreParseError
+        from editjudge.models.reward.results import ScoreResult
+
+        name = "semantics" if "prompt_following" in user_prompts[0] else "quality"
+        self.calls.append((name, list(user_prompts), original_images))
+        text = self.answers[name]
+        try:
+            return [ScoreResult(score=parse(text), raw_output=text) for _ in edited_images]
+        except ScoreParseError as exc:
+            return [ScoreResult.failure(str(exc), raw_output=text) for _ in edited_images]
+
+
+def test_editscore_rubric_reads_editscore_answers_on_its_0_to_25_scale():
+    from editjudge.integrations.editscore import EditScore
+    from editjudge.models.reward.rubrics import BUILTIN, get_rubric, rubric_problems
+
+    assert rubric_problems(dict(BUILTIN["editscore"], name="mine")) == []
+    assert rubric_problems(dict(BUILTIN["editscore"], name="mine", scale=[25, 0]))[0].startswith("rubric.scale")
+    rubric = get_rubric("editscore")
+    assert rubric.scale == (0.0, 25.0) and all(p.with_source for p in rubric.prompts)
+    assert all(p.user_prompt.index("reasoning") < p.user_prompt.index("score") for p in rubric.prompts)
+    judge = AnsweringJudge({"semantics": '{"reasoning": "the sky is \\"red\\" now", "score": [20, 25]}',
+                            "quality": '{"reasoning": "no artifacts", "score": [25, 15]}'})
+    result = EditScore(judge=judge).evaluate(["src.png", "out.png"], "make the sky red")
+    # EditScore: each answer's lowest value / 2.5; overall = sqrt(SC * PQ).
+    assert result == {"prompt_following": 8.0, "consistency": 10.0, "perceptual_quality": 6.0,
+                      "overall": pytest.approx((8.0 * 6.0) ** 0.5), "SC_reasoning": 'the sky is "red" now',
+                      "PQ_reasoning": "no artifacts"}
+    assert [c[0] for c in judge.calls] == ["semantics", "quality"]
+    assert all(c[2] == ["src.png"] for c in judge.calls)  # both prompts see the source, then the edit
+    assert 'instruction "make the sky red"' in judge.calls[0][1][0]
+    batch = EditScore(judge=judge).batch_evaluate([["s0", "e0"], ["s1", "e1"]], ["a", "b"])
+    assert [sorted(b) for b in batch] == [sorted(["SC_score", "PQ_score", "O_score", "SC_score_reasoning",
+                                                  "PQ_score_reasoning", "SC_raw_output", "PQ_raw_output"])] * 2
+    assert batch[1]["SC_score"] == 8.0 and batch[1]["PQ_score"] == 6.0
+    assert batch[1]["PQ_raw_output"] == judge.answers["quality"]
+    # A value above 25 is not read (EditScore would clamp or guess): the item has no score, loudly.
+    judge.answers["quality"] = '{"reasoning": "", "score": [26, 3]}'
+    with pytest.raises(RewardScoringError, match="naturalness 26 outside the range"):
+        EditScore(judge=judge).evaluate(["s", "e"], "x")
+
+
+def test_editscore_call_shape_through_the_server_client(env):
+    from editjudge.integrations.editscore import EditScore
+
+    scorer = EditScore(url=env.url, token=TOKEN)
+    source, edited = Image.new("RGB", (8, 8), (40, 40, 40)), Image.new("RGB", (8, 8), (200, 10, 10))
+    result = scorer.evaluate([source, edited], "make it red")
+    got = env.items[-1]
+    assert got["rubric"] == "editscore" and got["instruction"] == "make it red"
+    assert np.array_equal(got["source"], np.asarray(source)) and np.array_equal(got["edited"], np.asarray(edited))
+    score = pixel_score(got["edited"], got["source"])
+    assert result == {"prompt_following": score, "consistency": 10.0, "perceptual_quality": 4.0,
+                      "overall": pytest.approx((score * 4.0) ** 0.5), "SC_reasoning": 'the "sky" is red',
+                      "PQ_reasoning": "clean"}
+    (line,) = scorer.batch_evaluate([[source, edited]], ["make it red"])
+    assert line["SC_raw_output"] == '{"reasoning": "the \\"sky\\" is red", "score": [20, 25]}'
+    assert line["PQ_raw_output"] == '{"reasoning": "clean", "score": [10, 12]}'
+
+
+@pytest.fixture(scope="module")
+def tiny_judge(judge_path):
+    from editjudge.models.reward import Qwen3VLRewardModel
+
+    return Qwen3VLRewardModel(judge_path, max_new_tokens=40, batch_size=8, show_progress=False)
+
+
+def _level(level: int, seed: int = 0) -> Image.Image:
+    rng = np.random.default_rng(seed)
+    return Image.fromarray(np.clip(level * 25.5 + rng.normal(0, 4, (40, 48, 3)), 0, 255).astype(np.uint8))
+
+
+def test_editscore_rubric_through_the_tiny_judge(tiny_judge):
+    """The real processor and tiny judge. Its training taught it the viescore prompts' wording only, so
+    (1) the editscore prompts themselves get '{"score": N}' answers, which fail loudly, never guessed;
+    (2) the editscore rubric with the viescore prompts' wording in place of its own (scale, sources,
+    combine and score as they are) is answered, read on the 0-25 scale and combined as EditScore does."""
+    from editjudge.integrations.editscore import EditScore
+    from editjudge.models.reward.rubrics import BUILTIN, get_rubric
+
+    edited, sources = [_level(level, seed=level) for level in (2, 8, 5)], [_level(5)] * 3
+    with pytest.raises(RewardScoringError, match=r"semantics: unparseable judge answer: no value for "
+                                                 r"\['prompt_following', 'consistency'\]"):
+        EditScore(judge=tiny_judge).batch_evaluate([[s, e] for s, e in zip(sources, edited)], ["brighten it"] * 3)
+    spec = dict(BUILTIN["editscore"], name="editscore_in_viescore_words")
+    rename = {"prompt_following": "editing_success", "consistency": "over_editing"}
+    spec["prompts"] = [dict(mine, system_prompt=known["system_prompt"], user_prompt=known["user_prompt"],
+                            fields=[rename.get(f, f) for f in mine["fields"]])
+                       for mine, known in zip(BUILTIN["editscore"]["prompts"], BUILTIN["viescore"]["prompts"])]
+    spec["combine"] = {name: expression.replace("prompt_following", "editing_success")
+                       .replace("consistency", "over_editing") for name, expression in spec["combine"].items()}
+    scorer = EditScore(judge=tiny_judge)
+    scorer.rubric = get_rubric(spec)
+    results = scorer.batch_evaluate([[s, e] for s, e in zip(sources, edited)], ["brighten it"] * 3)
+    seen = 0
+    for result in results:
+        semantics = json.loads(result["SC_raw_output"])
+        quality = json.loads(result["PQ_raw_output"])
+        assert all(0 <= v <= 25 for v in [*semantics.values(), *quality.values()])
+        assert result["SC_score"] == pytest.approx(min(semantics["editing_success"], semantics["over_editing"]) / 2.5)
+        assert result["PQ_score"] == pytest.approx(min(quality["naturalness"], quality["artifacts"]) / 2.5)
+        assert result["O_score"] == pytest.approx((result["SC_score"] * result["PQ_score"]) ** 0.5)
+        assert result["SC_score_reasoning"] is None  # the tiny judge gives no reasoning
+        seen += len(set(semantics.values()) | set(quality.values()))
+    assert seen >= 3 and len({r["O_score"] for r in results}) > 1  # answers read from the images, not constant
