@@ -305,3 +305,19 @@ def test_editscore_rubric_through_the_tiny_judge(tiny_judge):
         assert result["SC_score_reasoning"] is None  # the tiny judge gives no reasoning
         seen += len(set(semantics.values()) | set(quality.values()))
     assert seen >= 3 and len({r["O_score"] for r in results}) > 1  # answers read from the images, not constant
+
+
+def test_editscore_from_a_config_file_loads_the_judge_with_build_judge(tmp_path, judge_path):
+    import yaml
+
+    from editjudge.integrations.editscore import EditScore
+
+    config = tmp_path / "judge.yaml"
+    config.write_text(yaml.safe_dump({"reward_model": {"type": "qwen3_vl", "devices": ["cpu"], "params": {
+        "model_path": judge_path, "max_new_tokens": 12, "rubric": "editscore", "show_progress": False}}}))
+    scorer = EditScore(config=str(config), device="cpu")
+    assert scorer.rubric.name == "editscore" and scorer.judge.score_range == (0.0, 10.0)
+    with pytest.raises(RewardScoringError, match="no value for"):  # the tiny judge's '{"score": N}'
+        scorer.evaluate([_level(5), _level(7)], "brighten it")
+    with pytest.raises(ValueError, match="exactly one of"):
+        EditScore(config=str(config), url="http://127.0.0.1:1")
