@@ -114,11 +114,19 @@ class FakeRewardServer:
         self.items: list[dict] = []
         self.fail_ids: set = set()
         self.token = token
+        self.ready = True
         server = self
 
         class Handler(BaseHTTPRequestHandler):
             def log_message(self, *args):
                 pass
+
+            def do_GET(self):
+                data = json.dumps({"status": "ok"}).encode()
+                self.send_response(200 if server.ready else 503)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
 
             def do_POST(self):
                 if server.token and self.headers.get("Authorization") != f"Bearer {server.token}":
@@ -192,3 +200,52 @@ def verl_omni_edit_row(instruction: str, image_name: str) -> dict:
     the reward sees: the instruction as ground truth and in extra_info, the source's file name."""
     return {"data_source": "image_edit", "reward_model": {"style": "model", "ground_truth": instruction},
             "extra_info": {"split": "train", "index": 0, "instruction": instruction, "image": image_name}}
+
+
+# ----------------------------------------------------------------------------- UniRL
+
+def unirl_score(base_url: str, pairs: list, prompts: list[str], required=("editjudge",)) -> dict:
+    """unirl/reward/remote.py RemoteRewardBackend (Tencent-Hunyuan/UniRL @
+    1a7b501e8fe8517b432a130220d2ff462f9b5afa) for an edit batch, with image_format PNG: GET /health must
+    list every required reward under "rewards"; each sample is a two-turn history (condition image,
+    then generated image, both with the prompt as text); the answer's results[i][reward] is reduced to
+    its first sub-metric, a non-finite one or a missing reward fails the sample (its error from
+    errors[i][reward], or "missing ... without error"). Returns rewards, successes and errors."""
+    import urllib.request
+
+    with urllib.request.urlopen(f"{base_url}/health", timeout=30) as response:
+        roster = json.loads(response.read())["rewards"]
+    missing = [name for name in required if name not in roster]
+    if missing:
+        raise ValueError(f"required_rewards={missing} not served")
+
+    def b64(image) -> str:
+        buffer = io.BytesIO()
+        image.save(buffer, format="PNG")
+        return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+    body = {"requests": [{"history": [{"text": prompt, "image_b64": b64(source)},
+                                      {"text": prompt, "image_b64": b64(out)}],
+                          "required_rewards": list(required), "metadata": None}
+                         for (source, out), prompt in zip(pairs, prompts)]}
+    request = urllib.request.Request(f"{base_url}/score", data=json.dumps(body).encode(), method="POST",
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=60) as response:
+        raw = json.loads(response.read())
+    rewards, successes, errors = [], [], []
+    for i in range(len(pairs)):
+        result, sample_errors = raw["results"][i], raw["errors"][i]
+        scores, problems = [], []
+        for name in required:
+            if name in result:
+                values = list(result[name].values())
+                if any(v is None or not math.isfinite(v) for v in values):
+                    problems.append(f"{name}: non-finite")
+                    continue
+                scores.append(float(values[0]) if values else 0.0)
+            else:
+                problems.append(f"{name}: {sample_errors.get(name, 'missing from server response without error')}")
+        rewards.append(sum(scores) if scores else 0.0)
+        successes.append(bool(scores) and not problems)
+        errors.append("; ".join(problems) or None)
+    return {"rewards": rewards, "successes": successes, "errors": errors}

@@ -321,3 +321,45 @@ def test_editscore_from_a_config_file_loads_the_judge_with_build_judge(tmp_path,
         scorer.evaluate([_level(5), _level(7)], "brighten it")
     with pytest.raises(ValueError, match="exactly one of"):
         EditScore(config=str(config), url="http://127.0.0.1:1")
+
+
+# ----------------------------------------------------------------------------- UniRL
+
+def test_unirl_reward_service_shape_through_the_translation(env):
+    import threading
+
+    from editjudge.client import RewardClient
+    from editjudge.integrations import unirl
+
+    from .integration_fixtures import unirl_score
+
+    proxy = unirl.make_server(RewardClient(env.url, token=TOKEN, retries=0))
+    thread = threading.Thread(target=proxy.serve_forever, daemon=True)
+    thread.start()
+    base = f"http://127.0.0.1:{proxy.server_address[1]}"
+    try:
+        pairs = [(_level(5), _level(level, seed=level)) for level in (2, 8, 4)]
+        prompts = ["brighten it", "darken it", "add a hat"]
+        env.fail_ids.add("darken it")
+        answer = unirl_score(base, pairs, prompts)
+        for got, (source, out), prompt in zip(env.items, pairs, prompts):
+            assert np.array_equal(got["source"], np.asarray(source)) and np.array_equal(got["edited"], np.asarray(out))
+            assert got["instruction"] == prompt
+        expected = [pixel_score(np.asarray(out), np.asarray(source)) for source, out in pairs]
+        assert answer["rewards"][0] == pytest.approx(expected[0])
+        assert answer["rewards"][2] == pytest.approx(expected[2])
+        assert answer["successes"] == [True, False, True]
+        assert answer["rewards"][1] == 0.0 and answer["errors"][1] == "editjudge: judge error: fake"
+        # A reward not served here is the sample's error, by name; a roster without it fails at start.
+        mixed = unirl.score(RewardClient(env.url, token=TOKEN), {"requests": [
+            {"history": [{"text": "x", "image_b64": "aGk="}], "required_rewards": ["pickscore"]}]})
+        assert mixed == {"results": [{}], "errors": [{"pickscore": "not served here (this service scores 'editjudge')"}]}
+        with pytest.raises(ValueError, match="not served"):
+            unirl_score(base, pairs, prompts, required=("editjudge", "hpsv3"))
+        env.ready = False
+        with pytest.raises(Exception, match="503"):
+            unirl_score(base, pairs, prompts)
+    finally:
+        proxy.shutdown()
+        proxy.server_close()
+        thread.join(5)
