@@ -363,3 +363,11 @@ def test_unirl_reward_service_shape_through_the_translation(env):
         proxy.shutdown()
         proxy.server_close()
         thread.join(5)
+
+
+def test_unirl_service_refuses_a_bad_url_before_serving(monkeypatch, capsys):
+    from editjudge.integrations import unirl
+
+    monkeypatch.setenv("EDITJUDGE_URL", "localhost:8000")
+    assert unirl.main(["--port", "0"]) == 2
+    assert "EDITJUDGE_URL must be an http(s) URL" in capsys.readouterr().err
