@@ -1,12 +1,12 @@
 """A client for the reward server (``editjudge serve``), for RL trainers. Standard library HTTP, no pickle.
 
-    from editjudge.client import RewardClient, flow_grpo_reward_fn
+    from editjudge.client import RewardClient
     client = RewardClient("http://127.0.0.1:8000", timeout=120, retries=3)   # token: $EDITJUDGE_SERVER_TOKEN
     results = client.score(edited, sources, instructions, groups=[0, 0, 1, 1])
     scores = [r.score for r in results]           # None where the item failed (r.error says why)
     advantages = [r.reward for r in results]      # group-normalised, when groups are given
 
-    reward_fn = flow_grpo_reward_fn(client)       # fn(images, prompts, metadata) -> (scores, info)
+    # Trainers' own reward-function shapes: editjudge.integrations (flow_grpo, verl_omni, editscore)
 
 Images may be PIL images, numpy arrays (HWC or CHW, uint8 or floats in [0, 1]), torch tensors, file
 paths or encoded bytes; they travel as base64 PNG (paths and bytes as they are). Connection errors,
@@ -21,7 +21,6 @@ import http.client
 import io
 import json
 import logging
-import math
 import os
 import socket
 import time
@@ -221,43 +220,3 @@ def _error_from(exc: urllib.error.HTTPError) -> RewardServerError:
     return RewardServerError(f"reward server answered {exc.code}: {message}", status=exc.code,
                              code=error.get("code"), field=error.get("field"))
 
-
-def flow_grpo_reward_fn(client: RewardClient, source_key: str = "source_image", group_key: str | None = None,
-                        failure_score: float | None = None):
-    """A Flow-GRPO-style reward function: ``fn(images, prompts, metadata, ref_images=None) -> (scores, info)``.
-
-    (``only_strict=`` is accepted, as Flow-GRPO's trainers pass it, and changes nothing.)
-
-    ``images``: a batch tensor (N, C, H, W) in [0, 1] or a list of images; ``prompts``: the edit
-    instructions; the source images come from ``ref_images`` or each ``metadata[i][source_key]``
-    (when the server's rubric needs them), the group from ``metadata[i][group_key]``. ``scores`` is
-    a float32 numpy array. An item the judge could not score raises RewardScoringError, unless
-    ``failure_score`` is given: then it gets that score and is listed in ``info["failed"]``.
-    """
-    import numpy as np
-
-    def fn(images, prompts, metadata=None, ref_images=None, only_strict: bool = True):
-        # only_strict: Flow-GRPO's trainers pass it to multi_score; one judge score has no strict variant.
-        edited = list(images)
-        n = len(edited)
-        metadata = list(metadata) if metadata is not None else [{} for _ in range(n)]
-        if ref_images is not None:
-            sources = list(ref_images)
-        else:
-            sources = [m.get(source_key) if isinstance(m, dict) else None for m in metadata]
-            if all(s is None for s in sources):
-                sources = None
-        groups = [m.get(group_key) for m in metadata] if group_key else None
-        results = client.score(edited, sources, list(prompts), groups=groups)
-        failed = [i for i, r in enumerate(results) if r.score is None]
-        if failed and failure_score is None:
-            raise RewardScoringError(f"{len(failed)} of {n} items have no score; first: item {failed[0]}: "
-                                     f"{results[failed[0]].error}")
-        scores = np.array([failure_score if r.score is None else r.score for r in results], dtype=np.float32)
-        info = {"failed": failed, "errors": [r.error for r in results], "raw_outputs": [r.raw_output for r in results],
-                "sub_scores": [r.sub_scores for r in results]}
-        if groups is not None:
-            info["rewards"] = np.array([math.nan if r.reward is None else r.reward for r in results], dtype=np.float32)
-        return scores, info
-
-    return fn

@@ -30,7 +30,7 @@ import pytest
 import yaml
 from PIL import Image
 
-from editjudge.client import RewardClient, RewardScoringError, RewardServerError, encode_image, flow_grpo_reward_fn
+from editjudge.client import RewardClient, RewardServerError, encode_image
 from editjudge.serve.batcher import Job
 from editjudge.serve.metrics import parse_metrics
 
@@ -311,33 +311,6 @@ def test_one_bad_item_fails_alone_among_concurrent_requests(server, client, offl
     assert all([r.score for r in answer] == expected for answer in answers[1:])
     after = server.metrics(TOKEN)
     assert after["editjudge_item_failures_total"] - before["editjudge_item_failures_total"] == 1
-
-
-def test_flow_grpo_adapter_takes_tensors_and_metadata(server, client):
-    import torch
-
-    levels = [2, 6, 9, 0]
-    pil = [image(level, seed=i) for i, level in enumerate(levels)]
-    tensor = torch.stack([torch.from_numpy(np.array(im)).permute(2, 0, 1).float() / 255 for im in pil])
-    metadata = [{"source_image": np.asarray(image(5)), "prompt_id": i // 2} for i in range(4)]
-    fn = flow_grpo_reward_fn(client, group_key="prompt_id")
-    scores, info = fn(tensor, ["brighten"] * 4, metadata)
-    # The adapter's scores are the client's for the same images (two per item: what the tiny judge answers
-    # to a pair is not pinned, only that both doors give the same), normalised per prompt_id group.
-    direct = [r.score for r in client.score(pil, [m["source_image"] for m in metadata], "brighten")]
-    assert scores.dtype == np.float32 and scores.tolist() == direct and None not in direct
-    expected = []
-    for group in (direct[:2], direct[2:]):
-        mean, std = float(np.mean(group)), float(np.std(group))
-        expected += [(s - mean) / (std + 1e-4) for s in group]
-    assert info["failed"] == [] and np.allclose(info["rewards"], expected, atol=1e-3)
-    by_ref, _ = fn(tensor, ["brighten"] * 4, None, ref_images=[m["source_image"] for m in metadata], only_strict=False)
-    assert by_ref.tolist() == scores.tolist()
-    bad = [np.zeros((300, 1, 3), np.uint8)] + pil[1:]  # an aspect ratio the processor refuses
-    with pytest.raises(RewardScoringError, match="item 0"):
-        fn(bad, ["brighten"] * 4, metadata)
-    scores, info = flow_grpo_reward_fn(client, failure_score=0.0)(bad, ["brighten"] * 4, metadata)
-    assert scores.tolist() == [0.0] + direct[1:] and info["failed"] == [0] and "aspect" in info["errors"][0]
 
 
 # ---------------------------------------------------------------------------------------- bad input

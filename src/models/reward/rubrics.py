@@ -1,7 +1,8 @@
 """Rubrics: how an edit is judged, as data (prompts, the fields each answer gives, how to combine them).
 
 ``reward_model.params.rubric`` is ``simple`` (one prompt, one 0-10 score: the default),
-``viescore`` (GEdit-Bench's scheme) or a mapping in the same shape as ``BUILTIN`` below:
+``viescore`` (GEdit-Bench's scheme), ``editscore`` (EditScore's: reasoning first, 0-25 answers
+normalised to 0-10) or a mapping in the same shape as ``BUILTIN`` below:
 
     rubric:
       name: my_rubric
@@ -17,6 +18,7 @@
         SC: min(success, faithful)
         overall: sqrt(SC * quality)
       score: overall                        # the item's score
+      scale: [0, 25]                        # optional: the answers' range, when not the judge's score_range
 
 Every prompt goes through the judge's normal batching (one ``batch_evaluate`` call per prompt).
 A prompt with ``with_source`` is always given the item's source image, before the edited image
@@ -57,6 +59,7 @@ class Rubric:
     prompts: tuple[RubricPrompt, ...]
     combine: tuple[tuple[str, str], ...] = ()
     score: str = "score"
+    scale: tuple[float, float] | None = None  # the range answers are read in; None: the judge's score_range
 
     @property
     def is_simple(self) -> bool:
@@ -87,6 +90,39 @@ _VIESCORE_QUALITY = (
     'Answer as {"naturalness": N, "artifacts": N}.'
 )
 
+# EditScore (github.com/VectorSpaceLab/EditScore, editscore/__init__.py @ 6e0f1b9): two prompts, each
+# answered with its reasoning first and two integers from 0 to 25 (its answer shape, {"reasoning": ...,
+# "score": [a, b]}, which parse_fields reads in field order; named fields are read too); both show the source and
+# the edit (batch_evaluate's shape, which RL uses; its single-item evaluate shows the quality prompt
+# the edit alone). Each answer's lowest value, divided by 2.5, is on a 0-10 scale:
+# SC = min(prompt following, consistency), PQ = min(naturalness, artifacts), overall = sqrt(SC * PQ).
+_EDITSCORE_SYSTEM = (
+    "You are a careful judge of image edits made by AI models. You explain what you see first, then "
+    "give integer ratings, and you answer with one JSON object only."
+)
+_EDITSCORE_SEMANTICS = (
+    "Two images follow: the original first, then the result of editing it with the instruction "
+    '"{instruction}".\n'
+    "Rate the edited image with two integers from 0 to 25.\n"
+    "prompt_following: how fully the requested change was carried out (0 = not at all, 25 = exactly as "
+    "asked).\n"
+    "consistency: how well everything the instruction did not ask to change was kept (0 = a different "
+    "picture, 25 = only the requested change).\n"
+    'Write your reasoning first, then the two ratings in that order, as '
+    '{"reasoning": "...", "score": [prompt_following, consistency]}.'
+)
+_EDITSCORE_QUALITY = (
+    "Two images follow: an original and, second, an edited version of it. Judge only the second one's "
+    "visual quality.\n"
+    "Rate it with two integers from 0 to 25.\n"
+    "naturalness: how real and coherent it looks: light, shadows, proportions, perspective (0 = clearly "
+    "unnatural, 25 = fully natural).\n"
+    "artifacts: how free it is of distortion, blur, smears, broken text or textures, watermarks (0 = heavily "
+    "damaged, 25 = clean).\n"
+    'Write your reasoning first, then the two ratings in that order, as '
+    '{"reasoning": "...", "score": [naturalness, artifacts]}.'
+)
+
 BUILTIN: dict[str, dict[str, Any]] = {
     "simple": {
         "prompts": [{"name": "score", "system_prompt": DEFAULT_SYSTEM_PROMPT, "user_prompt": DEFAULT_USER_PROMPT,
@@ -104,6 +140,18 @@ BUILTIN: dict[str, dict[str, Any]] = {
         "combine": {"SC": "min(editing_success, over_editing)", "PQ": "min(naturalness, artifacts)",
                     "overall": "sqrt(SC * PQ)"},
         "score": "overall",
+    },
+    "editscore": {
+        "prompts": [
+            {"name": "semantics", "system_prompt": _EDITSCORE_SYSTEM, "user_prompt": _EDITSCORE_SEMANTICS,
+             "fields": ["prompt_following", "consistency"], "with_source": True},
+            {"name": "quality", "system_prompt": _EDITSCORE_SYSTEM, "user_prompt": _EDITSCORE_QUALITY,
+             "fields": ["naturalness", "artifacts"], "with_source": True},
+        ],
+        "combine": {"PF": "prompt_following / 2.5", "C": "consistency / 2.5", "SC": "min(PF, C)",
+                    "PQ": "min(naturalness, artifacts) / 2.5", "overall": "sqrt(SC * PQ)"},
+        "score": "overall",
+        "scale": [0, 25],
     },
 }
 
@@ -187,9 +235,14 @@ def rubric_problems(spec: Any) -> list[str]:
     if not isinstance(spec, dict):
         return [f"rubric: expected a name or a mapping, got {type(spec).__name__}"]
     problems = []
-    unknown = set(spec) - {"name", "prompts", "combine", "score"}
+    unknown = set(spec) - {"name", "prompts", "combine", "score", "scale"}
     if unknown:
-        problems.append(f"rubric: unknown keys {sorted(unknown)} (known: name, prompts, combine, score)")
+        problems.append(f"rubric: unknown keys {sorted(unknown)} (known: name, prompts, combine, score, scale)")
+    scale = spec.get("scale")
+    if scale is not None and not (isinstance(scale, list) and len(scale) == 2
+                                  and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in scale)
+                                  and math.isfinite(scale[0]) and math.isfinite(scale[1]) and scale[0] < scale[1]):
+        problems.append(f"rubric.scale: expected [low, high] with low < high, got {scale!r}")
     if spec.get("name") in BUILTIN:
         problems.append(f"rubric.name: {spec['name']!r} is a built-in rubric's name; choose another")
     prompts = spec.get("prompts")
@@ -242,7 +295,9 @@ def get_rubric(spec: Any) -> Rubric:
     data = BUILTIN[spec] if isinstance(spec, str) else spec
     prompts = tuple(RubricPrompt(p["name"], p["user_prompt"], tuple(p["fields"]), p.get("system_prompt"),
                                  bool(p.get("with_source", False))) for p in data["prompts"])
-    return Rubric(name, prompts, tuple((data.get("combine") or {}).items()), data.get("score", "score"))
+    scale = data.get("scale")
+    return Rubric(name, prompts, tuple((data.get("combine") or {}).items()), data.get("score", "score"),
+                  (float(scale[0]), float(scale[1])) if scale is not None else None)
 
 
 class FieldsParser:
@@ -296,7 +351,7 @@ def score_with_rubric(model, rubric: Rubric, edited_images: list, instructions: 
     raws: list[dict[str, str | None]] = [{} for _ in range(n)]
     errors: list[list[str]] = [[] for _ in range(n)]
     fallback = [False] * n
-    low, high = model.score_range
+    low, high = rubric.scale or model.score_range
     for prompt in rubric.prompts:
         if prompt.with_source and original_images is None:
             raise ValueError(f"rubric prompt {prompt.name!r} needs the source images")
