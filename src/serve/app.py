@@ -25,8 +25,9 @@ from ..parallel import device_label
 from .batcher import BatchQueue, Job, Judges, ShuttingDown
 from .metrics import CONTENT_TYPE, Metrics
 from .settings import ServeSettings
-from .schema import (VERSION, ApiError, ScoreRequest, item_result, load_rgb, normalization_info, normalize_groups,
-                     open_image, parse_request)
+from .groups import GroupTable, group_key
+from .schema import (VERSION, VERSIONS, ApiError, ScoreRequest, group_members, item_result, load_rgb,
+                     normalization_info, normalize_groups, open_image, parse_request)
 
 logger = logging.getLogger(__name__)
 
@@ -99,6 +100,8 @@ def build_app(settings: ServeSettings, build_model: Callable[[str], Any], rubric
     metrics = Metrics(queue_depth=lambda: len(queue), queue_capacity=settings.max_queue,
                       ready=lambda: judges.ready, queue_pixels=lambda: queue.held_pixels)
     judges = Judges(build_model, rubric, devices, queue, settings.batch_size, settings.max_wait_ms / 1000, metrics)
+    groups = GroupTable(settings.group_wait_s, settings.max_open_groups)
+    metrics.group_counts = groups.counts
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -108,7 +111,7 @@ def build_app(settings: ServeSettings, build_model: Callable[[str], Any], rubric
 
     app = FastAPI(title="editjudge reward server", version=str(VERSION), lifespan=lifespan,
                   docs_url=None, redoc_url=None, openapi_url=None)
-    app.state.judges, app.state.metrics, app.state.queue = judges, metrics, queue
+    app.state.judges, app.state.metrics, app.state.queue, app.state.groups = judges, metrics, queue, groups
     app.state.on_load_failure = lambda: None  # the runner sets this to stop the server
 
     def check_token(request: Request) -> None:
@@ -145,7 +148,7 @@ def build_app(settings: ServeSettings, build_model: Callable[[str], Any], rubric
 
     @app.get("/health")
     async def health():
-        body: dict[str, Any] = {"version": VERSION, "status": judges.state}
+        body: dict[str, Any] = {"version": VERSION, "versions": list(VERSIONS), "status": judges.state}
         if judges.ready:
             body.update(rubric=rubric.name, needs_source=needs_source(judges.models[0], rubric),
                         replicas=len(judges.models), devices=[device_label(d) for d in devices],
@@ -156,7 +159,9 @@ def build_app(settings: ServeSettings, build_model: Callable[[str], Any], rubric
                                 "max_image_pixels": settings.max_image_pixels,
                                 "max_instruction_chars": settings.max_instruction_chars},
                         timeouts={"header_s": settings.header_timeout, "body_s": settings.body_timeout,
-                                  "keep_alive_s": settings.keep_alive_timeout})
+                                  "keep_alive_s": settings.keep_alive_timeout},
+                        groups={"wait_s": settings.group_wait_s, "max_open": settings.max_open_groups,
+                                "open": len(groups.open)})
             return body
         if judges.error:
             body["error"] = judges.error
@@ -228,6 +233,42 @@ def build_app(settings: ServeSettings, build_model: Callable[[str], Any], rubric
             _close(opened)
             raise queue_full(n)
         try:
+            # Version 2: the request's groups joined before any of its items is scored (a contradicting
+            # group size is a 409 here, before work).
+            joined = groups.join(group_members(payload), payload.group_wait_s) if payload.version == 2 else {}
+        except BaseException:
+            _close(opened)
+            queue.release(n, sum(pixels))
+            raise
+        filled = False
+        try:
+            results = await _judge(payload, opened, pixels)
+            if joined:
+                for key, group in joined.items():
+                    groups.fill(group, [r["score"] for item, r in zip(payload.items, results)
+                                        if item.group is not None and group_key(item.group) == key])
+                filled = True
+                await asyncio.gather(*(groups.wait(group) for group in joined.values()))
+        finally:
+            if not filled:
+                for group in joined.values():
+                    groups.abandon(group, "a member's request ended before it was scored")
+        answer = {"version": payload.version, "rubric": rubric.name, "results": results}
+        if payload.version == 1:
+            summaries = normalize_groups(results)
+        else:
+            for item, result in zip(payload.items, results):
+                if item.group is not None:
+                    result["advantage"] = joined[group_key(item.group)].advantage(result["score"])
+            summaries = [group.summary() for group in joined.values()]
+        if summaries:
+            answer.update(groups=summaries, normalization=normalization_info())
+        return answer
+
+    async def _judge(payload: ScoreRequest, opened: list, pixels: list[int]) -> list[dict]:
+        """Decode the reserved items, queue them, wait for the judge: one result line per item."""
+        n = len(payload.items)
+        try:
             images = await anyio.to_thread.run_sync(_load_items, opened)
         except BaseException:
             queue.release(n, sum(pixels))
@@ -256,15 +297,11 @@ def build_app(settings: ServeSettings, build_model: Callable[[str], Any], rubric
         judged = await asyncio.gather(*futures)
         if any(isinstance(r, ShuttingDown) for r in judged):
             raise ApiError(503, "shutting_down", "the server stopped before this request was scored")
-        results = [item_result(item, r) for item, r in zip(payload.items, judged)]
+        results = [item_result(item, r, payload.version) for item, r in zip(payload.items, judged)]
         for item, result in zip(payload.items, results):
             if len(item.instruction) > limit:
                 result["instruction_truncated_from"] = len(item.instruction)
-        groups = normalize_groups(results)
-        answer = {"version": VERSION, "rubric": rubric.name, "results": results}
-        if groups:
-            answer.update(groups=groups, normalization=normalization_info())
-        return answer
+        return results
 
     app.state.settings = asdict(settings)
     return app

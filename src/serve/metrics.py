@@ -60,6 +60,7 @@ class Metrics:
         self.largest_batch = 0
         self.replica_batches: dict[str, int] = defaultdict(int)
         self._throughput: float | None = None  # items/s over recent batches, for Retry-After
+        self.group_counts: dict[str, int] = {}  # version 2 groups by how they ended (the GroupTable's own dict)
 
     def request(self, status: int, seconds: float) -> None:
         with self._lock:
@@ -123,6 +124,10 @@ class Metrics:
                 "# HELP editjudge_queue_capacity Items the queue holds before answering 429.",
                 "# TYPE editjudge_queue_capacity gauge",
                 f"editjudge_queue_capacity {self._queue_capacity}",
+                "# HELP editjudge_groups_total Version 2 groups by how they ended (complete, incomplete: deadline "
+                "passed, failed: a member has no score; zero_spread: complete with every score equal).",
+                "# TYPE editjudge_groups_total counter",
+                *[f'editjudge_groups_total{{status="{k}"}} {n}' for k, n in sorted(self.group_counts.items())],
             ]
         return "\n".join(lines) + "\n"
 
