@@ -99,8 +99,10 @@ def build_app(settings: ServeSettings, build_model: Callable[[str], Any], rubric
     judges: Judges
     metrics = Metrics(queue_depth=lambda: len(queue), queue_capacity=settings.max_queue,
                       ready=lambda: judges.ready, queue_pixels=lambda: queue.held_pixels)
-    judges = Judges(build_model, rubric, devices, queue, settings.batch_size, settings.max_wait_ms / 1000, metrics)
-    groups = GroupTable(settings.group_wait_s, settings.max_open_groups)
+    judges = Judges(build_model, rubric, devices, queue, settings.batch_size, settings.max_wait_ms / 1000, metrics,
+                    with_source=lambda model: needs_source(model, rubric))
+    groups = GroupTable(settings.group_wait_s, settings.max_open_groups,
+                        on_complete=lambda group: metrics.alarms.observe_group(group.std, group.size))
     metrics.group_counts = groups.counts
 
     @asynccontextmanager
@@ -149,6 +151,10 @@ def build_app(settings: ServeSettings, build_model: Callable[[str], Any], rubric
     @app.get("/health")
     async def health():
         body: dict[str, Any] = {"version": VERSION, "versions": list(VERSIONS), "status": judges.state}
+        problem = judges.unhealthy
+        if problem:  # loaded, but no replica can score: a balancer or launcher must not send it work
+            body.update(status="unhealthy", error=problem)
+            return JSONResponse(body, status_code=503, headers={"Retry-After": "5"})
         if judges.ready:
             body.update(rubric=rubric.name, needs_source=needs_source(judges.models[0], rubric),
                         replicas=len(judges.models), devices=[device_label(d) for d in devices],
@@ -198,6 +204,9 @@ def build_app(settings: ServeSettings, build_model: Callable[[str], Any], rubric
         check_token(request)
         if not judges.ready:
             raise not_ready()
+        if judges.unhealthy:
+            raise ApiError(503, "judge_unavailable", f"the judge cannot score: {judges.unhealthy.splitlines()[0]}",
+                           headers={"Retry-After": "5"})
         body = await _read_body(request, settings.max_body_bytes)
         # Items are counted before any is validated, and the parsing runs on a thread: a body of a
         # million tiny items is a quick 413 and never stalls /health.
@@ -256,6 +265,8 @@ def build_app(settings: ServeSettings, build_model: Callable[[str], Any], rubric
         answer = {"version": payload.version, "rubric": rubric.name, "results": results}
         if payload.version == 1:
             summaries = normalize_groups(results)
+            for summary in summaries:
+                metrics.alarms.observe_group(summary["std"], summary["scored"])
         else:
             for item, result in zip(payload.items, results):
                 if item.group is not None:

@@ -53,8 +53,9 @@ class GroupTable:
     """The open groups of every request in flight, by name; ended ones are remembered for ``wait_s``
     so that a late member gets its null at once instead of opening a new group of the same name."""
 
-    def __init__(self, wait_s: float, max_open: int, clock: Callable[[], float] = time.monotonic) -> None:
-        self.wait_s, self.max_open, self.clock = wait_s, max_open, clock
+    def __init__(self, wait_s: float, max_open: int, clock: Callable[[], float] = time.monotonic,
+                 on_complete: Callable[[Group], None] = lambda group: None) -> None:
+        self.wait_s, self.max_open, self.clock, self.on_complete = wait_s, max_open, clock, on_complete
         self.open: dict[Hashable, Group] = {}
         self.ended: OrderedDict[Hashable, tuple[Group, float]] = OrderedDict()
         self.counts = {"complete": 0, "incomplete": 0, "failed": 0, "zero_spread": 0}
@@ -117,6 +118,7 @@ class GroupTable:
             if group.std == 0.0:
                 self.counts["zero_spread"] += 1
             self._end(group, "complete", None)
+            self.on_complete(group)
 
     def abandon(self, group: Group, why: str) -> None:
         """A member's request ended before its scores came (client gone, server error)."""

@@ -10,6 +10,8 @@ import threading
 from collections import defaultdict
 from typing import Callable
 
+from .alarms import Alarms
+
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -60,6 +62,7 @@ class Metrics:
         self.largest_batch = 0
         self.replica_batches: dict[str, int] = defaultdict(int)
         self._throughput: float | None = None  # items/s over recent batches, for Retry-After
+        self.alarms = Alarms()
         self.group_counts: dict[str, int] = {}  # version 2 groups by how they ended (the GroupTable's own dict)
 
     def request(self, status: int, seconds: float) -> None:
@@ -128,6 +131,7 @@ class Metrics:
                 "passed, failed: a member has no score; zero_spread: complete with every score equal).",
                 "# TYPE editjudge_groups_total counter",
                 *[f'editjudge_groups_total{{status="{k}"}} {n}' for k, n in sorted(self.group_counts.items())],
+                *self.alarms.lines(),
             ]
         return "\n".join(lines) + "\n"
 
