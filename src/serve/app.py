@@ -22,6 +22,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 
 from ..parallel import device_label
+from .admission import Admission
 from .batcher import BatchQueue, Job, Judges, ShuttingDown
 from .metrics import CONTENT_TYPE, Metrics
 from .settings import ServeSettings
@@ -101,6 +102,8 @@ def build_app(settings: ServeSettings, build_model: Callable[[str], Any], rubric
                       ready=lambda: judges.ready, queue_pixels=lambda: queue.held_pixels)
     judges = Judges(build_model, rubric, devices, queue, settings.batch_size, settings.max_wait_ms / 1000, metrics,
                     with_source=lambda model: needs_source(model, rubric))
+    admission = Admission(settings.max_bodies, settings.max_bodies_bytes, settings.max_body_bytes)
+    metrics.admission = admission
     groups = GroupTable(settings.group_wait_s, settings.max_open_groups,
                         on_complete=lambda group: metrics.alarms.observe_group(group.std, group.size))
     metrics.group_counts = groups.counts
@@ -166,6 +169,8 @@ def build_app(settings: ServeSettings, build_model: Callable[[str], Any], rubric
                                 "max_instruction_chars": settings.max_instruction_chars},
                         timeouts={"header_s": settings.header_timeout, "body_s": settings.body_timeout,
                                   "keep_alive_s": settings.keep_alive_timeout},
+                        admission={"max_bodies": settings.max_bodies, "max_bodies_bytes": settings.max_bodies_bytes,
+                                   "bodies": admission.bodies, "bytes": admission.bytes},
                         groups={"wait_s": settings.group_wait_s, "max_open": settings.max_open_groups,
                                 "open": len(groups.open)})
             return body
@@ -207,6 +212,17 @@ def build_app(settings: ServeSettings, build_model: Callable[[str], Any], rubric
         if judges.unhealthy:
             raise ApiError(503, "judge_unavailable", f"the judge cannot score: {judges.unhealthy.splitlines()[0]}",
                            headers={"Retry-After": "5"})
+        held = [admission.enter(request.headers.get("content-length"))]
+
+        def decoded() -> None:  # the body is read, its images decoded and queued: the slot is free
+            if held:
+                admission.leave(held.pop())
+        try:
+            return await _admitted(request, decoded)
+        finally:
+            decoded()
+
+    async def _admitted(request: Request, decoded: Callable[[], None]) -> dict:
         body = await _read_body(request, settings.max_body_bytes)
         # Items are counted before any is validated, and the parsing runs on a thread: a body of a
         # million tiny items is a quick 413 and never stalls /health.
@@ -251,7 +267,7 @@ def build_app(settings: ServeSettings, build_model: Callable[[str], Any], rubric
             raise
         filled = False
         try:
-            results = await _judge(payload, opened, pixels)
+            results = await _judge(payload, opened, pixels, decoded)
             if joined:
                 for key, group in joined.items():
                     groups.fill(group, [r["score"] for item, r in zip(payload.items, results)
@@ -276,7 +292,7 @@ def build_app(settings: ServeSettings, build_model: Callable[[str], Any], rubric
             answer.update(groups=summaries, normalization=normalization_info())
         return answer
 
-    async def _judge(payload: ScoreRequest, opened: list, pixels: list[int]) -> list[dict]:
+    async def _judge(payload: ScoreRequest, opened: list, pixels: list[int], decoded: Callable[[], None]) -> list[dict]:
         """Decode the reserved items, queue them, wait for the judge: one result line per item."""
         n = len(payload.items)
         try:
@@ -305,6 +321,7 @@ def build_app(settings: ServeSettings, build_model: Callable[[str], Any], rubric
             queue.put(jobs)
         except ShuttingDown:
             raise ApiError(503, "shutting_down", "the server is shutting down") from None
+        decoded()
         judged = await asyncio.gather(*futures)
         if any(isinstance(r, ShuttingDown) for r in judged):
             raise ApiError(503, "shutting_down", "the server stopped before this request was scored")

@@ -57,6 +57,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--keep-alive-timeout", type=float, default=defaults.keep_alive_timeout,
                         help="seconds an idle kept-alive connection stays open between requests (uvicorn's "
                              "timeout_keep_alive; default %(default)s)")
+    parser.add_argument("--max-bodies", type=int, default=defaults.max_bodies,
+                        help="request bodies read and decoded at once; a request beyond it gets 503 with Retry-After "
+                             "before its body is read (default %(default)s)")
+    parser.add_argument("--max-bodies-mb", type=float, default=defaults.max_bodies_bytes / 2**20,
+                        help="the declared sizes of the bodies read and decoded at once, in MiB; beyond it, 503 as "
+                             "for --max-bodies (default %(default)s)")
     parser.add_argument("--group-wait-s", type=float, default=defaults.group_wait_s,
                         help="wire version 2: seconds a group (items naming it and its full group_size) waits for "
                              "all its members, from the first request that names it; an incomplete group then "
@@ -106,7 +112,8 @@ def main(argv: list[str] | None = None) -> int:
                              max_queue_pixels=args.max_queue_pixels, token_env=args.token_env,
                              max_instruction_chars=args.max_instruction_chars, header_timeout=args.header_timeout,
                              body_timeout=args.body_timeout, keep_alive_timeout=args.keep_alive_timeout,
-                             group_wait_s=args.group_wait_s, max_open_groups=args.max_open_groups)
+                             group_wait_s=args.group_wait_s, max_open_groups=args.max_open_groups,
+                             max_bodies=args.max_bodies, max_bodies_bytes=int(args.max_bodies_mb * 2**20))
     problems = settings.problems()
     if problems:
         print("invalid serve flags:\n" + "\n".join(f"  - {p}" for p in problems), file=sys.stderr)

@@ -63,6 +63,7 @@ class Metrics:
         self.replica_batches: dict[str, int] = defaultdict(int)
         self._throughput: float | None = None  # items/s over recent batches, for Retry-After
         self.alarms = Alarms()
+        self.admission = None  # the app's Admission: bodies being read and decoded
         self.group_counts: dict[str, int] = {}  # version 2 groups by how they ended (the GroupTable's own dict)
 
     def request(self, status: int, seconds: float) -> None:
@@ -133,6 +134,13 @@ class Metrics:
                 *[f'editjudge_groups_total{{status="{k}"}} {n}' for k, n in sorted(self.group_counts.items())],
                 *self.alarms.lines(),
             ]
+            if self.admission is not None:
+                lines += ["# HELP editjudge_bodies_in_flight Request bodies being read and decoded now.",
+                          "# TYPE editjudge_bodies_in_flight gauge",
+                          f"editjudge_bodies_in_flight {self.admission.bodies}",
+                          "# HELP editjudge_bodies_refused_total Requests refused (503) before their body was read.",
+                          "# TYPE editjudge_bodies_refused_total counter",
+                          f"editjudge_bodies_refused_total {self.admission.refused}"]
         return "\n".join(lines) + "\n"
 
 
