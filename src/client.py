@@ -28,6 +28,7 @@ import socket
 import time
 import urllib.error
 import urllib.request
+import uuid
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -193,15 +194,19 @@ class RewardClient:
             payload["group_wait_s"] = group_wait_s
         return payload
 
-    def score_payload(self, payload: dict) -> dict:
-        """Send a prepared body; the server's JSON answer."""
-        return json.loads(self._request("POST", "/v1/score", json.dumps(payload).encode()))
+    def score_payload(self, payload: dict, idempotency_key: str | None = None) -> dict:
+        """Send a prepared body; the server's JSON answer. Every attempt carries the same
+        ``Idempotency-Key`` (a fresh one per call unless given): a retry after a timeout or a dropped
+        connection gets the first attempt's answer, and its items are scored once."""
+        key = idempotency_key or uuid.uuid4().hex
+        return json.loads(self._request("POST", "/v1/score", json.dumps(payload).encode(),
+                                        {"Idempotency-Key": key}))
 
     # ------------------------------------------------------------------ transport
 
-    def _request(self, method: str, path: str, body: bytes | None = None) -> bytes:
+    def _request(self, method: str, path: str, body: bytes | None = None, extra: dict | None = None) -> bytes:
         url = self.url + path
-        headers = {"Accept": "application/json"}
+        headers = {"Accept": "application/json", **(extra or {})}
         if body is not None:
             headers["Content-Type"] = "application/json"
         if self.token:

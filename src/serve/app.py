@@ -27,6 +27,7 @@ from .batcher import BatchQueue, Job, Judges, ShuttingDown
 from .metrics import CONTENT_TYPE, Metrics
 from .settings import ServeSettings
 from .groups import GroupTable, group_key
+from .inflight import ClientGone, Replays, idempotency_key, race_disconnect
 from .schema import (VERSION, VERSIONS, ApiError, ScoreRequest, group_members, item_result, load_rgb,
                      normalization_info, normalize_groups, open_image, parse_request)
 
@@ -102,6 +103,8 @@ def build_app(settings: ServeSettings, build_model: Callable[[str], Any], rubric
                       ready=lambda: judges.ready, queue_pixels=lambda: queue.held_pixels)
     judges = Judges(build_model, rubric, devices, queue, settings.batch_size, settings.max_wait_ms / 1000, metrics,
                     with_source=lambda model: needs_source(model, rubric))
+    replays = Replays()
+    metrics.replays = replays
     admission = Admission(settings.max_bodies, settings.max_bodies_bytes, settings.max_body_bytes)
     metrics.admission = admission
     groups = GroupTable(settings.group_wait_s, settings.max_open_groups,
@@ -189,10 +192,16 @@ def build_app(settings: ServeSettings, build_model: Callable[[str], Any], rubric
     @app.post("/v1/score")
     async def score(request: Request):
         started = time.perf_counter()
+        body_read = asyncio.Event()
         try:
-            body = await _score(request)
+            body = await race_disconnect(request, body_read, _score(request, body_read))
             status = 200
             response = JSONResponse(body)
+        except ClientGone:
+            client = request.client
+            logger.info("client %s went away before its answer; its waiting items are cancelled",
+                        f"{client.host}:{client.port}" if client else "?")
+            status, response = 499, Response(status_code=499)
         except ApiError as exc:
             status = exc.status
             response = error_response(exc)
@@ -205,8 +214,9 @@ def build_app(settings: ServeSettings, build_model: Callable[[str], Any], rubric
         metrics.request(status, time.perf_counter() - started)
         return response
 
-    async def _score(request: Request) -> dict:
+    async def _score(request: Request, body_read: asyncio.Event) -> dict:
         check_token(request)
+        key = idempotency_key(request)
         if not judges.ready:
             raise not_ready()
         if judges.unhealthy:
@@ -218,12 +228,15 @@ def build_app(settings: ServeSettings, build_model: Callable[[str], Any], rubric
             if held:
                 admission.leave(held.pop())
         try:
-            return await _admitted(request, decoded)
+            body = await _read_body(request, settings.max_body_bytes)
+            body_read.set()
+            if key is None:
+                return await _admitted(body, decoded)
+            return await replays.run(key, body, lambda: _admitted(body, decoded))
         finally:
             decoded()
 
-    async def _admitted(request: Request, decoded: Callable[[], None]) -> dict:
-        body = await _read_body(request, settings.max_body_bytes)
+    async def _admitted(body: bytes, decoded: Callable[[], None]) -> dict:
         # Items are counted before any is validated, and the parsing runs on a thread: a body of a
         # million tiny items is a quick 413 and never stalls /health.
         payload = await anyio.to_thread.run_sync(parse_request, body, settings.max_items)
@@ -322,7 +335,11 @@ def build_app(settings: ServeSettings, build_model: Callable[[str], Any], rubric
         except ShuttingDown:
             raise ApiError(503, "shutting_down", "the server is shutting down") from None
         decoded()
-        judged = await asyncio.gather(*futures)
+        try:
+            judged = await asyncio.gather(*futures)
+        except asyncio.CancelledError:  # the client went away: its items still waiting are not scored
+            metrics.cancelled(queue.cancel(jobs))
+            raise
         if any(isinstance(r, ShuttingDown) for r in judged):
             raise ApiError(503, "shutting_down", "the server stopped before this request was scored")
         results = [item_result(item, r, payload.version) for item, r in zip(payload.items, judged)]

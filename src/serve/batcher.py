@@ -89,6 +89,17 @@ class BatchQueue:
             self._jobs.extend(jobs)
             self._cond.notify_all()
 
+    def cancel(self, jobs: list[Job]) -> int:
+        """Drop those of ``jobs`` still waiting (their request is gone); how many were dropped."""
+        ids = {id(job) for job in jobs}
+        with self._cond:
+            kept = deque(job for job in self._jobs if id(job) not in ids)
+            dropped = [job for job in self._jobs if id(job) in ids]
+            self._jobs = kept
+            self._held_items -= len(dropped)
+            self._held_pixels -= sum(job.pixels for job in dropped)
+            return len(dropped)
+
     def take(self, max_items: int, max_wait: float, idle: float | None = None) -> list[Job] | None:
         """Up to ``max_items`` jobs, once full or ``max_wait`` after the oldest arrived; None once closed;
         [] when no job came for ``idle`` seconds."""

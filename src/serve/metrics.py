@@ -63,7 +63,9 @@ class Metrics:
         self.replica_batches: dict[str, int] = defaultdict(int)
         self._throughput: float | None = None  # items/s over recent batches, for Retry-After
         self.alarms = Alarms()
-        self.admission = None  # the app's Admission: bodies being read and decoded
+        self.admission = None
+        self.replays = None  # the app's Replays: answers given again for a retried Idempotency-Key
+        self.items_cancelled = 0  # the app's Admission: bodies being read and decoded
         self.group_counts: dict[str, int] = {}  # version 2 groups by how they ended (the GroupTable's own dict)
 
     def request(self, status: int, seconds: float) -> None:
@@ -82,6 +84,10 @@ class Metrics:
             rate = size / seconds if seconds > 0 else None
             if rate is not None:
                 self._throughput = rate if self._throughput is None else 0.8 * self._throughput + 0.2 * rate
+
+    def cancelled(self, items: int) -> None:
+        with self._lock:
+            self.items_cancelled += items
 
     def seconds_to_drain(self, items: int) -> float | None:
         """How long ``items`` queued items take at the recent rate (None before the first batch)."""
@@ -141,6 +147,13 @@ class Metrics:
                           "# HELP editjudge_bodies_refused_total Requests refused (503) before their body was read.",
                           "# TYPE editjudge_bodies_refused_total counter",
                           f"editjudge_bodies_refused_total {self.admission.refused}"]
+            lines += ["# HELP editjudge_items_cancelled_total Waiting items dropped because their client went away.",
+                      "# TYPE editjudge_items_cancelled_total counter",
+                      f"editjudge_items_cancelled_total {self.items_cancelled}"]
+            if self.replays is not None:
+                lines += ["# HELP editjudge_idempotent_replays_total Retried requests answered without scoring again.",
+                          "# TYPE editjudge_idempotent_replays_total counter",
+                          f"editjudge_idempotent_replays_total {self.replays.replayed}"]
         return "\n".join(lines) + "\n"
 
 
