@@ -121,3 +121,22 @@ def test_a_retried_request_with_its_idempotency_key_is_scored_once(one_body_serv
     assert after["editjudge_idempotent_replays_total"] - before["editjudge_idempotent_replays_total"] == 2
     status, body = http("POST", srv.url + "/v1/score", _payload(1, 3), headers=headers)
     assert status == 422 and body["error"]["code"] == "idempotency_key_reused"
+
+
+def test_sleep_refuses_scoring_with_a_clear_503_and_wake_restores_the_same_judge(one_body_server):
+    srv = one_body_server
+    client = RewardClient(srv.url, retries=0)
+    before = [r.score for r in client.score([image(2), image(9)], None, "x")]
+    status, body = http("POST", srv.url + "/v1/sleep?level=1")
+    assert status == 200 and body["status"] == "asleep" and body["level"] == 1
+    assert http("POST", srv.url + "/v1/sleep?level=2")[1]["status"] == "asleep"  # already asleep: no change
+    status, body = http("GET", srv.url + "/health")
+    assert status == 503 and body["status"] == "asleep"
+    status, body = http("POST", srv.url + "/v1/score", _payload(1, 0))
+    assert status == 503 and body["error"]["code"] == "asleep" and "/v1/wake" in body["error"]["message"]
+    assert http("POST", srv.url + "/v1/sleep?level=3")[0] == 422
+    status, body = http("POST", srv.url + "/v1/wake")
+    assert status == 200 and body["status"] == "ready" and body["seconds"] >= 0
+    assert http("GET", srv.url + "/health")[0] == 200
+    assert [r.score for r in client.score([image(2), image(9)], None, "x")] == before
+    assert "judge asleep (level 1, offload)" in srv.log.read_text()

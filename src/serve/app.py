@@ -135,6 +135,9 @@ def build_app(settings: ServeSettings, build_model: Callable[[str], Any], rubric
         return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers)
 
     def not_ready() -> ApiError:
+        if judges.state in ("sleeping", "asleep", "waking"):
+            return ApiError(503, "asleep", f"the judge is {judges.state}, its GPU memory lent out (POST /v1/wake "
+                                           "wakes it)", headers={"Retry-After": "5"})
         if judges.state == "loading":
             return ApiError(503, "loading", "the judge is still loading; retry shortly", headers={"Retry-After": "2"})
         return ApiError(503, judges.state, f"the judge is not available ({judges.state})")
@@ -180,6 +183,29 @@ def build_app(settings: ServeSettings, build_model: Callable[[str], Any], rubric
         if judges.error:
             body["error"] = judges.error
         return JSONResponse(body, status_code=503)
+
+    @app.post("/v1/sleep")
+    async def sleep(request: Request):
+        try:
+            check_token(request)
+            level = request.query_params.get("level", "1")
+            if level not in ("1", "2"):
+                raise ApiError(422, "invalid_field", f"level: 1 or 2, got {level!r}", "level")
+            return JSONResponse(await anyio.to_thread.run_sync(judges.sleep, int(level)))
+        except ApiError as exc:
+            return error_response(exc)
+        except Exception as exc:  # noqa: BLE001 - the judge stays as it was; the caller is told why
+            return error_response(ApiError(409 if "the judge is" in str(exc) else 500, "sleep_failed", str(exc)))
+
+    @app.post("/v1/wake")
+    async def wake(request: Request):
+        try:
+            check_token(request)
+            return JSONResponse(await anyio.to_thread.run_sync(judges.wake))
+        except ApiError as exc:
+            return error_response(exc)
+        except Exception as exc:  # noqa: BLE001
+            return error_response(ApiError(409 if "the judge is" in str(exc) else 500, "wake_failed", str(exc)))
 
     @app.get("/metrics")
     async def metrics_page(request: Request):

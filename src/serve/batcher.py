@@ -62,6 +62,10 @@ class BatchQueue:
         return len(self._jobs)
 
     @property
+    def held_items(self) -> int:
+        return self._held_items
+
+    @property
     def held_pixels(self) -> int:
         return self._held_pixels
 
@@ -147,6 +151,7 @@ class JudgeWorker(threading.Thread):
         super().__init__(name=name, daemon=True)
         self.replica, self.with_source = replica, with_source
         self.health = ReplicaHealth(name)
+        self.busy = False  # scoring a batch (sleep waits for it)
         self.model, self.rubric, self.queue = model, rubric, queue
         self.batch_size, self.max_wait, self.metrics = batch_size, max_wait, metrics
 
@@ -155,6 +160,7 @@ class JudgeWorker(threading.Thread):
             if not jobs:
                 self.health.idle(self.model, self.rubric, self.with_source)
                 continue
+            self.busy = True
             started = time.perf_counter()
             results = self.score(jobs)
             seconds = time.perf_counter() - started
@@ -163,6 +169,7 @@ class JudgeWorker(threading.Thread):
             logger.debug("%s: batch of %d in %.3f s", self.name, len(jobs), seconds)
             for job, result in zip(jobs, results):
                 job.done(result)
+            self.busy = False
             self.health.after_batch(self.model, self.rubric, self.with_source, results)
 
     def score(self, jobs: list[Job]) -> list[dict]:
@@ -191,7 +198,8 @@ class Judges:
                  with_source: Callable[[Any], bool] = lambda model: False) -> None:
         self.build, self.rubric, self.devices, self.with_source = build, rubric, devices, with_source
         self.queue, self.batch_size, self.max_wait, self.metrics = queue, batch_size, max_wait, metrics
-        self.state = "loading"  # -> ready | failed | stopped
+        self.state = "loading"  # -> ready | failed | stopped; ready <-> sleeping -> asleep -> waking -> ready
+        self.sleep_level: int | None = None
         self.error: str | None = None
         self.models: list = []
         self.workers: list[JudgeWorker] = []
@@ -243,9 +251,54 @@ class Judges:
         # server) is bound to it by PR_SET_PDEATHSIG, which fires when the *thread* that forked exits.
         self._stopping.wait()
 
+    def sleep(self, level: int, drain_timeout: float = 300.0) -> dict:
+        """Refuse new work, let the queued items be scored, then free every replica's accelerator memory."""
+        from .sleep import sleep_model
+
+        if self.state == "asleep":
+            return {"status": "asleep", "level": self.sleep_level, "seconds": 0.0}
+        if self.state != "ready":
+            raise RuntimeError(f"the judge is {self.state}")
+        started = time.perf_counter()
+        self.state = "sleeping"
+        try:
+            deadline = time.monotonic() + drain_timeout
+            while self.queue.held_items or any(w.busy for w in self.workers):
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"the queue did not drain within {drain_timeout:g} s")
+                time.sleep(0.02)
+            how = {sleep_model(model, level) for model in self.models}
+        except BaseException:
+            self.state = "ready"
+            raise
+        self.state, self.sleep_level = "asleep", level
+        seconds = time.perf_counter() - started
+        logger.info("judge asleep (level %d, %s) in %.2f s", level, ", ".join(sorted(how)), seconds)
+        return {"status": "asleep", "level": level, "seconds": seconds}
+
+    def wake(self) -> dict:
+        from .sleep import wake_model
+
+        if self.state == "ready":
+            return {"status": "ready", "seconds": 0.0}
+        if self.state != "asleep":
+            raise RuntimeError(f"the judge is {self.state}")
+        started = time.perf_counter()
+        self.state = "waking"
+        try:
+            for model in self.models:
+                wake_model(model)
+        except BaseException:
+            self.state = "asleep"
+            raise
+        self.state, self.sleep_level = "ready", None
+        seconds = time.perf_counter() - started
+        logger.info("judge awake in %.2f s", seconds)
+        return {"status": "ready", "seconds": seconds}
+
     def stop(self) -> None:
         """Stop taking batches, fail what still waits, let the running batches finish."""
-        if self.state in ("loading", "ready"):
+        if self.state in ("loading", "ready", "sleeping", "asleep", "waking"):
             self.state = "stopped"
         self._stopping.set()
         left = self.queue.close()

@@ -121,6 +121,10 @@ def main(argv: list[str] | None = None) -> int:
 
     from ..models.reward.judge import build_judge, judge_devices, judge_rubric
 
+    if "--enable-sleep-mode" in (reward_model.params.get("server_args") or []):
+        # vLLM serves /sleep and /wake_up only in its development mode (POST /v1/sleep uses them).
+        os.environ.setdefault("VLLM_SERVER_DEV_MODE", "1")
+
     # The job's builder: the same rubric (viescore_prompts_dir too), params and devices as the score
     # stage; no progress bars (a bar per batch is noise in a server's log).
     rubric = judge_rubric(reward_model.params)
