@@ -13,6 +13,11 @@ other processes hits both servers alike; only one server is busy at a time. A co
 figures are its best round: items/s over the round's wall time, p50/p95 request latency, and the
 mean judge batch size from the server's ``/metrics``. Writes OUT/server_bench.json and prints the
 table. Both servers are stopped by PID on every exit path.
+
+    python bench/reward_server.py --load --clients 64 --image-size 1024   # the cluster-load scenario
+
+``--load`` runs ``bench/reward_server_load.py`` instead (64 clients, groups split over two ranks,
+1024x1024 bodies, a client killed mid-request, the backend killed mid-run; see its docstring).
 """
 
 from __future__ import annotations
@@ -49,7 +54,8 @@ def _free_port() -> int:
 
 
 class ServerProcess:
-    def __init__(self, config: Path, batch_size: int, max_wait_ms: float, log: Path, threads: int) -> None:
+    def __init__(self, config: Path, batch_size: int, max_wait_ms: float, log: Path, threads: int,
+                 extra: list[str] | None = None) -> None:
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         env = dict(os.environ, OMP_NUM_THREADS=str(threads))
@@ -59,7 +65,7 @@ class ServerProcess:
             self.proc = subprocess.Popen(
                 [sys.executable, str(ROOT / "main.py"), "serve", "--config", str(config), "--port", str(self.port),
                  "--batch-size", str(batch_size), "--max-wait-ms", str(max_wait_ms), "--max-queue", "100000",
-                 "--max-items", "10000", "--log-level", "WARNING"], cwd=ROOT, env=env, stdout=out,
+                 "--max-items", "10000", "--log-level", "WARNING", *(extra or [])], cwd=ROOT, env=env, stdout=out,
                 stderr=subprocess.STDOUT)
 
     def wait_ready(self, limit: float = 600) -> None:
@@ -141,6 +147,12 @@ def run_round(server: ServerProcess, clients: int, payloads: list[list[dict]], t
 
 
 def main_(argv: list[str] | None = None) -> int:
+    if argv is None:
+        argv = sys.argv[1:]
+    if "--load" in argv:
+        from reward_server_load import main_load  # noqa: E402 (bench/ is this script's folder)
+
+        return main_load([a for a in argv if a != "--load"])
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", help="a config with a reward_model section (default: the tiny judge on the CPU)")
     parser.add_argument("--clients", default="1,4,16", help="comma-separated numbers of concurrent clients")

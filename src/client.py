@@ -2,9 +2,10 @@
 
     from editjudge.client import RewardClient
     client = RewardClient("http://127.0.0.1:8000", timeout=120, retries=3)   # token: $EDITJUDGE_SERVER_TOKEN
-    results = client.score(edited, sources, instructions, groups=[0, 0, 1, 1])
-    scores = [r.score for r in results]           # None where the item failed (r.error says why)
-    advantages = [r.reward for r in results]      # group-normalised, when groups are given
+    results = client.score(edited, sources, instructions, groups=["s3/p0", "s3/p0", "s3/p1", "s3/p1"], group_size=4)
+    scores = [r.score for r in results]           # the judge's raw scores; None where the item failed (r.error)
+    advantages = [r.advantage for r in results]   # over each WHOLE group (4 members here, 2 of them sent by
+                                                  # another rank), or None when the group did not complete
 
     # Trainers' own reward-function shapes: editjudge.integrations (flow_grpo, verl_omni, editscore)
 
@@ -26,6 +27,7 @@ import socket
 import time
 import urllib.error
 import urllib.request
+import uuid
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -70,7 +72,8 @@ class RewardResult:
     raw_output: str | None
     error: str | None
     group: Any = None
-    reward: float | None = None  # (score - group mean) / (group std + epsilon), when grouped
+    advantage: float | None = None  # version 2: (score - mean) / (std + 1e-4) over the whole group, once complete
+    reward: float | None = None  # version 1 answers only: the same, over the group's items in one request
 
 
 def _to_pil(image) -> Image.Image:
@@ -134,22 +137,42 @@ class RewardClient:
         return self._request("GET", "/metrics").decode()
 
     def score(self, edited: Sequence, sources: Sequence | None, instructions: Sequence[str] | str,
-              groups: Sequence | None = None, ids: Sequence | None = None,
-              rubric: str | None = None) -> list[RewardResult]:
-        """One result per edited image, in order. ``sources`` may be None when the rubric does not use them."""
-        payload = self.build_payload(edited, sources, instructions, groups, ids, rubric)
-        answer = self.score_payload(payload)
+              groups: Sequence | None = None, ids: Sequence | None = None, rubric: str | None = None,
+              group_size: int | Sequence[int] | None = None, group_wait_s: float | None = None) -> list[RewardResult]:
+        """One result per edited image, in order. ``sources`` may be None when the rubric does not use them.
+
+        ``groups`` name each item's group and ``group_size`` gives each group's FULL size over every
+        request (one number, or one per item): the answer waits until the server has all of a group's
+        scores (from this call and other ranks' calls), then ``advantage`` is set; it is None when the
+        group did not complete within its deadline (``group_wait_s``, at most the server's).
+        """
+        payload = self.build_payload(edited, sources, instructions, groups, ids, rubric, group_size=group_size,
+                                     group_wait_s=group_wait_s)
+        return self.results(self.score_payload(payload))
+
+    @staticmethod
+    def results(answer: dict) -> list[RewardResult]:
+        """A version 1 or 2 answer's results (version 1 fills ``reward``, version 2 ``advantage``)."""
         return [RewardResult(**{k: r.get(k) for k in RewardResult.__dataclass_fields__}) for r in answer["results"]]
 
     @staticmethod
     def build_payload(edited: Sequence, sources: Sequence | None, instructions: Sequence[str] | str,
                       groups: Sequence | None = None, ids: Sequence | None = None,
-                      rubric: str | None = None) -> dict:
-        """The request body for ``POST /v1/score`` (schema version 1)."""
+                      rubric: str | None = None, group_size: int | Sequence[int] | None = None,
+                      group_wait_s: float | None = None) -> dict:
+        """The request body for ``POST /v1/score`` (wire version 2)."""
         edited = list(edited)
         n = len(edited)
         instructions = [instructions] * n if isinstance(instructions, str) else list(instructions)
-        for name, values in (("sources", sources), ("instructions", instructions), ("groups", groups), ("ids", ids)):
+        if groups is not None and group_size is None:
+            raise ValueError("group_size is required with groups: each group's full size over every request (e.g. "
+                             "K samples per prompt, even when other ranks send some of them); when each group is "
+                             "whole in this call, pass group_size=[groups.count(g) for g in groups]")
+        if group_size is not None and groups is None:
+            raise ValueError("group_size is given without groups")
+        sizes = [group_size] * n if isinstance(group_size, int) else group_size
+        for name, values in (("sources", sources), ("instructions", instructions), ("groups", groups), ("ids", ids),
+                             ("group_size", sizes)):
             if values is not None and len(values) != n:
                 raise ValueError(f"{name} has {len(values)} entries but edited has {n}")
         items = []
@@ -157,25 +180,32 @@ class RewardClient:
             item: dict[str, Any] = {"edited": encode_image(image), "instruction": instructions[i]}
             if sources is not None and sources[i] is not None:
                 item["source"] = encode_image(sources[i])
-            if groups is not None:
+            if groups is not None and groups[i] is not None:
                 item["group"] = groups[i]
+                item["group_size"] = int(sizes[i])
             if ids is not None:
                 item["id"] = ids[i]
             items.append(item)
-        payload: dict[str, Any] = {"version": 1, "items": items}
+        payload: dict[str, Any] = {"version": 2, "items": items}
         if rubric is not None:
             payload["rubric"] = rubric
+        if group_wait_s is not None:
+            payload["group_wait_s"] = group_wait_s
         return payload
 
-    def score_payload(self, payload: dict) -> dict:
-        """Send a prepared body; the server's JSON answer."""
-        return json.loads(self._request("POST", "/v1/score", json.dumps(payload).encode()))
+    def score_payload(self, payload: dict, idempotency_key: str | None = None) -> dict:
+        """Send a prepared body; the server's JSON answer. Every attempt carries the same
+        ``Idempotency-Key`` (a fresh one per call unless given): a retry after a timeout or a dropped
+        connection gets the first attempt's answer, and its items are scored once."""
+        key = idempotency_key or uuid.uuid4().hex
+        return json.loads(self._request("POST", "/v1/score", json.dumps(payload).encode(),
+                                        {"Idempotency-Key": key}))
 
     # ------------------------------------------------------------------ transport
 
-    def _request(self, method: str, path: str, body: bytes | None = None) -> bytes:
+    def _request(self, method: str, path: str, body: bytes | None = None, extra: dict | None = None) -> bytes:
         url = self.url + path
-        headers = {"Accept": "application/json"}
+        headers = {"Accept": "application/json", **(extra or {})}
         if body is not None:
             headers["Content-Type"] = "application/json"
         if self.token:

@@ -271,9 +271,9 @@ def test_a_large_request_is_split_across_batches_and_groups_are_normalised(serve
     levels = [(i * 7) % 11 for i in range(n)]
     edited = [image(level, seed=i) for i, level in enumerate(levels)]
     sources = [image(5, seed=1000 + i) for i in range(n)]
-    groups = [i // 8 for i in range(n)]
+    groups = [f"large/{i // 8}" for i in range(n)]
     before = server.metrics(TOKEN)
-    results = client.score(edited, sources, "adjust the brightness", groups=groups, ids=list(range(n)))
+    results = client.score(edited, sources, "adjust the brightness", groups=groups, ids=list(range(n)), group_size=8)
     after = server.metrics(TOKEN)
     assert [r.id for r in results] == list(range(n))
     assert [r.score for r in results] == offline.batch_score(edited, original_images=sources,
@@ -284,13 +284,72 @@ def test_a_large_request_is_split_across_batches_and_groups_are_normalised(serve
         members = [r for r in results if r.group == g]
         scores = np.array([r.score for r in members])
         expected = (scores - scores.mean()) / (scores.std() + 1e-4)  # population std, epsilon 1e-4
-        assert np.allclose([r.reward for r in members], expected)
-    status, body = http("POST", server.url + "/v1/score", RewardClient.build_payload(edited[:4], sources[:4], "x",
-                                                                                     groups=["a", "a", "b", 7]),
-                        token=TOKEN)
-    assert status == 200 and body["normalization"]["epsilon"] == 1e-4
+        assert np.allclose([r.advantage for r in members], expected) and all(r.reward is None for r in members)
+    # Version 1 keeps its documented meaning: ``reward`` within the request, its own group summaries.
+    v1 = dict(RewardClient.build_payload(edited[:4], sources[:4], "x", groups=["a", "a", "b", 7], group_size=1),
+              version=1)
+    for item in v1["items"]:
+        del item["group_size"]
+    status, body = http("POST", server.url + "/v1/score", v1, token=TOKEN)
+    assert status == 200 and body["version"] == 1 and body["normalization"]["epsilon"] == 1e-4
     assert [g["group"] for g in body["groups"]] == ["a", "b", 7] and body["groups"][2]["std"] == 0.0
-    assert body["results"][3]["reward"] == 0.0  # a group of one: score minus its own mean
+    assert body["results"][3]["reward"] == 0.0 and "advantage" not in body["results"][3]
+    scores = np.array([r["score"] for r in body["results"][:2]])
+    assert np.allclose([r["reward"] for r in body["results"][:2]], (scores - scores.mean()) / (scores.std() + 1e-4))
+    assert client.results(body)[0].reward == body["results"][0]["reward"]  # the client still reads version 1
+
+
+def _flow_grpo_advantages(prompts: list, rewards: list[float]) -> list[float]:
+    """Flow-GRPO's per-prompt normalisation after gathering every rank (flow_grpo/stat_tracking.py,
+    PerPromptStatTracker.update, global_std off): (r - mean) / (std + 1e-4) per prompt, np.std (population)."""
+    prompts, rewards = np.array(prompts), np.array(rewards, dtype=np.float64)
+    out = np.empty_like(rewards)
+    for prompt in np.unique(prompts):
+        chosen = rewards[prompts == prompt]
+        out[prompts == prompt] = (chosen - np.mean(chosen)) / (np.std(chosen) + 1e-4)
+    return out.tolist()
+
+
+def test_a_group_split_over_two_ranks_gets_the_trainers_advantages(server, client):
+    """K=4 samples of each of 2 prompts, laid out as Flow-GRPO's K-repeat sampler spreads them over 2 ranks
+    (each rank holds 2 of every prompt's 4); rank 1 sends later. Each rank's advantages are those the trainer
+    computes over the gathered group, not over its own half (which a per-request normalisation would give)."""
+    k, prompts = 4, ["p0", "p1"]
+    levels = {"p0": [1, 9, 4, 6], "p1": [2, 2, 8, 3]}
+    ranks = {r: [(p, j) for p in prompts for j in range(k) if j % 2 == r] for r in (0, 1)}
+
+    def send(rank: int):
+        if rank:
+            time.sleep(0.5)  # the group waits on the server for the other rank
+        members = ranks[rank]
+        return client.score([image(levels[p][j], seed=j) for p, j in members], [image(5)] * len(members), "x",
+                            groups=[f"split/{p}" for p, _ in members], group_size=k, ids=[f"{p}/{j}" for p, j in members])
+
+    with ThreadPoolExecutor(2) as pool:
+        answers = list(pool.map(send, [0, 1]))
+    gathered = [r for answer in answers for r in answer]
+    assert None not in [r.score for r in gathered]
+    expected = _flow_grpo_advantages([r.group for r in gathered], [r.score for r in gathered])
+    assert np.allclose([r.advantage for r in gathered], expected, atol=1e-9)
+    half = np.array([r.score for r in answers[0][:2]])  # what normalising rank 0's half alone would say
+    assert not np.allclose((half - half.mean()) / (half.std() + 1e-4), expected[:2])
+
+
+def test_an_incomplete_group_answers_null_after_its_deadline(server, client):
+    began = time.monotonic()
+    results = client.score([image(2), image(7)], [image(5)] * 2, "x", groups=["lonely", "lonely"], group_size=4,
+                           group_wait_s=0.5)
+    assert time.monotonic() - began >= 0.5
+    assert [r.advantage for r in results] == [None, None] and None not in [r.score for r in results]
+    payload = RewardClient.build_payload([image(3)], [image(5)], "x", groups=["lonely"], group_size=4)
+    status, body = http("POST", server.url + "/v1/score", payload, token=TOKEN)  # a late member: null at once
+    assert status == 200 and body["results"][0]["advantage"] is None
+    assert body["groups"][0]["status"] == "incomplete" and body["groups"][0]["mean"] is None
+    status, body = http("POST", server.url + "/v1/score", RewardClient.build_payload(
+        [image(3)], [image(5)], "x", groups=["lonely"], group_size=3), token=TOKEN)
+    assert status == 409 and body["error"]["code"] == "group_size_mismatch"
+    metrics = server.metrics(TOKEN)
+    assert metrics['editjudge_groups_total{status="incomplete"}'] >= 1
 
 
 def test_one_bad_item_fails_alone_among_concurrent_requests(server, client, offline):
@@ -331,7 +390,12 @@ BAD = {
     "instruction not a string": ({"items": [_item(instruction=5)]}, 422, "invalid_field", "items[0].instruction"),
     "items not a list": ({"items": {"edited": "x"}}, 422, "invalid_field", "items"),
     "unknown field": ({"items": [_item(colour="red")]}, 422, "invalid_field", "items[0].colour"),
-    "unknown version": ({"version": 2, "items": [_item()]}, 422, "unsupported_version", "version"),
+    "unknown version": ({"version": 3, "items": [_item()]}, 422, "unsupported_version", "version"),
+    "v2 group without its size": ({"version": 2, "items": [_item(group="g")]}, 422, "invalid_field",
+                                  "items[0].group_size"),
+    "v1 with a group size": ({"items": [_item(group="g", group_size=2)]}, 422, "invalid_field", "items[0].group_size"),
+    "v2 group sizes disagree": ({"version": 2, "items": [_item(group="g", group_size=2), _item(group="g", group_size=3)]},
+                                422, "invalid_field", "items[1].group_size"),
     "unknown rubric": ({"rubric": "viescore", "items": [_item()]}, 422, "unknown_rubric", "rubric"),
     "missing source": ({"items": [_item(), _item(source=None)]}, 422, "invalid_field", "items[1].source"),
     "bad base64": ({"items": [_item(), _item(edited="%%% not base64")]}, 400, "bad_base64", "items[1].edited"),
@@ -364,7 +428,7 @@ def test_bad_input_gets_a_clear_4xx_and_the_server_goes_on(server, good_score, c
     body, status, code, field = BAD[case]
     got, answer = http("POST", server.url + "/v1/score", body, token=TOKEN)
     assert (got, answer["error"]["code"], answer["error"]["field"]) == (status, code, field), answer
-    assert answer["version"] == 1 and answer["error"]["message"]
+    assert answer["version"] == 2 and answer["error"]["message"]
     if field:
         assert answer["error"]["message"].startswith(field)
     assert_serving(server, good_score)

@@ -22,11 +22,14 @@ from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 
 from ..parallel import device_label
+from .admission import Admission
 from .batcher import BatchQueue, Job, Judges, ShuttingDown
 from .metrics import CONTENT_TYPE, Metrics
 from .settings import ServeSettings
-from .schema import (VERSION, ApiError, ScoreRequest, item_result, load_rgb, normalization_info, normalize_groups,
-                     open_image, parse_request)
+from .groups import GroupTable, group_key
+from .inflight import ClientGone, Replays, idempotency_key, race_disconnect
+from .schema import (VERSION, VERSIONS, ApiError, ScoreRequest, group_members, item_result, load_rgb,
+                     normalization_info, normalize_groups, open_image, parse_request)
 
 logger = logging.getLogger(__name__)
 
@@ -98,7 +101,15 @@ def build_app(settings: ServeSettings, build_model: Callable[[str], Any], rubric
     judges: Judges
     metrics = Metrics(queue_depth=lambda: len(queue), queue_capacity=settings.max_queue,
                       ready=lambda: judges.ready, queue_pixels=lambda: queue.held_pixels)
-    judges = Judges(build_model, rubric, devices, queue, settings.batch_size, settings.max_wait_ms / 1000, metrics)
+    judges = Judges(build_model, rubric, devices, queue, settings.batch_size, settings.max_wait_ms / 1000, metrics,
+                    with_source=lambda model: needs_source(model, rubric))
+    replays = Replays()
+    metrics.replays = replays
+    admission = Admission(settings.max_bodies, settings.max_bodies_bytes, settings.max_body_bytes)
+    metrics.admission = admission
+    groups = GroupTable(settings.group_wait_s, settings.max_open_groups,
+                        on_complete=lambda group: metrics.alarms.observe_group(group.std, group.size))
+    metrics.group_counts = groups.counts
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -108,7 +119,7 @@ def build_app(settings: ServeSettings, build_model: Callable[[str], Any], rubric
 
     app = FastAPI(title="editjudge reward server", version=str(VERSION), lifespan=lifespan,
                   docs_url=None, redoc_url=None, openapi_url=None)
-    app.state.judges, app.state.metrics, app.state.queue = judges, metrics, queue
+    app.state.judges, app.state.metrics, app.state.queue, app.state.groups = judges, metrics, queue, groups
     app.state.on_load_failure = lambda: None  # the runner sets this to stop the server
 
     def check_token(request: Request) -> None:
@@ -124,6 +135,9 @@ def build_app(settings: ServeSettings, build_model: Callable[[str], Any], rubric
         return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers)
 
     def not_ready() -> ApiError:
+        if judges.state in ("sleeping", "asleep", "waking"):
+            return ApiError(503, "asleep", f"the judge is {judges.state}, its GPU memory lent out (POST /v1/wake "
+                                           "wakes it)", headers={"Retry-After": "5"})
         if judges.state == "loading":
             return ApiError(503, "loading", "the judge is still loading; retry shortly", headers={"Retry-After": "2"})
         return ApiError(503, judges.state, f"the judge is not available ({judges.state})")
@@ -145,7 +159,11 @@ def build_app(settings: ServeSettings, build_model: Callable[[str], Any], rubric
 
     @app.get("/health")
     async def health():
-        body: dict[str, Any] = {"version": VERSION, "status": judges.state}
+        body: dict[str, Any] = {"version": VERSION, "versions": list(VERSIONS), "status": judges.state}
+        problem = judges.unhealthy
+        if problem:  # loaded, but no replica can score: a balancer or launcher must not send it work
+            body.update(status="unhealthy", error=problem)
+            return JSONResponse(body, status_code=503, headers={"Retry-After": "5"})
         if judges.ready:
             body.update(rubric=rubric.name, needs_source=needs_source(judges.models[0], rubric),
                         replicas=len(judges.models), devices=[device_label(d) for d in devices],
@@ -156,11 +174,38 @@ def build_app(settings: ServeSettings, build_model: Callable[[str], Any], rubric
                                 "max_image_pixels": settings.max_image_pixels,
                                 "max_instruction_chars": settings.max_instruction_chars},
                         timeouts={"header_s": settings.header_timeout, "body_s": settings.body_timeout,
-                                  "keep_alive_s": settings.keep_alive_timeout})
+                                  "keep_alive_s": settings.keep_alive_timeout},
+                        admission={"max_bodies": settings.max_bodies, "max_bodies_bytes": settings.max_bodies_bytes,
+                                   "bodies": admission.bodies, "bytes": admission.bytes},
+                        groups={"wait_s": settings.group_wait_s, "max_open": settings.max_open_groups,
+                                "open": len(groups.open)})
             return body
         if judges.error:
             body["error"] = judges.error
         return JSONResponse(body, status_code=503)
+
+    @app.post("/v1/sleep")
+    async def sleep(request: Request):
+        try:
+            check_token(request)
+            level = request.query_params.get("level", "1")
+            if level not in ("1", "2"):
+                raise ApiError(422, "invalid_field", f"level: 1 or 2, got {level!r}", "level")
+            return JSONResponse(await anyio.to_thread.run_sync(judges.sleep, int(level)))
+        except ApiError as exc:
+            return error_response(exc)
+        except Exception as exc:  # noqa: BLE001 - the judge stays as it was; the caller is told why
+            return error_response(ApiError(409 if "the judge is" in str(exc) else 500, "sleep_failed", str(exc)))
+
+    @app.post("/v1/wake")
+    async def wake(request: Request):
+        try:
+            check_token(request)
+            return JSONResponse(await anyio.to_thread.run_sync(judges.wake))
+        except ApiError as exc:
+            return error_response(exc)
+        except Exception as exc:  # noqa: BLE001
+            return error_response(ApiError(409 if "the judge is" in str(exc) else 500, "wake_failed", str(exc)))
 
     @app.get("/metrics")
     async def metrics_page(request: Request):
@@ -173,10 +218,16 @@ def build_app(settings: ServeSettings, build_model: Callable[[str], Any], rubric
     @app.post("/v1/score")
     async def score(request: Request):
         started = time.perf_counter()
+        body_read = asyncio.Event()
         try:
-            body = await _score(request)
+            body = await race_disconnect(request, body_read, _score(request, body_read))
             status = 200
             response = JSONResponse(body)
+        except ClientGone:
+            client = request.client
+            logger.info("client %s went away before its answer; its waiting items are cancelled",
+                        f"{client.host}:{client.port}" if client else "?")
+            status, response = 499, Response(status_code=499)
         except ApiError as exc:
             status = exc.status
             response = error_response(exc)
@@ -189,11 +240,29 @@ def build_app(settings: ServeSettings, build_model: Callable[[str], Any], rubric
         metrics.request(status, time.perf_counter() - started)
         return response
 
-    async def _score(request: Request) -> dict:
+    async def _score(request: Request, body_read: asyncio.Event) -> dict:
         check_token(request)
+        key = idempotency_key(request)
         if not judges.ready:
             raise not_ready()
-        body = await _read_body(request, settings.max_body_bytes)
+        if judges.unhealthy:
+            raise ApiError(503, "judge_unavailable", f"the judge cannot score: {judges.unhealthy.splitlines()[0]}",
+                           headers={"Retry-After": "5"})
+        held = [admission.enter(request.headers.get("content-length"))]
+
+        def decoded() -> None:  # the body is read, its images decoded and queued: the slot is free
+            if held:
+                admission.leave(held.pop())
+        try:
+            body = await _read_body(request, settings.max_body_bytes)
+            body_read.set()
+            if key is None:
+                return await _admitted(body, decoded)
+            return await replays.run(key, body, lambda: _admitted(body, decoded))
+        finally:
+            decoded()
+
+    async def _admitted(body: bytes, decoded: Callable[[], None]) -> dict:
         # Items are counted before any is validated, and the parsing runs on a thread: a body of a
         # million tiny items is a quick 413 and never stalls /health.
         payload = await anyio.to_thread.run_sync(parse_request, body, settings.max_items)
@@ -228,6 +297,44 @@ def build_app(settings: ServeSettings, build_model: Callable[[str], Any], rubric
             _close(opened)
             raise queue_full(n)
         try:
+            # Version 2: the request's groups joined before any of its items is scored (a contradicting
+            # group size is a 409 here, before work).
+            joined = groups.join(group_members(payload), payload.group_wait_s) if payload.version == 2 else {}
+        except BaseException:
+            _close(opened)
+            queue.release(n, sum(pixels))
+            raise
+        filled = False
+        try:
+            results = await _judge(payload, opened, pixels, decoded)
+            if joined:
+                for key, group in joined.items():
+                    groups.fill(group, [r["score"] for item, r in zip(payload.items, results)
+                                        if item.group is not None and group_key(item.group) == key])
+                filled = True
+                await asyncio.gather(*(groups.wait(group) for group in joined.values()))
+        finally:
+            if not filled:
+                for group in joined.values():
+                    groups.abandon(group, "a member's request ended before it was scored")
+        answer = {"version": payload.version, "rubric": rubric.name, "results": results}
+        if payload.version == 1:
+            summaries = normalize_groups(results)
+            for summary in summaries:
+                metrics.alarms.observe_group(summary["std"], summary["scored"])
+        else:
+            for item, result in zip(payload.items, results):
+                if item.group is not None:
+                    result["advantage"] = joined[group_key(item.group)].advantage(result["score"])
+            summaries = [group.summary() for group in joined.values()]
+        if summaries:
+            answer.update(groups=summaries, normalization=normalization_info())
+        return answer
+
+    async def _judge(payload: ScoreRequest, opened: list, pixels: list[int], decoded: Callable[[], None]) -> list[dict]:
+        """Decode the reserved items, queue them, wait for the judge: one result line per item."""
+        n = len(payload.items)
+        try:
             images = await anyio.to_thread.run_sync(_load_items, opened)
         except BaseException:
             queue.release(n, sum(pixels))
@@ -253,18 +360,19 @@ def build_app(settings: ServeSettings, build_model: Callable[[str], Any], rubric
             queue.put(jobs)
         except ShuttingDown:
             raise ApiError(503, "shutting_down", "the server is shutting down") from None
-        judged = await asyncio.gather(*futures)
+        decoded()
+        try:
+            judged = await asyncio.gather(*futures)
+        except asyncio.CancelledError:  # the client went away: its items still waiting are not scored
+            metrics.cancelled(queue.cancel(jobs))
+            raise
         if any(isinstance(r, ShuttingDown) for r in judged):
             raise ApiError(503, "shutting_down", "the server stopped before this request was scored")
-        results = [item_result(item, r) for item, r in zip(payload.items, judged)]
+        results = [item_result(item, r, payload.version) for item, r in zip(payload.items, judged)]
         for item, result in zip(payload.items, results):
             if len(item.instruction) > limit:
                 result["instruction_truncated_from"] = len(item.instruction)
-        groups = normalize_groups(results)
-        answer = {"version": VERSION, "rubric": rubric.name, "results": results}
-        if groups:
-            answer.update(groups=groups, normalization=normalization_info())
-        return answer
+        return results
 
     app.state.settings = asdict(settings)
     return app

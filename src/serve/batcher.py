@@ -19,6 +19,7 @@ from typing import Any, Callable
 
 from ..parallel import device_label
 from ..redaction import redact
+from .health import PROBE_INTERVAL, ReplicaHealth
 from .metrics import Metrics
 
 logger = logging.getLogger(__name__)
@@ -61,6 +62,10 @@ class BatchQueue:
         return len(self._jobs)
 
     @property
+    def held_items(self) -> int:
+        return self._held_items
+
+    @property
     def held_pixels(self) -> int:
         return self._held_pixels
 
@@ -88,12 +93,25 @@ class BatchQueue:
             self._jobs.extend(jobs)
             self._cond.notify_all()
 
-    def take(self, max_items: int, max_wait: float) -> list[Job] | None:
-        """Up to ``max_items`` jobs, once full or ``max_wait`` after the oldest arrived; None once closed."""
+    def cancel(self, jobs: list[Job]) -> int:
+        """Drop those of ``jobs`` still waiting (their request is gone); how many were dropped."""
+        ids = {id(job) for job in jobs}
+        with self._cond:
+            kept = deque(job for job in self._jobs if id(job) not in ids)
+            dropped = [job for job in self._jobs if id(job) in ids]
+            self._jobs = kept
+            self._held_items -= len(dropped)
+            self._held_pixels -= sum(job.pixels for job in dropped)
+            return len(dropped)
+
+    def take(self, max_items: int, max_wait: float, idle: float | None = None) -> list[Job] | None:
+        """Up to ``max_items`` jobs, once full or ``max_wait`` after the oldest arrived; None once closed;
+        [] when no job came for ``idle`` seconds."""
         with self._cond:
             while True:
                 while not self._jobs and not self._closed:
-                    self._cond.wait()
+                    if not self._cond.wait(idle) and idle is not None and not self._jobs:
+                        return []
                 if self._closed:
                     return None
                 deadline = self._jobs[0].enqueued + max_wait
@@ -129,21 +147,30 @@ class JudgeWorker(threading.Thread):
     """One judge replica's loop: take a batch, score it, deliver the results."""
 
     def __init__(self, model, rubric, queue: BatchQueue, batch_size: int, max_wait: float, metrics: Metrics,
-                 name: str, replica: str = "0") -> None:
+                 name: str, replica: str = "0", with_source: bool = False) -> None:
         super().__init__(name=name, daemon=True)
-        self.replica = replica
+        self.replica, self.with_source = replica, with_source
+        self.health = ReplicaHealth(name)
+        self.busy = False  # scoring a batch (sleep waits for it)
         self.model, self.rubric, self.queue = model, rubric, queue
         self.batch_size, self.max_wait, self.metrics = batch_size, max_wait, metrics
 
     def run(self) -> None:
-        while (jobs := self.queue.take(self.batch_size, self.max_wait)) is not None:
+        while (jobs := self.queue.take(self.batch_size, self.max_wait, idle=PROBE_INTERVAL)) is not None:
+            if not jobs:
+                self.health.idle(self.model, self.rubric, self.with_source)
+                continue
+            self.busy = True
             started = time.perf_counter()
             results = self.score(jobs)
             seconds = time.perf_counter() - started
             self.metrics.batch(len(jobs), sum(1 for r in results if r.get("error")), seconds, self.replica)
+            self.metrics.alarms.observe_items([r.get("score") if not r.get("error") else None for r in results])
             logger.debug("%s: batch of %d in %.3f s", self.name, len(jobs), seconds)
             for job, result in zip(jobs, results):
                 job.done(result)
+            self.busy = False
+            self.health.after_batch(self.model, self.rubric, self.with_source, results)
 
     def score(self, jobs: list[Job]) -> list[dict]:
         from ..models.reward.judge import judge_items
@@ -167,18 +194,29 @@ class Judges:
     """The judge replicas (one per device or device group, loaded on a background thread) and their shared queue."""
 
     def __init__(self, build: Callable[[str], Any], rubric, devices: list[str], queue: BatchQueue,
-                 batch_size: int, max_wait: float, metrics: Metrics) -> None:
-        self.build, self.rubric, self.devices = build, rubric, devices
+                 batch_size: int, max_wait: float, metrics: Metrics,
+                 with_source: Callable[[Any], bool] = lambda model: False) -> None:
+        self.build, self.rubric, self.devices, self.with_source = build, rubric, devices, with_source
         self.queue, self.batch_size, self.max_wait, self.metrics = queue, batch_size, max_wait, metrics
-        self.state = "loading"  # -> ready | failed | stopped
+        self.state = "loading"  # -> ready | failed | stopped; ready <-> sleeping -> asleep -> waking -> ready
+        self.sleep_level: int | None = None
         self.error: str | None = None
         self.models: list = []
         self.workers: list[JudgeWorker] = []
         self._loader: threading.Thread | None = None
+        self._stopping = threading.Event()
 
     @property
     def ready(self) -> bool:
         return self.state == "ready"
+
+    @property
+    def unhealthy(self) -> str | None:
+        """Why no replica can score (each failed its probe), or None."""
+        problems = [w.health.problem for w in self.workers]
+        if self.ready and problems and all(problems):
+            return problems[0]
+        return None
 
     def start(self, on_failure: Callable[[], None]) -> None:
         self._loader = threading.Thread(target=self._load, args=(on_failure,), name="judge-loader", daemon=True)
@@ -199,7 +237,8 @@ class Judges:
             return
         for i, model in enumerate(self.models):
             worker = JudgeWorker(model, self.rubric, self.queue, self.batch_size, self.max_wait, self.metrics,
-                                 name=f"judge-{i}-{device_label(self.devices[i])}", replica=str(i))
+                                 name=f"judge-{i}-{device_label(self.devices[i])}", replica=str(i),
+                                 with_source=self.with_source(model))
             worker.start()
             self.workers.append(worker)
         self.state = "ready"
@@ -208,11 +247,60 @@ class Judges:
         logger.info("judge ready: %d replica(s) on %s, loaded in %.1f s; batches of up to %d items, waiting up to "
                     "%.0f ms", len(self.models), ", ".join(device_label(d) for d in self.devices), time.perf_counter() - started,
                     self.batch_size, self.max_wait * 1000)
+        # The loader thread lives as long as the judge: a backend process it started (the vLLM judge's
+        # server) is bound to it by PR_SET_PDEATHSIG, which fires when the *thread* that forked exits.
+        self._stopping.wait()
+
+    def sleep(self, level: int, drain_timeout: float = 300.0) -> dict:
+        """Refuse new work, let the queued items be scored, then free every replica's accelerator memory."""
+        from .sleep import sleep_model
+
+        if self.state == "asleep":
+            return {"status": "asleep", "level": self.sleep_level, "seconds": 0.0}
+        if self.state != "ready":
+            raise RuntimeError(f"the judge is {self.state}")
+        started = time.perf_counter()
+        self.state = "sleeping"
+        try:
+            deadline = time.monotonic() + drain_timeout
+            while self.queue.held_items or any(w.busy for w in self.workers):
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"the queue did not drain within {drain_timeout:g} s")
+                time.sleep(0.02)
+            how = {sleep_model(model, level) for model in self.models}
+        except BaseException:
+            self.state = "ready"
+            raise
+        self.state, self.sleep_level = "asleep", level
+        seconds = time.perf_counter() - started
+        logger.info("judge asleep (level %d, %s) in %.2f s", level, ", ".join(sorted(how)), seconds)
+        return {"status": "asleep", "level": level, "seconds": seconds}
+
+    def wake(self) -> dict:
+        from .sleep import wake_model
+
+        if self.state == "ready":
+            return {"status": "ready", "seconds": 0.0}
+        if self.state != "asleep":
+            raise RuntimeError(f"the judge is {self.state}")
+        started = time.perf_counter()
+        self.state = "waking"
+        try:
+            for model in self.models:
+                wake_model(model)
+        except BaseException:
+            self.state = "asleep"
+            raise
+        self.state, self.sleep_level = "ready", None
+        seconds = time.perf_counter() - started
+        logger.info("judge awake in %.2f s", seconds)
+        return {"status": "ready", "seconds": seconds}
 
     def stop(self) -> None:
         """Stop taking batches, fail what still waits, let the running batches finish."""
-        if self.state in ("loading", "ready"):
+        if self.state in ("loading", "ready", "sleeping", "asleep", "waking"):
             self.state = "stopped"
+        self._stopping.set()
         left = self.queue.close()
         for job in left:
             job.done(ShuttingDown("the server stopped before this item was scored"))

@@ -57,6 +57,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--keep-alive-timeout", type=float, default=defaults.keep_alive_timeout,
                         help="seconds an idle kept-alive connection stays open between requests (uvicorn's "
                              "timeout_keep_alive; default %(default)s)")
+    parser.add_argument("--max-bodies", type=int, default=defaults.max_bodies,
+                        help="request bodies read and decoded at once; a request beyond it gets 503 with Retry-After "
+                             "before its body is read (default %(default)s)")
+    parser.add_argument("--max-bodies-mb", type=float, default=defaults.max_bodies_bytes / 2**20,
+                        help="the declared sizes of the bodies read and decoded at once, in MiB; beyond it, 503 as "
+                             "for --max-bodies (default %(default)s)")
+    parser.add_argument("--group-wait-s", type=float, default=defaults.group_wait_s,
+                        help="wire version 2: seconds a group (items naming it and its full group_size) waits for "
+                             "all its members, from the first request that names it; an incomplete group then "
+                             "answers advantage null (default %(default)s)")
+    parser.add_argument("--max-open-groups", type=int, default=defaults.max_open_groups,
+                        help="wire version 2: groups waiting for members at once; more get 429 (default %(default)s)")
     parser.add_argument("--token-env", default=defaults.token_env,
                         help="environment variable holding the bearer token; when it is set, requests without "
                              "the token get 401 (default %(default)s)")
@@ -99,13 +111,19 @@ def main(argv: list[str] | None = None) -> int:
                              max_body_bytes=int(args.max_body_mb * 2**20), max_image_pixels=args.max_image_pixels,
                              max_queue_pixels=args.max_queue_pixels, token_env=args.token_env,
                              max_instruction_chars=args.max_instruction_chars, header_timeout=args.header_timeout,
-                             body_timeout=args.body_timeout, keep_alive_timeout=args.keep_alive_timeout)
+                             body_timeout=args.body_timeout, keep_alive_timeout=args.keep_alive_timeout,
+                             group_wait_s=args.group_wait_s, max_open_groups=args.max_open_groups,
+                             max_bodies=args.max_bodies, max_bodies_bytes=int(args.max_bodies_mb * 2**20))
     problems = settings.problems()
     if problems:
         print("invalid serve flags:\n" + "\n".join(f"  - {p}" for p in problems), file=sys.stderr)
         return 2
 
     from ..models.reward.judge import build_judge, judge_devices, judge_rubric
+
+    if "--enable-sleep-mode" in (reward_model.params.get("server_args") or []):
+        # vLLM serves /sleep and /wake_up only in its development mode (POST /v1/sleep uses them).
+        os.environ.setdefault("VLLM_SERVER_DEV_MODE", "1")
 
     # The job's builder: the same rubric (viescore_prompts_dir too), params and devices as the score
     # stage; no progress bars (a bar per batch is noise in a server's log).

@@ -10,6 +10,8 @@ import threading
 from collections import defaultdict
 from typing import Callable
 
+from .alarms import Alarms
+
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -60,6 +62,11 @@ class Metrics:
         self.largest_batch = 0
         self.replica_batches: dict[str, int] = defaultdict(int)
         self._throughput: float | None = None  # items/s over recent batches, for Retry-After
+        self.alarms = Alarms()
+        self.admission = None
+        self.replays = None  # the app's Replays: answers given again for a retried Idempotency-Key
+        self.items_cancelled = 0  # the app's Admission: bodies being read and decoded
+        self.group_counts: dict[str, int] = {}  # version 2 groups by how they ended (the GroupTable's own dict)
 
     def request(self, status: int, seconds: float) -> None:
         with self._lock:
@@ -77,6 +84,10 @@ class Metrics:
             rate = size / seconds if seconds > 0 else None
             if rate is not None:
                 self._throughput = rate if self._throughput is None else 0.8 * self._throughput + 0.2 * rate
+
+    def cancelled(self, items: int) -> None:
+        with self._lock:
+            self.items_cancelled += items
 
     def seconds_to_drain(self, items: int) -> float | None:
         """How long ``items`` queued items take at the recent rate (None before the first batch)."""
@@ -123,7 +134,26 @@ class Metrics:
                 "# HELP editjudge_queue_capacity Items the queue holds before answering 429.",
                 "# TYPE editjudge_queue_capacity gauge",
                 f"editjudge_queue_capacity {self._queue_capacity}",
+                "# HELP editjudge_groups_total Version 2 groups by how they ended (complete, incomplete: deadline "
+                "passed, failed: a member has no score; zero_spread: complete with every score equal).",
+                "# TYPE editjudge_groups_total counter",
+                *[f'editjudge_groups_total{{status="{k}"}} {n}' for k, n in sorted(self.group_counts.items())],
+                *self.alarms.lines(),
             ]
+            if self.admission is not None:
+                lines += ["# HELP editjudge_bodies_in_flight Request bodies being read and decoded now.",
+                          "# TYPE editjudge_bodies_in_flight gauge",
+                          f"editjudge_bodies_in_flight {self.admission.bodies}",
+                          "# HELP editjudge_bodies_refused_total Requests refused (503) before their body was read.",
+                          "# TYPE editjudge_bodies_refused_total counter",
+                          f"editjudge_bodies_refused_total {self.admission.refused}"]
+            lines += ["# HELP editjudge_items_cancelled_total Waiting items dropped because their client went away.",
+                      "# TYPE editjudge_items_cancelled_total counter",
+                      f"editjudge_items_cancelled_total {self.items_cancelled}"]
+            if self.replays is not None:
+                lines += ["# HELP editjudge_idempotent_replays_total Retried requests answered without scoring again.",
+                          "# TYPE editjudge_idempotent_replays_total counter",
+                          f"editjudge_idempotent_replays_total {self.replays.replayed}"]
         return "\n".join(lines) + "\n"
 
 

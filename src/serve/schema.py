@@ -1,26 +1,35 @@
-"""The reward server's wire format, version 1: JSON in, JSON out, base64 images, no pickle.
+"""The reward server's wire format: JSON in, JSON out, base64 images, no pickle. Versions 1 and 2.
 
 Request (``POST /v1/score``)::
 
-    {"version": 1,                       # optional; only 1 is accepted
+    {"version": 2,                       # optional; 1 when absent (the old meaning), 1 or 2
      "rubric": "simple",                 # optional; must name the rubric the server was started with
+     "group_wait_s": 60,                 # version 2, optional: this request's group deadline (at most the server's)
      "items": [{"id": "a",               # optional, echoed back
                 "edited": "<base64 PNG, JPEG or WebP>",   # a data: URL prefix is accepted too
                 "source": "<base64>",    # required when the rubric shows the judge the source image
                 "instruction": "make the sky red",
-                "group": "prompt-0"}]}   # optional (string or integer): GRPO groups
+                "group": "step3/prompt-0",   # optional (string or integer): GRPO groups
+                "group_size": 8}]}       # version 2: required with group: the group's FULL size over all requests
 
-Answer::
+Answer, version 2::
 
-    {"version": 1, "rubric": "simple",
+    {"version": 2, "rubric": "simple",
      "results": [{"id": "a", "score": 7.0, "sub_scores": {}, "raw_output": "{\\"score\\": 7}",
-                  "error": null, "group": "prompt-0", "reward": 0.71}],
-     "groups": [{"group": "prompt-0", "count": 4, "scored": 4, "mean": 5.5, "std": 2.1}],
+                  "error": null, "group": "step3/prompt-0", "advantage": 0.71}],
+     "groups": [{"group": "step3/prompt-0", "size": 8, "received": 8, "status": "complete", "reason": null,
+                 "mean": 5.5, "std": 2.1}],
      "normalization": {"formula": "(score - mean) / (std + epsilon)", "std": "population", "epsilon": 0.0001}}
 
-``reward`` is the group-normalised score, over the items of the same group in the same request that
-were scored; it is null for an item without a group or without a score. Errors are
-``{"version": 1, "error": {"code": ..., "field": ..., "message": ...}, "details": [...]}``.
+``score`` is the judge's raw score. ``advantage`` is set only once the group is complete: all
+``group_size`` members scored, from this request and others (``editjudge.serve.groups``); the
+answer waits for that, up to the group's deadline. A group that misses its deadline or has a member
+without a score answers ``advantage: null`` for every member (``status`` incomplete or failed).
+
+Version 1 (unchanged): no ``group_size``; the answer's ``reward`` is the score normalised over the
+items of the same group *in the same request* that were scored (null without a group or a score);
+its ``groups`` entries are ``{"group", "count", "scored", "mean", "std"}``. Errors (both versions)
+are ``{"version": 2, "error": {"code": ..., "field": ..., "message": ...}, "details": [...]}``.
 """
 
 from __future__ import annotations
@@ -39,7 +48,9 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, Validat
 
 from ..images import to_rgb
 
-VERSION = 1
+VERSION = 2  # the newest; requests without a version are version 1
+VERSIONS = (1, 2)
+MAX_GROUP_SIZE = 4096
 # Flow-GRPO's per-prompt advantage uses the same form and epsilon: (r - mean) / (std + 1e-4).
 EPSILON = 1e-4
 FORMATS = ("PNG", "JPEG", "WEBP")
@@ -72,14 +83,16 @@ class Item(BaseModel):
     source: StrictStr | None = None
     id: StrictStr | StrictInt | None = None
     group: StrictStr | StrictInt | None = None
+    group_size: StrictInt | None = Field(default=None, ge=1, le=MAX_GROUP_SIZE)
 
 
 class ScoreRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     items: list[Item] = Field(min_length=1)
-    version: StrictInt = VERSION
+    version: StrictInt = 1
     rubric: StrictStr | None = None
+    group_wait_s: float | None = Field(default=None, gt=0)
 
 
 def _field_name(loc: tuple) -> str:
@@ -93,7 +106,8 @@ def _field_name(loc: tuple) -> str:
 
 
 _WHITESPACE = re.compile(r"[ \t\n\r]*")
-_TOP_LEVEL = {"items": "a list of items", "version": "an integer", "rubric": "a string or null"}
+_TOP_LEVEL = {"items": "a list of items", "version": "an integer", "rubric": "a string or null",
+              "group_wait_s": "a number of seconds"}
 MAX_DETAILS = 10  # validation problems listed in an error answer; the message says how many more
 
 
@@ -201,10 +215,52 @@ def parse_request(body: bytes, max_items: int) -> ScoreRequest:
             shown.append({"field": None, "message": f"... and {total - MAX_DETAILS} more problem(s) not listed"})
         raise ApiError(422, "invalid_field", f"{first['field']}: {first['message']}{more}", first["field"],
                        shown) from None
-    if request.version != VERSION:
-        raise ApiError(422, "unsupported_version",
-                       f"version: {request.version} is not supported; this server speaks version {VERSION}", "version")
+    if request.version not in VERSIONS:
+        raise ApiError(422, "unsupported_version", f"version: {request.version} is not supported; this server "
+                                                   f"speaks versions {', '.join(map(str, VERSIONS))}", "version")
+    check_groups(request)
     return request
+
+
+def check_groups(request: ScoreRequest) -> None:
+    """Version 1 has no group sizes; version 2 needs one with every group, the same for all its items."""
+    if request.version == 1:
+        for i, item in enumerate(request.items):
+            if item.group_size is not None:
+                raise ApiError(422, "invalid_field", f"items[{i}].group_size: needs version 2 (version 1 normalises "
+                                                     "within the request)", f"items[{i}].group_size")
+        if request.group_wait_s is not None:
+            raise ApiError(422, "invalid_field", "group_wait_s: needs version 2", "group_wait_s")
+        return
+    sizes: dict[tuple[str, Any], int] = {}
+    counts: dict[tuple[str, Any], int] = {}
+    for i, item in enumerate(request.items):
+        field = f"items[{i}].group_size"
+        if item.group is None:
+            if item.group_size is not None:
+                raise ApiError(422, "invalid_field", f"{field}: given without a group", field)
+            continue
+        if item.group_size is None:
+            raise ApiError(422, "invalid_field", f"{field}: required with group in version 2: the group's full size "
+                                                 "over all requests (e.g. K samples per prompt)", field)
+        key = (type(item.group).__name__, item.group)
+        if sizes.setdefault(key, item.group_size) != item.group_size:
+            raise ApiError(422, "invalid_field", f"{field}: {item.group_size}, but an earlier item of group "
+                                                 f"{item.group!r} says {sizes[key]}", field)
+        counts[key] = counts.get(key, 0) + 1
+        if counts[key] > item.group_size:
+            raise ApiError(422, "invalid_field", f"{field}: group {item.group!r} has more than {item.group_size} "
+                                                 "items in this request", field)
+
+
+def group_members(request: ScoreRequest) -> dict[Any, tuple[int, int]]:
+    """Version 2: {group name: (its full size, its items in this request)}, in order of first appearance."""
+    out: dict[Any, tuple[int, int]] = {}
+    for item in request.items:
+        if item.group is not None:
+            size, count = out.get(item.group, (item.group_size, 0))
+            out[item.group] = (size, count + 1)
+    return out
 
 
 def open_image(text: str, field: str, max_pixels: int) -> Image.Image:
@@ -269,14 +325,17 @@ def _clean(value: Any) -> Any:
     return value
 
 
-def item_result(item: Item, judged: dict) -> dict:
-    """One answer line from the judge's score fields (``editjudge.models.reward.judge.judge_items``)."""
-    return {"id": item.id, "score": _clean(judged.get("score")), "sub_scores": _clean(judged.get("sub_scores") or {}),
-            "raw_output": judged.get("raw_output"), "error": judged.get("error"), "group": item.group, "reward": None}
+def item_result(item: Item, judged: dict, version: int = 1) -> dict:
+    """One answer line from the judge's score fields (``editjudge.models.reward.judge.judge_items``):
+    version 1's carries ``reward``, version 2's ``advantage`` (both null until set)."""
+    out = {"id": item.id, "score": _clean(judged.get("score")), "sub_scores": _clean(judged.get("sub_scores") or {}),
+           "raw_output": judged.get("raw_output"), "error": judged.get("error"), "group": item.group}
+    out["reward" if version == 1 else "advantage"] = None
+    return out
 
 
 def normalize_groups(results: list[dict], epsilon: float = EPSILON) -> list[dict]:
-    """Set each grouped result's ``reward`` to (score - mean) / (std + epsilon) within its group.
+    """Version 1: set each grouped result's ``reward`` to (score - mean) / (std + epsilon) within its group.
 
     Mean and population std are over the group's scored items; returns one summary per group, in
     order of first appearance.

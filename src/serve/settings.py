@@ -25,14 +25,18 @@ class ServeSettings:
     header_timeout: float = 10.0  # seconds from a connection's first byte (or its opening) to a request's last header
     body_timeout: float = 60.0  # seconds from the last header to the last byte of the body
     keep_alive_timeout: float = 5.0  # seconds an idle kept-alive connection stays open between requests
+    max_bodies: int = 16  # request bodies read and decoded at once; more get 503 with Retry-After, unread
+    max_bodies_bytes: int = 512 * 2**20  # their declared sizes together (one body alone is always admitted)
+    group_wait_s: float = 120.0  # version 2: how long a group waits for its members, from the first request's arrival
+    max_open_groups: int = 100_000  # version 2: groups waiting for members at once
 
     def problems(self) -> list[str]:
         out = []
         for name in ("batch_size", "max_queue", "max_items", "max_body_bytes", "max_image_pixels", "max_queue_pixels",
-                     "max_instruction_chars"):
+                     "max_instruction_chars", "max_open_groups", "max_bodies", "max_bodies_bytes"):
             if getattr(self, name) < 1:
                 out.append(f"{name} must be at least 1, got {getattr(self, name)}")
-        for name in ("header_timeout", "body_timeout", "keep_alive_timeout"):
+        for name in ("header_timeout", "body_timeout", "keep_alive_timeout", "group_wait_s"):
             if not getattr(self, name) > 0:
                 out.append(f"{name} must be a positive number of seconds, got {getattr(self, name)}")
         if self.max_wait_ms < 0:
