@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import json
 import socket
 import time
 
@@ -99,17 +98,18 @@ def _wait_idle(srv, limit: float = 60.0) -> dict:
 def test_a_client_that_times_out_cancels_its_waiting_items(one_body_server):
     srv = one_body_server
     before = _wait_idle(srv)
-    assert _timed_out(srv.url, _payload(60, 1), 0.5)
+    # 500 items (the limit is 512 a request) keep the tiny judge busy for seconds, far past the client's 0.5 s.
+    assert _timed_out(srv.url, _payload(500, 1), 0.5)
     after = _wait_idle(srv)
     cancelled = after["editjudge_items_cancelled_total"] - before["editjudge_items_cancelled_total"]
     scored = after["editjudge_items_total"] - before["editjudge_items_total"]
-    assert cancelled > 0 and scored + cancelled == 60, (scored, cancelled)
+    assert cancelled > 0 and scored + cancelled == 500, (scored, cancelled)
     assert "went away before its answer; its waiting items are cancelled" in srv.log.read_text()
 
 
 def test_a_retried_request_with_its_idempotency_key_is_scored_once(one_body_server):
     srv = one_body_server
-    payload = _payload(32, 20)
+    payload = _payload(300, 20)  # seconds of work for the tiny judge, far past the first attempt's 0.2 s
     before = _wait_idle(srv)
     headers = {"Idempotency-Key": "retry-me-1"}
     assert _timed_out(srv.url, payload, 0.2, headers)  # the first attempt's work goes on for the retry
@@ -117,7 +117,7 @@ def test_a_retried_request_with_its_idempotency_key_is_scored_once(one_body_serv
     again = RewardClient(srv.url, retries=0).score_payload(payload, idempotency_key="retry-me-1")
     assert answer == again and all(r["score"] is not None for r in answer["results"])
     after = _wait_idle(srv)
-    assert after["editjudge_items_total"] - before["editjudge_items_total"] == 32
+    assert after["editjudge_items_total"] - before["editjudge_items_total"] == 300
     assert after["editjudge_idempotent_replays_total"] - before["editjudge_idempotent_replays_total"] == 2
     status, body = http("POST", srv.url + "/v1/score", _payload(1, 3), headers=headers)
     assert status == 422 and body["error"]["code"] == "idempotency_key_reused"
