@@ -246,6 +246,8 @@ def _error_from(exc: urllib.error.HTTPError) -> RewardServerError:
         error = body.get("error") or {}
     except (ValueError, OSError, AttributeError):
         error = {}
+    if not isinstance(error, dict):  # /health-style bodies carry the reason as a string
+        error = {"message": str(error)}
     message = error.get("message") or exc.reason
     return RewardServerError(f"reward server answered {exc.code}: {message}", status=exc.code,
                              code=error.get("code"), field=error.get("field"))
