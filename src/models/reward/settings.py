@@ -115,6 +115,8 @@ def identity_of(params: dict) -> dict:
     extra = {"adapter": adapter_fingerprint(adapter_path)} if adapter_path else {}
     return backend_identity("transformers", settings, weights=weights_fingerprint(model_path),
                             libraries=installed_versions(libraries), **extra)
+
+
 # What a judge folder (or hub repo) needs before any weights load: alternatives per entry.
 JUDGE_FILES = (("config.json",), ("model.safetensors", "model.safetensors.index.json"),
                ("preprocessor_config.json", "processor_config.json"), ("tokenizer.json", "vocab.json"))
