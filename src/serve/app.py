@@ -27,6 +27,7 @@ from .batcher import BatchQueue, Job, Judges, ShuttingDown
 from .metrics import CONTENT_TYPE, Metrics
 from .settings import ServeSettings
 from .groups import GroupTable, group_key
+from .replica import ReplicaProcess
 from .inflight import ClientGone, Replays, idempotency_key, race_disconnect
 from .schema import (VERSION, VERSIONS, ApiError, ScoreRequest, group_members, item_result, load_rgb,
                      normalization_info, normalize_groups, open_image, parse_request)
@@ -167,6 +168,8 @@ def build_app(settings: ServeSettings, build_model: Callable[[str], Any], rubric
         if judges.ready:
             body.update(rubric=rubric.name, needs_source=needs_source(judges.models[0], rubric),
                         replicas=len(judges.models), devices=[device_label(d) for d in devices],
+                        replica_pids=[m.pid if isinstance(m, ReplicaProcess) else None for m in judges.models],
+                        replica_problems=[w.health.problem for w in judges.workers],
                         batching={"batch_size": settings.batch_size, "max_wait_ms": settings.max_wait_ms},
                         limits={"max_items": settings.max_items, "max_queue": settings.max_queue,
                                 "max_queue_pixels": settings.max_queue_pixels,

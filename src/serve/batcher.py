@@ -128,6 +128,13 @@ class BatchQueue:
                     self._held_pixels -= sum(job.pixels for job in batch)
                     return batch
 
+    def wait_closed(self, seconds: float) -> bool:
+        """Wait up to ``seconds`` for the queue to close; whether it is closed."""
+        with self._cond:
+            if not self._closed:
+                self._cond.wait(seconds)
+            return self._closed
+
     def close(self) -> list[Job]:
         """Stop handing out jobs; returns the ones still waiting (the caller fails them)."""
         with self._cond:
@@ -143,12 +150,24 @@ def _error_text(exc: BaseException) -> str:
     return redact(f"{type(exc).__name__}: {exc}")
 
 
+def score_batch(model, rubric, images: list, instructions: list[str], sources: list) -> list[dict]:
+    """``judge_items`` on a replica here, or in its own process (``editjudge.serve.replica``)."""
+    from ..models.reward.judge import judge_items
+    from .replica import ReplicaProcess
+
+    if isinstance(model, ReplicaProcess):
+        return model.judge(images, instructions, sources)
+    return judge_items(model, rubric, images, instructions, sources)
+
+
 class JudgeWorker(threading.Thread):
     """One judge replica's loop: take a batch, score it, deliver the results."""
 
     def __init__(self, model, rubric, queue: BatchQueue, batch_size: int, max_wait: float, metrics: Metrics,
-                 name: str, replica: str = "0", with_source: bool = False) -> None:
+                 name: str, replica: str = "0", with_source: bool = False,
+                 others_healthy: Callable[[], bool] = lambda: False) -> None:
         super().__init__(name=name, daemon=True)
+        self.others_healthy = others_healthy
         self.replica, self.with_source = replica, with_source
         self.health = ReplicaHealth(name)
         self.busy = False  # scoring a batch (sleep waits for it)
@@ -156,7 +175,18 @@ class JudgeWorker(threading.Thread):
         self.batch_size, self.max_wait, self.metrics = batch_size, max_wait, metrics
 
     def run(self) -> None:
-        while (jobs := self.queue.take(self.batch_size, self.max_wait, idle=PROBE_INTERVAL)) is not None:
+        while True:
+            if self.health.problem is not None and self.others_healthy():
+                # A replica that cannot score (its process died, a sticky CUDA error) leaves the queue to
+                # the healthy ones and is probed every PROBE_INTERVAL; when none is healthy, all take
+                # batches, so that waiting items fail at once with the reason.
+                if self.queue.wait_closed(PROBE_INTERVAL):
+                    return
+                self.health.idle(self.model, self.rubric, self.with_source)
+                continue
+            jobs = self.queue.take(self.batch_size, self.max_wait, idle=PROBE_INTERVAL)
+            if jobs is None:
+                return
             if not jobs:
                 self.health.idle(self.model, self.rubric, self.with_source)
                 continue
@@ -173,10 +203,8 @@ class JudgeWorker(threading.Thread):
             self.health.after_batch(self.model, self.rubric, self.with_source, results)
 
     def score(self, jobs: list[Job]) -> list[dict]:
-        from ..models.reward.judge import judge_items
-
         try:
-            results = judge_items(self.model, self.rubric, [j.edited for j in jobs], [j.instruction for j in jobs],
+            results = score_batch(self.model, self.rubric, [j.edited for j in jobs], [j.instruction for j in jobs],
                                   [j.source for j in jobs])
             if len(results) != len(jobs):
                 raise RuntimeError(f"the judge returned {len(results)} results for {len(jobs)} items")
@@ -227,9 +255,11 @@ class Judges:
         try:
             for device in self.devices:
                 self.models.append(self.build(device))
+            sources = [self.with_source(model) for model in self.models]  # replica processes load meanwhile
         except Exception as exc:  # noqa: BLE001 - the server cannot serve without its judge: it stops
             self.state, self.error = "failed", _error_text(exc)
             logger.exception("the judge failed to load; the server stops")
+            self._close_models()
             on_failure()
             return
         if self.state != "loading":  # stopped while loading
@@ -238,7 +268,9 @@ class Judges:
         for i, model in enumerate(self.models):
             worker = JudgeWorker(model, self.rubric, self.queue, self.batch_size, self.max_wait, self.metrics,
                                  name=f"judge-{i}-{device_label(self.devices[i])}", replica=str(i),
-                                 with_source=self.with_source(model))
+                                 with_source=sources[i],
+                                 others_healthy=lambda me=i: any(w.health.problem is None for j, w in
+                                                                 enumerate(self.workers) if j != me))
             worker.start()
             self.workers.append(worker)
         self.state = "ready"

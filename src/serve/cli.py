@@ -76,6 +76,10 @@ def build_parser() -> argparse.ArgumentParser:
                                           "reward_model.devices)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE",
                         help="override a config key, e.g. --set reward_model.params.score_mode=logits (repeatable)")
+    parser.add_argument("--replica-processes", default="auto", choices=["auto", "always", "never"],
+                        help="each judge replica in a process of its own: auto (default) does so for more than one "
+                             "replica of a judge that computes in the server's process (the transformers judge; "
+                             "vLLM and API judges wait on servers, their replicas stay threads)")
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     return parser
 
@@ -119,7 +123,9 @@ def main(argv: list[str] | None = None) -> int:
         print("invalid serve flags:\n" + "\n".join(f"  - {p}" for p in problems), file=sys.stderr)
         return 2
 
-    from ..models.reward.judge import build_judge, judge_devices, judge_rubric
+    from ..models.reward.judge import build_judge, judge_class, judge_devices, judge_rubric
+    from ..parallel import device_label
+    from .replica import ReplicaProcess
 
     if "--enable-sleep-mode" in (reward_model.params.get("server_args") or []):
         # vLLM serves /sleep and /wake_up only in its development mode (POST /v1/sleep uses them).
@@ -129,12 +135,20 @@ def main(argv: list[str] | None = None) -> int:
     # stage; no progress bars (a bar per batch is noise in a server's log).
     rubric = judge_rubric(reward_model.params)
 
+    devices = judge_devices(reward_model)
+    in_processes = args.replica_processes == "always" or (
+        args.replica_processes == "auto" and len(devices) > 1 and judge_class(reward_model).runs_in_process)
+
     def build_model(device):
+        if in_processes:  # its own interpreter (and lock); loads while the next one starts
+            return ReplicaProcess(reward_model, device, name=device_label(device))
         return build_judge(reward_model, device, quiet=True)[0]
 
     token = os.environ.get(settings.token_env) or None
     register_secret(token)  # never in a log line or an answer, whatever echoes it
-    return run(settings, build_model, rubric, judge_devices(reward_model), token)
+    logger.info("%d judge replica(s) %s", len(devices), "each in a process of its own" if in_processes
+                else "as threads of the server's process")
+    return run(settings, build_model, rubric, devices, token)
 
 
 def run(settings: ServeSettings, build_model, rubric, devices: list, token: str | None) -> int:

@@ -32,8 +32,8 @@ def answered(result: dict) -> bool:
 
 def probe(model, rubric, with_source: bool) -> str | None:
     """None when the judge answers a plain grey pair, else why not."""
-    from ..models.reward.judge import judge_items
     from ..redaction import redact
+    from .batcher import score_batch
 
     edited = Image.new("RGB", (64, 64), (128, 128, 128))
     source = Image.new("RGB", (64, 64), (120, 120, 120)) if with_source else None
@@ -41,7 +41,7 @@ def probe(model, rubric, with_source: bool) -> str | None:
         alive = getattr(model, "_alive", None)
         if callable(alive):
             alive()
-        result = judge_items(model, rubric, [edited], ["health probe: keep the image as it is"], [source])[0]
+        result = score_batch(model, rubric, [edited], ["health probe: keep the image as it is"], [source])[0]
     except Exception as exc:  # noqa: BLE001 - the answer is the reason
         return redact(f"{type(exc).__name__}: {exc}")
     if not answered(result):

@@ -47,6 +47,10 @@ def _torch_module(model):
 
 def sleep_model(model, level: int) -> str:
     """Free the replica's accelerator memory; returns how (``vllm`` or ``offload``)."""
+    from .replica import ReplicaProcess
+
+    if isinstance(model, ReplicaProcess):
+        return model.sleep(level)
     server = getattr(model, "server", None)
     if server is not None and hasattr(server, "base_url"):
         _vllm_call(server, f"/sleep?level={level}")
@@ -67,6 +71,11 @@ def sleep_model(model, level: int) -> str:
 
 
 def wake_model(model) -> None:
+    from .replica import ReplicaProcess
+
+    if isinstance(model, ReplicaProcess):
+        model.wake()
+        return
     server = getattr(model, "server", None)
     if server is not None and hasattr(server, "base_url"):
         _vllm_call(server, "/wake_up")

@@ -13,6 +13,8 @@ GPUs included) whichever door a run comes in by. Each backend declares what the 
 about it as class attributes, never found by looking at its signature:
 
 - ``writes_files``: it keeps logs or a response cache under the run's ``output_dir``;
+- ``runs_in_process``: it computes in the process that holds it (the transformers judge), rather than
+  waiting on a server (vLLM, an API): ``editjudge serve`` gives each of its replicas a process;
 - ``resolved_settings(params, device)``: what only the device decides (``dtype: auto``), recorded beside
   each score so that a score made under other settings is redone;
 - ``speed_params``: the settings that change its speed only, and ``identity_of(params)``: everything

@@ -118,6 +118,7 @@ class OpenAIRewardModel:
     """Scores edited images through an OpenAI-compatible ``/chat/completions`` endpoint."""
 
     writes_files = True  # its request log and response cache go under the run's output folder (see reward.judge)
+    runs_in_process = False  # it waits on a server (see reward.judge)
     # How requests travel, not what they ask: each proven not to change an answer (tests/test_judge_identity.py).
     speed_params = frozenset({"base_url", "api_key_env", "max_concurrent", "timeout", "max_retries", "retry_backoff",
                               "cache_dir", "output_dir", "device", "show_progress", "batch_size",

@@ -106,6 +106,7 @@ class Qwen3VLRewardModel(AnswerMixin):
     """Scores edited images with a Qwen3-VL checkpoint (a local folder or a hub id)."""
 
     writes_files = False  # no logs or cache of its own under the run's output folder (see reward.judge)
+    runs_in_process = True  # its model computes here (see reward.judge)
     speed_params = SPEED_PARAMS  # the settings that change its speed only (settings.py)
 
     def __init__(
