@@ -25,6 +25,8 @@ Sections, each written to OUT/gpu_check.json and summed up on one screen at the 
    ms per step (best of 3, interleaved) and each clock's overhead over no clock.
 6. editor_offload: a tiny Qwen-Image-Edit pipeline with offload none / model / sequential:
    seconds, peak GPU memory, and whether the pixels are identical to offload none.
+7. sleep_wake: the reward server's /v1/sleep and /v1/wake on the judge: seconds to sleep and to
+   wake, GPU memory held awake, asleep and awake again, and the same answers after the wake.
 
 ``--dry-run`` runs every section on the CPU with the tiny trained judge: workers on cpu,cpu, a
 group of ['cpu'], an out-of-memory error raised after a real allocation (a CPU has no memory cap
@@ -81,6 +83,14 @@ def peak_mib(device: str) -> float:
     import psutil
 
     return psutil.Process().memory_info().rss / MiB
+
+
+def allocated_mib(device: str) -> float | None:
+    """The memory torch holds on ``device`` now (None on the CPU)."""
+    if not _cuda(device):
+        return None
+    torch.cuda.synchronize(device)
+    return round(torch.cuda.memory_allocated(device) / MiB, 1)
 
 
 def compute_apps() -> list[dict]:
@@ -347,6 +357,33 @@ def clock_section(args, path: str, device: str, images) -> dict:
             "clock_decode_ms_per_step": round(decode_ms, 3)}
 
 
+def sleep_section(args, path: str, device: str, images) -> dict:
+    """The reward server's /v1/sleep and /v1/wake on a transformers judge (``editjudge.serve.sleep``):
+    seconds to sleep and wake, the GPU memory held awake / asleep / awake again, and the same answers
+    after the wake as before the sleep."""
+    from editjudge.models.reward import Qwen3VLRewardModel
+    from editjudge.serve.sleep import sleep_model, wake_model
+
+    judge = Qwen3VLRewardModel(path, device=device, dtype=args.dtype, max_new_tokens=args.new_tokens,
+                               show_progress=False, max_pixels=args.image_size**2)
+    batch = images[:4]
+    before = [r.raw_output for r in judge.batch_evaluate(batch, batch_size=len(batch))]
+    held = {"awake": allocated_mib(device)}
+    started = time.perf_counter()
+    how = sleep_model(judge, 1)
+    sleep_s = time.perf_counter() - started
+    held["asleep"] = allocated_mib(device)
+    started = time.perf_counter()
+    wake_model(judge)
+    wake_s = time.perf_counter() - started
+    held["awake_again"] = allocated_mib(device)
+    after = [r.raw_output for r in judge.batch_evaluate(batch, batch_size=len(batch))]
+    del judge
+    _free()
+    return {"how": how, "sleep_seconds": round(sleep_s, 3), "wake_seconds": round(wake_s, 3),
+            "allocated_mib": held, "same_answers_after_wake": after == before}
+
+
 # ------------------------------------------------------------------------------------------ the run
 
 
@@ -385,6 +422,10 @@ def summary(report: dict) -> str:
     lines.append("editor offload on " + e["device"] + ": " + ", ".join(
         f"{m} {r['seconds']} s / {r['peak_mib']:.0f} MiB" for m, r in e["modes"].items())
         + f"; same pixels {e['same_pixels']}" + (f"; sequential {e['sequential']}" if "sequential" in e else ""))
+    z = s["sleep_wake"]
+    lines.append(f"sleep/wake ({z['how']}): sleep {z['sleep_seconds']} s, wake {z['wake_seconds']} s, allocated MiB "
+                 + ", ".join(f"{k} {v}" for k, v in z["allocated_mib"].items())
+                 + f"; same answers after the wake {z['same_answers_after_wake']}")
     return "\n".join(lines)
 
 
@@ -439,6 +480,7 @@ def main_(argv: list[str] | None = None) -> int:
         sections["out_of_memory"] = oom_section(args, path, device, oom_images)
         sections["forward_clock"] = clock_section(args, path, device, images)
         sections["editor_offload"] = editor_section(args, device)
+        sections["sleep_wake"] = sleep_section(args, path, device, images)
     report["seconds"] = time.perf_counter() - started
     (out / "gpu_check.json").write_text(json.dumps(report, indent=2, default=str))
     text = summary(report)

@@ -344,7 +344,9 @@ def test_gpu_check_dry_run_on_the_cpu(tmp_path):
     report = json.loads((out / "gpu_check.json").read_text())
     assert report["dry_run"] is True
     sections = report["sections"]
-    assert set(sections) == {"judge", "workers", "group", "out_of_memory", "forward_clock", "editor_offload"}
+    assert set(sections) == {"judge", "workers", "group", "out_of_memory", "forward_clock", "editor_offload",
+                             "sleep_wake"}
+    assert sections["sleep_wake"]["how"] == "offload" and sections["sleep_wake"]["same_answers_after_wake"] is True
     judge = sections["judge"]
     assert [(r["mode"], r["batch_size"]) for r in judge] == [(m, b) for m in ("generate", "logits") for b in (1, 2, 4)]
     assert all(r["images_per_s"] > 0 and 0 <= r["agreement_within_0.5"] <= 1 for r in judge)
