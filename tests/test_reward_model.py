@@ -151,7 +151,7 @@ def test_corrupt_and_missing_files_fail_alone(judge, tmp_path):
 def test_unparseable_answer_is_a_failure_not_a_score(judge, monkeypatch):
     images, prompts = mixed_batch(3)
     answers = iter(['{"score": 7}', "I cannot judge this image.", '{"score": 42}'])
-    monkeypatch.setattr(judge.processor, "batch_decode", lambda ids, **kw: [next(answers) for _ in range(len(ids))])
+    monkeypatch.setattr(judge._answer_tokenizer, "batch_decode", lambda ids, **kw: [next(answers) for _ in range(len(ids))])
     results = judge.batch_evaluate(images, batch_size=3)
     assert results[0].score == 7.0
     assert math.isnan(results[1].score) and "no score found" in results[1].error
