@@ -1,7 +1,7 @@
 """Helpers of the Qwen3-VL reward model's batching loop: timing, stopping, sizing, threading.
 
-Kept apart from ``qwen3_vl.py`` so that the model class reads as the scoring recipe; everything
-here is re-exported there (``from editjudge.models.reward.qwen3_vl import ForwardClock`` keeps working).
+Kept apart from ``qwen3_vl.py`` so that the model class reads as the scoring recipe; ``ForwardClock``
+is re-exported there (``from editjudge.models.reward.qwen3_vl import ForwardClock`` keeps working).
 """
 
 from __future__ import annotations

@@ -43,25 +43,21 @@ import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
+from contextlib import ExitStack
 
 import torch
 from tqdm.auto import tqdm
-
-from ...images import ImageLoadError, load_image
 
 from .batching import (  # noqa: F401  (ForwardClock is part of this module's interface)
     ForwardClock,
     _describe,
     _free_memory_bytes,
-    _image_dims,
     _int8_filter,
-    _ScoreWritten,
     _submit,
 )
 from .answers import AnswerMixin
-from .logits import Float32Head, append_digit, expected_scores, score_tokens
+from .qwen3_vl_inputs import InputsMixin, _Batch, _Request, bound_pixels  # _Request: tests build them
+from .logits import Float32Head, expected_scores, score_tokens
 from .prompts import DEFAULT_SYSTEM_PROMPT, DEFAULT_USER_PROMPT, fill_prompt
 from .results import ScoreResult, ScoringStats
 from .sampling import Sampling
@@ -81,28 +77,7 @@ AUTO_MEMORY_SHARE = 0.5  # of the free memory, the rest is headroom for the esti
 UNKNOWN_LENGTH = 4096  # tokens per item assumed by ``batch_size: auto`` when they cannot be estimated
 
 
-@dataclass
-class _Request:
-    """One item to score, with its images already opened."""
-
-    index: int
-    edited: object
-    original: object | None
-    system_prompt: str
-    user_prompt: str
-
-
-class _Batch(list):
-    """Requests scored together, with the model inputs built ahead of time (or the error building them).
-
-    A slice is a plain list: the halves of a split batch build their own inputs.
-    """
-
-    inputs = None
-    error: BaseException | None = None
-
-
-class Qwen3VLRewardModel(AnswerMixin):
+class Qwen3VLRewardModel(AnswerMixin, InputsMixin):
     """Scores edited images with a Qwen3-VL checkpoint (a local folder or a hub id)."""
 
     writes_files = False  # no logs or cache of its own under the run's output folder (see reward.judge)
@@ -189,13 +164,7 @@ class Qwen3VLRewardModel(AnswerMixin):
         self._closing_ids: frozenset[int] | None = None
 
         self.processor = AutoProcessor.from_pretrained(self.model_path, trust_remote_code=trust_remote_code)
-        if min_pixels is not None or max_pixels is not None:
-            size = dict(self.processor.image_processor.size)
-            if min_pixels is not None:
-                size["shortest_edge"] = int(min_pixels)
-            if max_pixels is not None:
-                size["longest_edge"] = int(max_pixels)
-            self.processor.image_processor.size = size
+        bound_pixels(self.processor, min_pixels, max_pixels)
         # The main thread's own copy for decoding answers (the early-stop check, every decode step, and
         # the batch's texts): a fast tokenizer reconfigures its padding on each encode, so an instance used
         # by two threads at once fails ("Already borrowed"); sharing one under the lock made each decode
@@ -411,130 +380,6 @@ class Qwen3VLRewardModel(AnswerMixin):
                         100 * padding / (real + padding) if real + padding else 0.0, failures, fallbacks)
         return results  # type: ignore[return-value]
 
-    # ------------------------------------------------------------------ building inputs
-
-    def _build_messages(self, edited_image, system_prompt: str, user_prompt: str, original_image=None) -> list[dict]:
-        """A system turn and a user turn holding the image(s) then the prompt, nothing else."""
-        content = []
-        if original_image is not None:
-            content.append({"type": "image", "image": original_image})
-        content.append({"type": "image", "image": edited_image})
-        content.append({"type": "text", "text": user_prompt})
-        user = {"role": "user", "content": content}
-        if not system_prompt:  # "" (the official VIEScore prompts): no system message at all
-            return [user]
-        return [{"role": "system", "content": [{"type": "text", "text": system_prompt}]}, user]
-
-    @staticmethod
-    def _per_item(values, default, n: int, name: str) -> list:
-        if values is None or isinstance(values, str):
-            return [default if values is None else values] * n
-        values = list(values)
-        if len(values) != n:
-            raise ValueError(f"{name} has {len(values)} entries but edited_images has {n}")
-        return values
-
-    def _open(self, index, edited, original, system_prompt, user_prompt) -> _Request | ScoreResult:
-        try:
-            edited_image = load_image(edited)
-            # A source given with an item is always shown: a prompt that asks for it must get it.
-            original_image = load_image(original) if original is not None else None
-        except ImageLoadError as exc:
-            return ScoreResult.failure(str(exc))
-        return _Request(index, edited_image, original_image, system_prompt, user_prompt)
-
-    def _images(self, requests: list[_Request]) -> list:
-        images = []
-        for r in requests:
-            if r.original is not None:
-                images.append(r.original)
-            images.append(r.edited)
-        return images
-
-    def _prepare_batch(self, indices, edited, originals, systems, users) -> tuple[_Batch, dict[int, ScoreResult]]:
-        """Open the images of ``indices`` and build their model inputs (on the prefetch thread when on)."""
-        started = time.perf_counter()
-        batch, failed = _Batch(), {}
-        for i in indices:
-            request = self._open(i, edited[i], originals[i], systems[i], users[i])
-            if isinstance(request, ScoreResult):
-                failed[i] = request
-            else:
-                batch.append(request)
-        if batch:
-            try:
-                batch.inputs = self._prepare_inputs(batch)
-            except Exception as exc:  # noqa: BLE001 - raised again where the batch is scored, to fall back there
-                batch.error = exc
-        self.stats.prepare_seconds += time.perf_counter() - started
-        return batch, failed
-
-    def _prepare_inputs(self, requests: list[_Request]):
-        """The model inputs for ``requests``, on the CPU: left-padded token ids, pixels and grids."""
-        with self._processor_lock, self._left_padding():
-            if self.score_mode == "logits":
-                inputs = self._prepare_logits(requests)
-            else:
-                messages = [self._build_messages(r.edited, r.system_prompt, r.user_prompt, r.original)
-                            for r in requests]
-                inputs = self.processor.apply_chat_template(
-                    messages,
-                    tokenize=True,
-                    add_generation_prompt=True,
-                    return_dict=True,
-                    return_tensors="pt",
-                    processor_kwargs={"padding": True},
-                )
-        if logger.isEnabledFor(logging.DEBUG):
-            self._log_visual_tokens(requests, inputs)
-        return inputs
-
-    def _inputs(self, requests: list[_Request]):
-        if isinstance(requests, _Batch):
-            if requests.error is not None:
-                raise requests.error
-            if requests.inputs is not None:
-                return requests.inputs.to(self.device)
-        return self._prepare_inputs(requests).to(self.device)
-
-    def _estimated_lengths(self, edited, originals, systems, users) -> list[int]:
-        """Each item's prompt length in tokens, from image sizes and prompts, without decoding any image."""
-        from transformers.models.qwen2_vl.image_processing_qwen2_vl import smart_resize
-
-        image_processor = self.processor.image_processor
-        patch, merge = image_processor.patch_size, image_processor.merge_size
-        size = image_processor.size
-        min_pixels, max_pixels = size["shortest_edge"], size["longest_edge"]
-
-        def image_tokens(source) -> int:
-            dims = _image_dims(source)
-            if dims is None:
-                return 0  # it fails when opened; where it sorts does not matter
-            width, height = dims
-            try:
-                h, w = smart_resize(height, width, factor=patch * merge, min_pixels=min_pixels, max_pixels=max_pixels)
-            except ValueError:
-                return 0
-            return (h // patch) * (w // patch) // (merge * merge)
-
-        text_tokens: dict[tuple, int] = {}
-        lengths = []
-        for i, source in enumerate(edited):
-            with_original = originals[i] is not None
-            key = (systems[i], users[i], with_original)
-            if key not in text_tokens:
-                # The template with one placeholder token per image; each placeholder becomes the image's tokens.
-                messages = self._build_messages("", systems[i], users[i], "" if with_original else None)
-                with self._processor_lock:
-                    text = self.processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-                    ids = self.processor.tokenizer(text, add_special_tokens=False)["input_ids"]
-                text_tokens[key] = len(ids) - (2 if with_original else 1)
-            length = text_tokens[key] + image_tokens(source)
-            if with_original:
-                length += image_tokens(originals[i])
-            lengths.append(length)
-        return lengths
-
     # ------------------------------------------------------------------ batch size
 
     def _estimate_batch_size(self, tokens: int) -> int:
@@ -621,33 +466,6 @@ class Qwen3VLRewardModel(AnswerMixin):
         if self.score_mode == "logits":
             return self._score_batch_logits(requests)
         return self._score_batch_generate(requests)
-
-    @contextmanager
-    def _left_padding(self):
-        tokenizer = self.processor.tokenizer
-        original_side = tokenizer.padding_side
-        tokenizer.padding_side = "left"
-        try:
-            yield
-        finally:
-            tokenizer.padding_side = original_side
-
-    def _prefilled_texts(self, requests: list[_Request]) -> list[str]:
-        prompts = [
-            self.processor.apply_chat_template(
-                self._build_messages(r.edited, r.system_prompt, r.user_prompt, r.original),
-                tokenize=False, add_generation_prompt=True,
-            )
-            for r in requests
-        ]
-        return [p + self.logits_prefix for p in prompts]
-
-    def _prepare_logits(self, requests: list[_Request]):
-        inputs = self.processor(text=self._prefilled_texts(requests), images=self._images(requests),
-                                padding=True, return_tensors="pt")
-        if self.score_range[1] == 10:
-            inputs = append_digit(inputs, self._digit_ids[1])
-        return inputs
 
     def _score_batch_logits(self, requests: list[_Request]) -> list[ScoreResult]:
         low, high = int(self.score_range[0]), int(self.score_range[1])
