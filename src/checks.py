@@ -14,6 +14,7 @@ from .benchmark import BenchmarkItem
 from .config import Config
 from .jsonl import read_jsonl
 from .layout import Layout
+from .merge import read_scores
 
 
 def _rubric_names(config: Config) -> set[str]:
@@ -73,8 +74,6 @@ def _why(records: list[dict], what: str) -> str:
 
 def all_failed(config: Config, stage: str) -> str | None:
     """None when some pair of the last stage run has a result; else a few lines saying why none has."""
-    from .pipeline import read_scores
-
     layout = Layout(Path(config.output_dir))
     names = {e.name for e in config.editing.editors}
     if stage == "edit":

@@ -50,7 +50,7 @@ def _vllm_lines(config: Config) -> list[str]:
 
 
 def _done(config: Config, overwrite: bool) -> str:
-    from .pipeline import scoring_settings_hash
+    from .score_settings import scoring_settings_hash
 
     layout = Layout(Path(config.output_dir))
     if not layout.out.exists():

@@ -78,7 +78,7 @@ def summary_dict(records: list[dict], title: str = "editjudge report", *, floor:
     """What summary.json holds: per editor ``overall`` (aggregate.editor_overall with ``floor``, the
     scale's minimum), ``categories`` (Stats dicts), ``micro_stats`` (Stats over all the editor's items)
     and, for rubric runs, ``sub_scores``; ``means`` says what each kind of mean is, ``scope`` which
-    (editor, item) pairs the report covers (``editjudge.pipeline.read_scores``)."""
+    (editor, item) pairs the report covers (``editjudge.merge.read_scores``)."""
     stats = category_stats(records)
     overall = editor_overall(records, floor)
     micro = category_stats([dict(r, category="all") for r in records])
@@ -312,7 +312,7 @@ def write_reports(out: Path, records: list[dict], items: list[BenchmarkItem], *,
     ``score_range`` (the judge's scale): the chart's axis spans it; ``prompts``: which prompts scored (summary.json, both reports). Records are validated as :mod:`editjudge.aggregate` does (a malformed one is a ValueError). With
     ``thumbnail_cache``, thumbnails are kept in ``out/.thumbnails/`` so a re-run only decodes new images.
     ``floor``: the scale's minimum, at which the "failed = min" mean counts failed items; ``scope``: what
-    the records cover, named in every report (``editjudge.pipeline.read_scores`` returns it).
+    the records cover, named in every report (``editjudge.merge.read_scores`` returns it).
     """
     if not isinstance(thumbnail_size, int) or not 16 <= thumbnail_size <= 2048:
         raise ValueError(f"thumbnail_size must be an int in 16-2048 px, got {thumbnail_size!r}")

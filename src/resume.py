@@ -1,7 +1,7 @@
 """Resume keys: what must be unchanged for a finished edit or score to be reused.
 
     key = edit_key(config, editor_config, item, device, file_sha1(item.image))
-    # a manifest row is reused only when its "edit_key" equals key (editjudge.pipeline.edit_shard)
+    # a manifest row is reused only when its "edit_key" equals key (editjudge.edit_stage.edit_shard)
 
 * ``edit_key``: the editor's settings (``editor_settings``: its entry without ``EDITOR_UNHASHED_KEYS``),
   the item's seed, instruction and source image (SHA-1), and what the backend adds through an optional

@@ -18,8 +18,11 @@ import pytest
 import torch
 from transformers import Qwen3VLForConditionalGeneration
 
+import editjudge.edit_stage
+import editjudge.jsonl
 import editjudge.layout as layout
-import editjudge.pipeline as pipeline
+import editjudge.merge
+import editjudge.score_stage
 from editjudge.benchmark import load_benchmark
 from editjudge.config import load_config
 from editjudge.models.editing.diffusers_editor import DiffusersEditor
@@ -124,7 +127,9 @@ def test_a_disk_that_fills_up_mid_run_stops_cleanly_and_the_rerun_completes(tmp_
 
 def test_no_space_mid_run_without_mounting(tmp_path, judge_path, precomputed_dir, unfaulted, monkeypatch):
     """The same fault injected at the third write of result lines (where tmpfs cannot be mounted)."""
-    real = pipeline.append_jsonl
+    writers = (editjudge.edit_stage, editjudge.score_stage, editjudge.merge)  # every module that appends lines
+    real = editjudge.jsonl.append_jsonl
+    assert all(module.append_jsonl is real for module in writers)
     calls = []
 
     def fill_up(path, records):
@@ -133,11 +138,13 @@ def test_no_space_mid_run_without_mounting(tmp_path, judge_path, precomputed_dir
             raise OSError(errno.ENOSPC, "No space left on device")
         return real(path, records)
 
-    monkeypatch.setattr(pipeline, "append_jsonl", fill_up)
+    for module in writers:
+        monkeypatch.setattr(module, "append_jsonl", fill_up)
     config = config_for(tmp_path, judge_path, precomputed_dir)
     with pytest.raises(PipelineError, match="No space left on device"):
         run(config, "all")
-    monkeypatch.setattr(pipeline, "append_jsonl", real)
+    for module in writers:
+        monkeypatch.setattr(module, "append_jsonl", real)
     run(config, "all")
     assert snapshot(tmp_path / "out") == unfaulted
 

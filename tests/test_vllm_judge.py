@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-import editjudge.pipeline as pipeline
+import editjudge.score_stage as score_stage
 from editjudge.config import ConfigError, load_config
 from editjudge.models.reward.prompts import fill_prompt
 from editjudge.models.reward.remote import JudgeServerError
@@ -85,7 +85,7 @@ def test_vllm_backend_equals_transformers_survives_a_server_death_and_stops_its_
     config = load_config(write(tmp_path, data))
 
     servers = []
-    original = pipeline._judge_chunk
+    original = score_stage._judge_chunk
 
     def kill_server_after_first_chunk(model, *args):
         if servers:
@@ -93,7 +93,7 @@ def test_vllm_backend_equals_transformers_survives_a_server_death_and_stops_its_
         servers.append(model.server)
         return original(model, *args)
 
-    monkeypatch.setattr(pipeline, "_judge_chunk", kill_server_after_first_chunk)
+    monkeypatch.setattr(score_stage, "_judge_chunk", kill_server_after_first_chunk)
     with pytest.raises(JudgeServerError) as caught:
         run(config, "all")
     log = out / "logs" / "vllm-cpu.log"
@@ -113,7 +113,7 @@ def test_vllm_backend_equals_transformers_survives_a_server_death_and_stops_its_
         servers.append(model.server)
         return original(model, rubric, chunk, out_dir)
 
-    monkeypatch.setattr(pipeline, "_judge_chunk", check_prompt_tokens_then_score)
+    monkeypatch.setattr(score_stage, "_judge_chunk", check_prompt_tokens_then_score)
     run(config, "all")
     assert records(out / "scores.jsonl") == expected
     assert servers and not alive(servers[0].pid)  # stopped by its PID when the stage ended

@@ -45,7 +45,7 @@ as the timestep-embedding MLPs, versus several), so an item edited in a batch of
 same item edited alone by ~1e-6 in float, i.e. +-1 on a few 8-bit pixels with the tiny pipelines.
 The same batch always gives the same images (at a fixed CPU thread count), so the pipeline deals
 out fixed batches of the benchmark, not single items, and redoes a partly finished batch whole:
-edits are then bit-identical whatever the number of workers (see ``editjudge.pipeline.edit_shard``).
+edits are then bit-identical whatever the number of workers (see ``editjudge.edit_stage.edit_shard``).
 """
 
 from __future__ import annotations

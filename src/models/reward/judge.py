@@ -6,7 +6,7 @@
     judge, rubric = build_judge(load_reward_model_config("config.yaml"), "cuda:0")
     fields = judge_items(judge, rubric, edited_images, instructions, source_images)
 
-The score stage (``pipeline.score_shard``) and the reward server (``editjudge serve``) both build
+The score stage (``score_stage.score_shard``) and the reward server (``editjudge serve``) both build
 through ``build_judge`` and score through ``judge_items``, so one ``reward_model`` block gives the same
 rubric (``viescore_prompts_dir`` included), the same judge parameters and the same device (a group of
 GPUs included) whichever door a run comes in by. Each backend declares what the builder needs to know
