@@ -20,6 +20,7 @@ import threading
 from pathlib import Path
 
 from ...files import write_atomic
+from ...tools.pinned import sha256
 
 logger = logging.getLogger(__name__)
 
@@ -34,20 +35,12 @@ def _memo_path() -> Path:
     return Path(root)
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def file_sha256(path: Path) -> str:
     """The file's SHA-256; a large file's is memoised under ``~/.cache/editjudge/fingerprints.json`` by its
     real path, size and modification time (in nanoseconds), so a 70 GB checkpoint is read once per version."""
     stat = path.stat()
     if stat.st_size <= SMALL_FILE:
-        return _sha256(path)
+        return sha256(path)
     key = f"{path.resolve()}\0{stat.st_size}\0{stat.st_mtime_ns}"
     memo_file = _memo_path()
     with _memo_lock:
@@ -58,7 +51,7 @@ def file_sha256(path: Path) -> str:
         if key in memo:
             return memo[key]
     logger.info("fingerprinting %s (%.1f GB; once per file version)", path, stat.st_size / 1e9)
-    value = _sha256(path)
+    value = sha256(path)
     with _memo_lock:
         try:
             memo = json.loads(memo_file.read_text())
