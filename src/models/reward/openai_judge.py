@@ -53,7 +53,7 @@ from ...images import ImageLoadError, load_image
 from .parsing import ScoreParseError, parse_score
 from .prompts import DEFAULT_SYSTEM_PROMPT, DEFAULT_USER_PROMPT, fill_prompt
 from .remote import ChatClient, JudgeAuthError, RequestFailed, ResponseCache
-from .results import ScoreResult, ScoringStats
+from .results import ScoreResult, ScoringStats, per_item
 
 logger = logging.getLogger(__name__)
 
@@ -360,10 +360,10 @@ class OpenAIRewardModel:
             raise ValueError("parse= needs score_mode 'generate' (logits mode reads one digit)")
         edited_images = list(edited_images)
         n = len(edited_images)
-        systems = _per_item(system_prompts, self.system_prompt, n, "system_prompts")
-        users = _per_item(user_prompts, self.user_prompt, n, "user_prompts")
-        originals = _per_item(original_images, None, n, "original_images")
-        instr = _per_item(instructions, None, n, "instructions")
+        systems = per_item(system_prompts, self.system_prompt, n, "system_prompts")
+        users = per_item(user_prompts, self.user_prompt, n, "user_prompts")
+        originals = per_item(original_images, None, n, "original_images")
+        instr = per_item(instructions, None, n, "instructions")
         users = [fill_prompt(u, i) for u, i in zip(users, instr)]
         if self.compare_with_original and original_images is None:
             raise ValueError("compare_with_original is set: original_images must be given")
@@ -540,13 +540,6 @@ class OpenAIRewardModel:
         return expected_scores(logits, list(range(10)), low, high, ten_id=10)[0]
 
 
-def _per_item(values, default, n: int, name: str) -> list:
-    if values is None or isinstance(values, str):
-        return [default if values is None else values] * n
-    values = list(values)
-    if len(values) != n:
-        raise ValueError(f"{name} has {len(values)} entries but edited_images has {n}")
-    return values
 
 
 def _without_images(messages: list[dict], hashes: list[str]) -> list[dict]:

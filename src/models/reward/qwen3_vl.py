@@ -59,7 +59,7 @@ from .answers import AnswerMixin
 from .qwen3_vl_inputs import InputsMixin, _Batch, _Request, bound_pixels  # _Request: tests build them
 from .logits import Float32Head, expected_scores, score_tokens
 from .prompts import DEFAULT_SYSTEM_PROMPT, DEFAULT_USER_PROMPT, fill_prompt
-from .results import ScoreResult, ScoringStats
+from .results import ScoreResult, ScoringStats, per_item
 from .sampling import Sampling
 from ...torch_utils import is_out_of_memory, resolve_dtype
 from ...progress import describe_ids
@@ -285,10 +285,10 @@ class Qwen3VLRewardModel(AnswerMixin, InputsMixin):
         self._parse_override = parse
         edited_images = list(edited_images)
         n = len(edited_images)
-        systems = self._per_item(system_prompts, self.system_prompt, n, "system_prompts")
-        users = self._per_item(user_prompts, self.user_prompt, n, "user_prompts")
-        originals = self._per_item(original_images, None, n, "original_images")
-        instr = self._per_item(instructions, None, n, "instructions")
+        systems = per_item(system_prompts, self.system_prompt, n, "system_prompts")
+        users = per_item(user_prompts, self.user_prompt, n, "user_prompts")
+        originals = per_item(original_images, None, n, "original_images")
+        instr = per_item(instructions, None, n, "instructions")
         users = [fill_prompt(u, i) for u, i in zip(users, instr)]
         if self.compare_with_original and original_images is None:
             raise ValueError("compare_with_original is set: original_images must be given")

@@ -71,14 +71,6 @@ class InputsMixin:
             return [user]
         return [{"role": "system", "content": [{"type": "text", "text": system_prompt}]}, user]
 
-    @staticmethod
-    def _per_item(values, default, n: int, name: str) -> list:
-        if values is None or isinstance(values, str):
-            return [default if values is None else values] * n
-        values = list(values)
-        if len(values) != n:
-            raise ValueError(f"{name} has {len(values)} entries but edited_images has {n}")
-        return values
 
     def _open(self, index, edited, original, system_prompt, user_prompt) -> _Request | ScoreResult:
         try:

@@ -99,3 +99,13 @@ class ScoringStats:
         """The share of prefilled positions that were padding."""
         total = self.prefill_tokens + self.padding_tokens
         return self.padding_tokens / total if total else 0.0
+
+
+def per_item(values, default, n: int, name: str) -> list:
+    """A batch argument as one value per item: None is ``default`` for each, a string is that string for each."""
+    if values is None or isinstance(values, str):
+        return [default if values is None else values] * n
+    values = list(values)
+    if len(values) != n:
+        raise ValueError(f"{name} has {len(values)} entries but edited_images has {n}")
+    return values
