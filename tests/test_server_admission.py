@@ -72,6 +72,21 @@ def test_a_body_beyond_the_admission_bound_is_refused_unread_and_health_stays_fa
     assert srv.metrics()["editjudge_bodies_refused_total"] == 1
 
 
+def test_a_client_uploading_a_refused_body_reads_the_refusal_not_a_reset(one_body_server):
+    """urllib (as requests) writes its whole body before reading: refused before its body is read, it
+    must still read the 503 and its Retry-After, not a reset connection (which retries blind)."""
+    srv = one_body_server
+    holder = _open_upload(srv.port, 50_000_000)
+    try:
+        time.sleep(0.3)
+        body = b'{"version": 2, "items": [], "pad": "' + b"x" * 8_000_000 + b'"}'  # more than socket buffers hold
+        for _ in range(3):
+            status, answer = http("POST", srv.url + "/v1/score", body, timeout=30)
+            assert status == 503 and answer["error"]["code"] == "busy" and answer["_headers"]["retry-after"] == "1"
+    finally:
+        holder.close()
+
+
 def _payload(n: int, seed: int) -> dict:
     return RewardClient.build_payload([image((seed + i) % 11, seed=seed + i) for i in range(n)], None, "x")
 

@@ -35,6 +35,31 @@ from .schema import (VERSION, VERSIONS, ApiError, ScoreRequest, group_members, i
 logger = logging.getLogger(__name__)
 
 
+class RefusalBeforeBody(JSONResponse):
+    """An error answered before its request's body was read (admission, loading, a token): the answer goes
+    out whole at once, then what the client goes on sending is read and dropped (up to ``drain_limit``
+    bytes) before the response ends. Closed with the body unread, the connection is reset under a client
+    still uploading (urllib, requests): it would see ``Connection reset`` and retry blind, never reading
+    the 503 and its Retry-After."""
+
+    def __init__(self, content: Any, drain_limit: int, **kwargs) -> None:
+        super().__init__(content, **kwargs)
+        self.drain_limit = drain_limit
+
+    async def __call__(self, scope, receive, send) -> None:
+        await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
+        await send({"type": "http.response.body", "body": self.body, "more_body": True})
+        left = self.drain_limit
+        while left > 0:  # the body timeout (--body-timeout) ends a client that stops sending
+            message = await receive()
+            if message["type"] != "http.request":
+                break
+            left -= len(message.get("body", b""))
+            if not message.get("more_body", False):
+                break
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
 def needs_source(model, rubric) -> bool:
     """Whether the judge is shown the source image: a rubric prompt asks for it, or the simple one compares."""
     if rubric.is_simple:
@@ -234,6 +259,9 @@ def build_app(settings: ServeSettings, build_model: Callable[[str], Any], rubric
         except ApiError as exc:
             status = exc.status
             response = error_response(exc)
+            declared = request.headers.get("content-length", "")
+            if not body_read.is_set() and declared.isdigit() and int(declared) <= settings.max_body_bytes:
+                response = RefusalBeforeBody(exc.body(), int(declared), status_code=exc.status, headers=exc.headers)
         except ClientDisconnect:
             # The client went away mid-upload (or its body timed out): one line, nobody to answer.
             client = request.client
