@@ -210,7 +210,11 @@ def main_load(argv: list[str]) -> int:
     scored = sum(1 for a in answers.values() for r in a["results"] if r["score"] is not None)
     judged = after["editjudge_items_total"] - before["editjudge_items_total"]
     cancelled = after["editjudge_items_cancelled_total"] - before["editjudge_items_cancelled_total"]
-    twice = judged - answered - (len(killed_payload["items"]) - cancelled)
+    # The killed client's items were scored, cancelled, or never admitted (killed before its body was
+    # read, or refused busy): whatever the judge scored beyond the answered items and those is twice.
+    killed_open = len(killed_payload["items"]) - cancelled
+    killed_scored = min(max(0.0, judged - answered), killed_open)
+    twice = judged - answered - killed_scored
     wrong_groups, complete = 0, 0
     for pair in range(pairs):
         for r in range(args.requests):
@@ -237,7 +241,8 @@ def main_load(argv: list[str]) -> int:
     print(f"server peak RSS    {rss:.0f} MiB")
     print(f"/health under load p50 {statistics.median(health) * 1000:.1f} ms, p99 {_percentile(health, 0.99) * 1000:.1f}"
           f" ms, max {max(health) * 1000:.1f} ms ({len(health)} polls)" if health else "/health            no polls")
-    print(f"killed client      6 items; {cancelled:.0f} cancelled on the server, the rest scored once (keyed)")
+    print(f"killed client      6 items; {cancelled:.0f} cancelled on the server, {killed_scored:.0f} scored, "
+          f"{killed_open - killed_scored:.0f} never admitted")
     print(f"backend killed     {backend_killed}; /health after: {health_after}")
     print(f"refused (told)     {len(refused)} requests{': ' + refused[0][:160] if refused else ''}")
     print(f"groups             {complete} complete, {wrong_groups} with advantages not the gathered group's (must be 0)")
