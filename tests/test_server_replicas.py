@@ -74,3 +74,20 @@ def test_a_killed_replica_leaves_the_queue_to_the_other(two_replicas):
         results = client.score([image(level, seed=3) for level in range(8)], None, "x")
         assert all(r.score is not None for r in results), [r.error for r in results]
     assert "cannot score" in srv.log.read_text()
+
+
+def test_a_loaded_replica_says_what_it_needs_while_it_scores():
+    """``compare_with_original`` is asked on the server's event loop for every request and /health: it must
+    not wait for the lock a scoring batch holds (seconds on a real judge)."""
+    import threading
+
+    from editjudge.serve.replica import ReplicaProcess
+
+    replica = ReplicaProcess.__new__(ReplicaProcess)  # its process's part is not needed for this
+    replica._lock, replica._hello = threading.Lock(), {"pid": 1, "compare_with_original": True}
+    answers = []
+    with replica._lock:  # a batch being scored
+        asking = threading.Thread(target=lambda: answers.append(replica.compare_with_original), daemon=True)
+        asking.start()
+        asking.join(timeout=5)
+    assert answers == [True]

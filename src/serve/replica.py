@@ -102,10 +102,13 @@ class ReplicaProcess:
         return self.process.pid
 
     def wait_ready(self) -> dict:
-        """The child's answer to loading (raises with the child's reason when the judge failed to load)."""
-        with self._lock:
-            if self._hello is None:
-                self._hello = self._answer()
+        """The child's answer to loading (raises with the child's reason when the judge failed to load).
+        Once known it is answered without the lock, which a batch holds while it scores: the server asks
+        (``compare_with_original``) on its event loop for every request and ``/health``."""
+        if self._hello is None:
+            with self._lock:
+                if self._hello is None:
+                    self._hello = self._answer()
         return self._hello
 
     @property
