@@ -1,0 +1,1 @@
+"""Benchmarks' own scoring protocols, reproduced (ImgEdit, RISEBench, KRIS-Bench): see ``base.py``."""
