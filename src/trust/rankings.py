@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from functools import lru_cache
 
 from ..aggregate import common_items
 from .bootstrap import LEVEL, REPS, SEED, percentile_interval, resamples
@@ -40,8 +41,14 @@ METHOD = ("paired bootstrap over the items every editor scored, stratified by ca
 def stratified_resamples(sizes: Sequence[int], reps: int = REPS, seed: int = SEED) -> Iterator[tuple[list[int], ...]]:
     """``reps`` resamples of strata of ``sizes``: per resample, one list of indices per stratum, stratum k
     drawn with replacement by ``bootstrap.resamples(sizes[k], reps, seed + k)`` (so one stratum is
-    exactly the plain bootstrap with ``seed``)."""
-    return zip(*(resamples(n, reps, seed + k) for k, n in enumerate(sizes)))
+    exactly the plain bootstrap with ``seed``). The draws depend on the sizes alone, so the last few
+    are kept (drawing is most of the cost; the report stage asks again for the same run's sizes)."""
+    return iter(_draws(tuple(sizes), reps, seed))
+
+
+@lru_cache(maxsize=4)
+def _draws(sizes: tuple[int, ...], reps: int, seed: int) -> tuple[tuple[list[int], ...], ...]:
+    return tuple(zip(*(resamples(n, reps, seed + k) for k, n in enumerate(sizes))))
 
 
 def mid_ranks(values: Sequence[float]) -> list[float]:
