@@ -14,21 +14,22 @@ from collections.abc import Callable
 
 from .report_common import fmt
 
-RANKING_NOTE = ("Ranking: macro mean over the {n} items every editor scored; 95% intervals from {reps} paired "
-                "bootstrap resamples of those items, stratified by category (seed {seed}). P(first): share of "
-                "resamples in which the editor ranks first (ties share it); rank 95%: the interval of its rank.")
+RANKING_NOTE = ("Ranking on the macro mean over the {n} common items (macro, common items); 95% intervals from "
+                "{reps} bootstrap resamples of those items, the same drawn items for every editor, stratified by "
+                "category (seed {seed}). P(first): share of resamples in which the editor ranks first (ties "
+                "share it); rank 95%: the interval of its rank, widened to whole ranks.")
 PAIRWISE_NOTE = ("Bradley-Terry strengths from {verdicts} pairwise verdicts on {items} items ({null} without a "
                  "verdict, left out); ties count half a win each way; {normalisation}; a strength twice "
                  "another's wins two times in three. 95% intervals: {used} of {reps} bootstrap resamples of items.")
 
 
 def rank_span(interval: list) -> str:
-    """``1-2``, ``3``: the rank interval widened to whole ranks; ``-`` when unknown."""
+    """``1–2``, ``3``: the rank interval widened to whole ranks; ``-`` when unknown."""
     low, high = interval
     if low is None:
         return "-"
     low, high = math.floor(low + 1e-9), math.ceil(high - 1e-9)
-    return f"{low}" if low == high else f"{low}-{high}"
+    return f"{low}" if low == high else f"{low}\u2013{high}"
 
 
 def _interval(interval: list, digits: int = 2) -> str:
@@ -63,7 +64,7 @@ def ranking_table(summary: dict) -> tuple[list[str], list[list[str]]] | None:
 def ranking_note(summary: dict) -> str:
     ranking = summary["ranking"]
     if not ranking["editors"]:
-        return "No ranking: no item was scored by every editor."
+        return "No ranking: no item has a score from every editor."
     return RANKING_NOTE.format(n=ranking["n_items"], reps=ranking["reps"], seed=ranking["seed"])
 
 
