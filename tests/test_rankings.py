@@ -68,6 +68,10 @@ def test_identical_editors_share_first_place():
     assert editors["p"]["rank"] == 1.5 and editors["p"]["rank_interval"] == [1.5, 1.5]
     assert editors["low"]["p_first"] == 0.0 and editors["low"]["rank"] == 3
     assert mid_ranks([3.0, 5.0, 5.0, 1.0]) == [3.0, 1.5, 1.5, 4.0]
+    rng = random.Random(12)  # scores that are not whole numbers sum alike for both too: an exact tie every time
+    odd = [rng.uniform(0, 10) / 3 for _ in range(40)]
+    editors = macro_ranking(_records({"p": odd, "q": list(odd)}, CATS))["editors"]
+    assert editors["p"]["p_first"] == editors["q"]["p_first"] == 0.5
 
 
 def test_the_same_items_are_drawn_for_every_editor():

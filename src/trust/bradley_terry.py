@@ -17,11 +17,12 @@ maximum exists only when the editors cannot be split in two groups with one neve
 tie) against the other (Hunter's Assumption 1: the "beats or ties" graph is strongly connected); where it
 does not (an editor that never loses has infinite strength) the strengths are None, with the reason.
 
-Intervals: the items are resampled as for the macro ranking (``rankings.stratified_resamples``: by
-category, every category keeps its size, all of an item's verdicts go together), the model refitted on
-each resample (started from the full fit), and the percentile interval taken over the resamples where
-the maximum exists (``n_resamples_used`` of ``reps``). Each resample only sums precomputed per-item
-columns of win credit, one per ordered pair of editors.
+Intervals: the items are resampled as for the macro ranking (``rankings.drawn_items``: by category, every
+category keeps its size, all of an item's verdicts go together), the model refitted on each resample
+(started from the full fit), and the percentile interval taken over the resamples where the maximum
+exists (``n_resamples_used`` of ``reps``). A resample's win matrix is how often it drew each item times
+the items' precomputed win credit (one matrix product for all resamples), and the MM iteration runs on
+all resamples at once.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ import numpy as np
 
 from ..jsonl import read_jsonl
 from .bootstrap import LEVEL, REPS, SEED
-from .rankings import RankTally, stratified_resamples
+from .rankings import RankTally, drawn_items
 
 __all__ = ["VERDICTS", "fit_bradley_terry", "pairwise_ranking", "read_pairwise"]
 
@@ -146,10 +147,7 @@ def pairwise_ranking(pairs: Iterable[Mapping], reps: int = REPS, seed: int = SEE
                                  "verdicts": round(float(verdicts[i]))} for i, e in enumerate(editors)}
         return result
     # Each resample as how often it drew each item: counts (reps x N) @ per-item credit (N x k*k).
-    sizes = [len(group) for group in ids]
-    offsets = np.cumsum([0, *sizes[:-1]])
-    drawn = np.array([np.concatenate([np.asarray(r) + o for r, o in zip(draw, offsets)])
-                      for draw in stratified_resamples(sizes, reps, seed)], dtype=np.int64)
+    drawn = drawn_items(tuple(len(group) for group in ids), reps, seed)
     counts = np.zeros((len(drawn), len(rows)))
     np.add.at(counts, (np.arange(len(drawn))[:, None], drawn), 1.0)
     stack = (counts @ rows).reshape(len(drawn), k, k)
