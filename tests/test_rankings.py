@@ -96,6 +96,8 @@ def test_stratified_resampling_keeps_every_category_size():
     records = _records({"x": [10.0] * 2 + [0.0] * 8, "y": [4.0] * 10}, ["rare"] * 2 + ["common"] * 8)
     editors = macro_ranking(records)["editors"]
     assert editors["x"]["macro_interval"] == [5.0, 5.0] and editors["x"]["p_first"] == 1.0
+    thirds = macro_ranking(_records({"x": [0.1] * 3 + [0.7] * 7}, ["a"] * 3 + ["b"] * 7))["editors"]["x"]
+    assert thirds["macro_interval"] == [thirds["macro"]] * 2  # no rounding puts the point outside its interval
 
 
 def test_no_common_item_no_ranking():

@@ -18,13 +18,12 @@ of the ranks they span, and the credit for first place). Over ``REPS`` resamples
 - ``p_first``: the share of resamples in which the editor ranks first (a k-way tie counts 1/k each).
 
 The point estimates (``macro``, ``rank``) are those of the full common set. The draws are made once per
-set of category sizes (``drawn_items``), and a resample's macro means are one sum of its drawn rows of a
-precomputed (items x editors) array of weighted scores.
+set of category sizes (``drawn_items``), and the macro means of a batch of resamples are a few numpy sums
+over a precomputed (items x editors) array of the scores.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from functools import lru_cache
 
@@ -129,15 +128,23 @@ def macro_ranking(records: Iterable[Mapping], reps: int = REPS, seed: int = SEED
               "categories": dict(zip(categories, sizes)), "reps": reps, "seed": seed, "level": level, "editors": {}}
     if not sizes:
         return result
-    point = [math.fsum(math.fsum(col) / len(col) for col in by_category) / len(categories) for by_category in columns]
-    # items x editors, each score weighted 1 / (categories x its category's size): a resample's macro mean
-    # is the sum of its drawn rows. Identical editors are identical columns, summed alike: they tie exactly.
-    weight = np.repeat([1.0 / (len(categories) * n) for n in sizes], sizes)
-    weighted = np.array([[x for col in by_category for x in col] for by_category in columns]).T * weight[:, None]
+    # items x editors (items in category order): a resample's category mean is the mean of its drawn rows
+    # in that category. Identical editors are identical columns, summed alike: they tie exactly; and the
+    # point estimate takes the same path (every item once), so a constant editor's interval is its point.
+    block = np.array([[x for col in by_category for x in col] for by_category in columns]).T
+    spans = [(int(start), n) for start, n in zip(np.cumsum([0, *sizes[:-1]]), sizes)]
+
+    def macros(drawn: np.ndarray) -> list[list[float]]:
+        total = np.zeros((len(drawn), len(editors)))
+        for start, n in spans:
+            total += block[drawn[:, start:start + n]].sum(axis=1) / n
+        return (total / len(spans)).tolist()
+
+    point = macros(np.arange(len(block))[None])[0]
     drawn = drawn_items(tuple(sizes), reps, seed)
     tally = RankTally(editors)
     for start in range(0, reps, CHUNK):
-        for macros in weighted[drawn[start:start + CHUNK]].sum(axis=1).tolist():
-            tally.add(macros)
+        for values in macros(drawn[start:start + CHUNK]):
+            tally.add(values)
     result["editors"] = tally.summary(point, level)
     return result
