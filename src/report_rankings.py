@@ -172,8 +172,8 @@ def html_sections(summary: dict, e: Callable[[object], str]) -> str:
     def table(header, rows, ident=""):
         head = "".join(f"<th>{e(h)}</th>" for h in header)
         left = header.index("editor")
-        body = "".join("<tr>" + "".join(f'<td{" class=t" if i == left else ""}>{e(v)}</td>' for i, v in enumerate(row))
-                       + "</tr>" for row in rows)
+        cell = lambda i, v: f'<td class="t">{e(v)}</td>' if i == left else f"<td>{e(v)}</td>"  # noqa: E731
+        body = "".join("<tr>" + "".join(cell(i, v) for i, v in enumerate(row)) + "</tr>" for row in rows)
         return f'<div class="scroll"><table{ident}><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'
 
     parts = []

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import random
+import re
 from pathlib import Path
 
 import pytest
@@ -245,3 +246,15 @@ def test_a_bad_pairwise_file_is_named_and_the_report_still_written(tmp_path):
     assert "missing or non-string field(s) ['category']" in summary["pairwise_ranking"]["error"]
     assert "pairwise.jsonl not used" in paths["report.md"].read_text()
     assert "languages" not in summary  # no item has a language
+
+
+def test_names_in_the_ranking_and_language_tables_are_escaped(tmp_path):
+    hostile = "<img src=x onerror=alert(1)>"
+    records = _records({hostile: [5.0, 6.0, 7.0, 8.0], "plain": [1.0, 2.0, 3.0, 4.0]}, ["a", "a", "b", "b"])
+    items = [BenchmarkItem(f"i{i}", "a", "x", Path("none.png"), language=["en", "<b>cn</b>"][i % 2]) for i in range(4)]
+    (tmp_path / "out").mkdir()
+    paths = write_reports(tmp_path / "out", records, items, thumbnail_cache=False)
+    html, md = paths["report.html"].read_text(), paths["report.md"].read_text()
+    assert "<img src=x" not in html and "<b>cn</b>" not in html
+    assert "&lt;img src=x onerror=alert(1)&gt;" in html and "&lt;b&gt;cn&lt;/b&gt;" in html
+    assert not re.search(r"(?<!\\)<(img|b)", md) and "\\<b\\>cn\\</b\\>" in md  # each < backslash-escaped
