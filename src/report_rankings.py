@@ -10,6 +10,7 @@ widened to whole ranks (``rank_span``: a percentile of 1.5 shows as 1, of 2.4 as
 from __future__ import annotations
 
 import math
+import textwrap
 from collections.abc import Callable
 
 from .report_common import fmt
@@ -134,10 +135,10 @@ def text_blocks(summary: dict) -> list[str]:
     lines = []
     table = ranking_table(summary)
     if table:
-        lines += ["", *text_table(*table), ranking_note(summary)]
+        lines += ["", *text_table(*table), *textwrap.wrap(ranking_note(summary), 120)]
     table = pairwise_table(summary)
     if table:
-        lines += ["", *text_table(*table), pairwise_note(summary)]
+        lines += ["", *text_table(*table), *textwrap.wrap(pairwise_note(summary), 120)]
     table = language_table(summary)
     if table:
         lines += ["", "macro mean per language:", *text_table(*table)]
