@@ -10,7 +10,11 @@ Every number comes from :mod:`editjudge.aggregate`: failed items (edit or judge 
 shown; the headline ``macro`` (mean of category means, GEdit-Bench's convention) and ``micro`` (mean
 over items) leave them out, and beside them every report shows the macro mean with failures counted
 as the scale's minimum and the macro mean over the items every editor scored, and flags an editor
-whose failure rate exceeds 5% (``report_common.MEAN_LABELS``, ``mean_descriptions``).
+whose failure rate exceeds 5% (``report_common.MEAN_LABELS``, ``mean_descriptions``). Every report also
+ranks the editors with bootstrap intervals (:mod:`editjudge.trust.rankings`), shows Bradley-Terry strengths
+when ``OUT/pairwise.jsonl`` is there (:mod:`editjudge.trust.bradley_terry`), and the macro means per
+language when the items span several (:mod:`editjudge.by_language`); :mod:`editjudge.report_rankings`
+renders those tables.
 All benchmark and model text in the HTML is escaped, and the page carries a Content-Security-Policy
 that lets only its own script (by hash) run, so an escaping slip still cannot execute anything.
 """
