@@ -139,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
         print(redact(f"error: {exc}"), file=sys.stderr)
         return 1
     if result:
-        print(format_table(result["records"], result["floor"]))
+        print(format_table(result["records"], result["floor"], languages=result.get("languages")))
         for name, path in result["files"].items():
             print(f"{name}: {path}")
     failed = all_failed(config, args.stage) if int(os.environ.get("RANK", "0")) == 0 else None

@@ -84,7 +84,8 @@ def report(config: Config, items: list[BenchmarkItem], export: list[str] | None 
         if name == "gedit":
             paths = export_gedit(out, records, items)
             logger.info("GEdit-Bench export: %d files under %s", len(paths), out / "export" / "gedit")
-    return {"records": records, "files": files, "floor": score_floor(config)}
+    return {"records": records, "files": files, "floor": score_floor(config),
+            "languages": {item.id: item.language for item in items}}
 
 
 # ---------------------------------------------------------------------------------------- the run
@@ -106,7 +107,8 @@ def run(config: Config, stage: str = "all", overwrite: bool = False, export: lis
     """Run ``stage`` ("edit", "score", "report" or "all").
 
     Returns, on rank 0 once the report stage ran, ``{"records": [...], "files": {name: path}, "floor": the
-    scale's minimum}`` (the records are the report's, see ``read_scores``); else {}.
+    scale's minimum, "languages": {item id: language}}`` (the records are the report's, see ``read_scores``);
+    else {}.
     """
     if stage not in STAGES:
         raise ValueError(f"stage must be one of {STAGES}, got {stage!r}")

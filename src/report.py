@@ -10,7 +10,11 @@ Every number comes from :mod:`editjudge.aggregate`: failed items (edit or judge 
 shown; the headline ``macro`` (mean of category means, GEdit-Bench's convention) and ``micro`` (mean
 over items) leave them out, and beside them every report shows the macro mean with failures counted
 as the scale's minimum and the macro mean over the items every editor scored, and flags an editor
-whose failure rate exceeds 5% (``report_common.MEAN_LABELS``, ``mean_descriptions``).
+whose failure rate exceeds 5% (``report_common.MEAN_LABELS``, ``mean_descriptions``). Every report also
+ranks the editors with bootstrap intervals (:mod:`editjudge.trust.rankings`), shows Bradley-Terry strengths
+when ``OUT/pairwise.jsonl`` is there (:mod:`editjudge.trust.bradley_terry`), and the macro means per
+language when the items span several (:mod:`editjudge.by_language`); :mod:`editjudge.report_rankings`
+renders those tables.
 All benchmark and model text in the HTML is escaped, and the page carries a Content-Security-Policy
 that lets only its own script (by hash) run, so an escaping slip still cannot execute anything.
 """
@@ -27,11 +31,15 @@ from pathlib import Path
 
 from .aggregate import FAILURE_RATE_FLAG, category_stats, common_items, editor_overall
 from .benchmark import BenchmarkItem
+from .by_language import by_language
 from .files import write_atomic
 from .report_common import (FAILURES_NOTE, FLAG, MEAN_LABELS, WEIGHTS, failed_records, failure_cell, fmt,
                             lowest_scored, mean_descriptions, scope_text, shown_sub_scores,
                             sub_score_macros, visible_controls)
 from .report_html import render_html
+from .report_rankings import markdown_sections, text_blocks
+from .trust.bradley_terry import pairwise_ranking, read_pairwise
+from .trust.rankings import macro_ranking
 
 logger = logging.getLogger(__name__)
 
@@ -73,12 +81,24 @@ def _sub_score_stats(records: list[dict]) -> dict[str, dict[str, dict[str, dict]
     return result
 
 
+def _pairwise_in_scope(pairs: list[dict], records: list[dict]) -> tuple[list[dict], int]:
+    """The verdicts between two of the records' editors on one of their items, and how many others there were."""
+    editors, ids = {r["editor"] for r in records}, {r["item_id"] for r in records}
+    kept = [p for p in pairs if p["a"] in editors and p["b"] in editors and p["item_id"] in ids]
+    return kept, len(pairs) - len(kept)
+
+
 def summary_dict(records: list[dict], title: str = "editjudge report", *, floor: float = 0.0,
-                 scope: dict | None = None) -> dict:
+                 scope: dict | None = None, languages: Mapping[str, str | None] | None = None,
+                 pairwise: list[dict] | None = None) -> dict:
     """What summary.json holds: per editor ``overall`` (aggregate.editor_overall with ``floor``, the
     scale's minimum), ``categories`` (Stats dicts), ``micro_stats`` (Stats over all the editor's items)
     and, for rubric runs, ``sub_scores``; ``means`` says what each kind of mean is, ``scope`` which
-    (editor, item) pairs the report covers (``editjudge.merge.read_scores``)."""
+    (editor, item) pairs the report covers (``editjudge.merge.read_scores``); ``ranking`` the editors'
+    bootstrap ranking (``trust.rankings.macro_ranking``). With ``languages`` (item id -> language) where
+    items have one, ``languages``: the numbers per language (``by_language``); with ``pairwise`` (the
+    records of pairwise.jsonl, ``trust.bradley_terry.read_pairwise``), ``pairwise_ranking``: the
+    Bradley-Terry strengths from the verdicts between these editors on these items."""
     stats = category_stats(records)
     overall = editor_overall(records, floor)
     micro = category_stats([dict(r, category="all") for r in records])
@@ -99,17 +119,26 @@ def summary_dict(records: list[dict], title: str = "editjudge report", *, floor:
                "categories": _categories(stats), "editors": editors}
     if scope is not None:
         summary["scope"] = scope
+    summary["ranking"] = macro_ranking(records)
+    split = by_language(records, languages, floor) if languages else {}
+    if split:
+        summary["languages"] = split
+    if pairwise is not None:
+        kept, left_out = _pairwise_in_scope(pairwise, records)
+        summary["pairwise_ranking"] = {**pairwise_ranking(kept), "n_out_of_scope": left_out}
     return summary
 
 
-def format_table(records: list[dict], floor: float = 0.0) -> str:
-    """Plain-text table: one row per editor, a column per category, then the means and failed."""
+def format_table(records: list[dict], floor: float = 0.0, languages: Mapping[str, str | None] | None = None) -> str:
+    """Plain-text table: one row per editor, a column per category, then the means and failed; below it the
+    ranking with its uncertainty and, with ``languages`` (item id -> language) spanning several, the macro
+    mean per language (``report_rankings.text_blocks``)."""
     if not records:
         return "no scores recorded"
     stats = category_stats(records)
     overall = editor_overall(records, floor)
     categories = _categories(stats)
-    summary = summary_dict(records, floor=floor)
+    summary = summary_dict(records, floor=floor, languages=languages)
     subs = shown_sub_scores(summary)  # SC and PQ (macro) beside the overall scores, for a viescore run
     header = ["editor", *categories, "macro", "fail=min", "common", "micro", *subs, "failed"]
     rows = [[editor, *(_cell(stats[editor].get(c)) for c in categories), fmt(o["macro"]),
@@ -122,7 +151,7 @@ def format_table(records: list[dict], floor: float = 0.0) -> str:
     lines.insert(1, "  ".join("-" * w for w in widths))
     legend = (f"fail=min: macro with failed items at the scale's minimum ({floor:g}); common: macro over the "
               f"{len(common_items(records))} items every editor scored; ! = over {FAILURE_RATE_FLAG:.0%} failed")
-    return "\n".join(lines) + "\n" + WEIGHTS + "\n" + legend
+    return "\n".join([*lines, WEIGHTS, legend, *text_blocks(summary)])
 
 
 # ---------------------------------------------------------------------------------------- csv, markdown
@@ -188,6 +217,7 @@ def _markdown(summary: dict, records: list[dict], items: Mapping[str, BenchmarkI
     lines += ["", "Means:", ""]
     lines += [f"- {_md(MEAN_LABELS[key])}: {_md(text)}" for key, text in summary["means"].items()]
     lines += ["", _md(FAILURES_NOTE), ""]
+    lines += markdown_sections(summary, _md)
     if summary.get("prompts"):
         lines += [f"Prompts: {_md(summary['prompts'])}", ""]
     worst = lowest_scored(records)
@@ -312,13 +342,26 @@ def write_reports(out: Path, records: list[dict], items: list[BenchmarkItem], *,
     ``score_range`` (the judge's scale): the chart's axis spans it; ``prompts``: which prompts scored (summary.json, both reports). Records are validated as :mod:`editjudge.aggregate` does (a malformed one is a ValueError). With
     ``thumbnail_cache``, thumbnails are kept in ``out/.thumbnails/`` so a re-run only decodes new images.
     ``floor``: the scale's minimum, at which the "failed = min" mean counts failed items; ``scope``: what
-    the records cover, named in every report (``editjudge.merge.read_scores`` returns it).
+    the records cover, named in every report (``editjudge.merge.read_scores`` returns it). The items'
+    languages give the per-language tables; ``out/pairwise.jsonl``, when there, the Bradley-Terry ranking
+    (a malformed one is named in the reports and left out).
     """
     if not isinstance(thumbnail_size, int) or not 16 <= thumbnail_size <= 2048:
         raise ValueError(f"thumbnail_size must be an int in 16-2048 px, got {thumbnail_size!r}")
     out = Path(out)
     by_id = {item.id: item for item in items}
-    summary = summary_dict(records, title, floor=floor, scope=scope)  # validates the records (aggregate raises ValueError on bad ones)
+    pairwise, pairwise_error = None, None
+    if (out / "pairwise.jsonl").is_file():
+        try:
+            pairwise = read_pairwise(out / "pairwise.jsonl")
+        except ValueError as exc:  # one bad verdict file costs its section, not the report
+            logger.warning("pairwise ranking left out: %s", exc)
+            pairwise_error = str(exc)
+    languages = {item_id: item.language for item_id, item in by_id.items()}
+    # summary_dict validates the records (aggregate raises ValueError on bad ones)
+    summary = summary_dict(records, title, floor=floor, scope=scope, languages=languages, pairwise=pairwise)
+    if pairwise_error:
+        summary["pairwise_ranking"] = {"error": pairwise_error}
     if prompts:
         summary["prompts"] = prompts  # which judge prompts made these scores
     paths = {

@@ -25,6 +25,7 @@ from .images import ImageLoadError, open_image, to_rgb
 from .files import write_atomic
 from .report_common import (FAILURES_NOTE, MEAN_LABELS, edited_path, failed_records, failure_cell, fmt,
                             lowest_scored, scope_text, shown_sub_scores, visible_controls)
+from .report_rankings import html_sections
 
 logger = logging.getLogger(__name__)
 
@@ -274,6 +275,7 @@ def render_html(out: Path, summary: dict, records: list[dict], items: Mapping[st
 {f'<p id="scope">{_e(scope)}</p>' if scope else ""}
 <div class="scroll">{_summary_table(summary)}</div>
 <p><small>{_e(FAILURES_NOTE)}</small></p>{prompts_line}
+{html_sections(summary, _e)}
 {chart_img}
 <div class="controls">editor <select id="f-editor"><option value="">all</option>{options(summary['editors'])}</select>
 category <select id="f-category"><option value="">all</option>{options(summary['categories'])}</select>

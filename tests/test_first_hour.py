@@ -363,6 +363,22 @@ def test_the_demo_ranks_its_editors_as_built(demo_run):
     assert low <= 0 and high >= 10
 
 
+def test_the_demo_ranks_with_its_uncertainty_and_splits_its_languages(demo_run):
+    """The real judge's scores on the demo: the bootstrap ranking and the per-language tables (issue 24)."""
+    result, out = demo_run
+    summary = json.loads((out / "summary.json").read_text())
+    ranking = summary["ranking"]["editors"]
+    assert ranking["good-edits"]["p_first"] == 1.0 and ranking["good-edits"]["rank_interval"] == [1.0, 1.0]
+    assert ranking["bad-edits"]["rank_interval"] == [4.0, 4.0]  # the dark outputs are last in every resample
+    for editor, entry in ranking.items():
+        assert entry["macro"] == pytest.approx(summary["editors"][editor]["overall"]["macro_common"])
+        assert entry["macro_interval"][0] <= entry["macro"] <= entry["macro_interval"][1]
+    # The sample benchmark's items carry their language: 26 English, 2 Chinese instructions.
+    assert {lang: data["n_items"] for lang, data in summary["languages"].items()} == {"en": 26, "zh": 2}
+    assert "P(first)" in result.stdout and "macro mean per language:" in result.stdout
+    assert "## Ranking" in (out / "report.md").read_text() and 'id="language-table"' in (out / "report.html").read_text()
+
+
 # ------------------------------------------------------------------------------- 9: the official VIEScore prompts
 
 
