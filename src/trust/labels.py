@@ -19,7 +19,6 @@ from __future__ import annotations
 import csv
 import json
 import math
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -263,8 +262,3 @@ def kind_of(path: str | Path) -> str:
     raise AgreeInputError(f"{path}: neither pairwise labels (a {'/'.join(PREFERENCE_COLUMNS)} column), mean opinion "
                           f"scores (a {'/'.join(MOS_COLUMNS)} column) nor an editjudge scores file "
                           f"(item_id, editor, category, score); its first line has {', '.join(sorted(first)) or 'nothing'}")
-
-
-def iter_common(left: dict, right: dict) -> Iterator:
-    """The keys of ``left`` that ``right`` has, in ``left``'s order."""
-    return (key for key in left if key in right)
