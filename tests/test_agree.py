@@ -138,7 +138,7 @@ def test_genai_bench_layout_reads_its_judge_as_upstream_does(tmp_path):
 
 # --- rank correlations -------------------------------------------------------------------------------
 
-def test_spearman_and_kendall_on_hand_computed_inputs():
+def test_spearman_and_kendall_on_hand_computed_inputs(monkeypatch):
     # No ties: one swapped neighbour. rho = 1 - 6 * 2 / (4 * 15) = 0.8; tau = (5 - 1) / 6.
     assert spearman([1, 2, 3, 4], [1, 3, 2, 4]) == pytest.approx(0.8)
     assert kendall_tau_b([1, 2, 3, 4], [1, 3, 2, 4]) == pytest.approx(2 / 3)
@@ -149,11 +149,18 @@ def test_spearman_and_kendall_on_hand_computed_inputs():
     assert kendall_tau_b([1, 2, 3], [3, 2, 1]) == pytest.approx(-1.0)
     assert kendall_tau_b([1, 1, 1], [1, 2, 3]) is None
     assert aggregate.spearman is correlation.spearman  # the old name still works
+    monkeypatch.setattr(correlation, "TABLE_CELLS", 0)  # Kendall by sorting, as for many distinct values
+    assert kendall_tau_b([1, 1, 2, 3], [1, 2, 2, 3]) == pytest.approx(0.8)
+    assert kendall_tau_b([1, 2, 3, 4], [1, 3, 2, 4]) == pytest.approx(2 / 3)
+    assert kendall_tau_b([1, 2, 3], [3, 2, 1]) == pytest.approx(-1.0)
 
 
-def test_weighted_correlations_equal_those_of_the_expanded_sample():
-    """A resample is a weighting; its figures must be the figures of the repeated list (scipy if present)."""
+@pytest.mark.parametrize("kendall_by", ["table", "sorting"])
+def test_weighted_correlations_equal_those_of_the_expanded_sample(kendall_by, monkeypatch):
+    """A resample is a weighting; its figures must be the figures of the repeated list (scipy if present).
+    Kendall has two methods (a table for few distinct values, sorting for many): both are checked."""
     stats = pytest.importorskip("scipy.stats")
+    monkeypatch.setattr(correlation, "TABLE_CELLS", 0 if kendall_by == "sorting" else 1 << 18)
     rng = random.Random(3)
     for _ in range(100):
         n = rng.randint(2, 25)
