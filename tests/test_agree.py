@@ -150,6 +150,7 @@ def test_spearman_and_kendall_on_hand_computed_inputs(monkeypatch):
     assert kendall_tau_b([1, 1, 1], [1, 2, 3]) is None
     assert aggregate.spearman is correlation.spearman  # the old name still works
     monkeypatch.setattr(correlation, "TABLE_CELLS", 0)  # Kendall by sorting, as for many distinct values
+    monkeypatch.setattr(correlation, "TABLE_PER_UNIT", 0)
     assert kendall_tau_b([1, 1, 2, 3], [1, 2, 2, 3]) == pytest.approx(0.8)
     assert kendall_tau_b([1, 2, 3, 4], [1, 3, 2, 4]) == pytest.approx(2 / 3)
     assert kendall_tau_b([1, 2, 3], [3, 2, 1]) == pytest.approx(-1.0)
@@ -160,7 +161,8 @@ def test_weighted_correlations_equal_those_of_the_expanded_sample(kendall_by, mo
     """A resample is a weighting; its figures must be the figures of the repeated list (scipy if present).
     Kendall has two methods (a table for few distinct values, sorting for many): both are checked."""
     stats = pytest.importorskip("scipy.stats")
-    monkeypatch.setattr(correlation, "TABLE_CELLS", 0 if kendall_by == "sorting" else 1 << 18)
+    monkeypatch.setattr(correlation, "TABLE_CELLS", 0 if kendall_by == "sorting" else 1 << 30)
+    monkeypatch.setattr(correlation, "TABLE_PER_UNIT", 0)
     rng = random.Random(3)
     for _ in range(100):
         n = rng.randint(2, 25)

@@ -26,7 +26,10 @@ import numpy as np
 
 __all__ = ["RankedPairs", "kendall_tau_b", "spearman", "spearman_or_none"]
 
-TABLE_CELLS = 1 << 18  # Kendall by the (x, y) table up to this many cells (discrete scores), else by sorting
+# Kendall by the (x, y) table (O(kx * ky) a resample) while it has at most max(TABLE_CELLS, TABLE_PER_UNIT * n)
+# cells, as for discrete scores; else by sorting (O(n log^2 n)), as for continuous ones.
+TABLE_CELLS = 4096
+TABLE_PER_UNIT = 4
 
 
 def _fmean(values: list[float]) -> float:
@@ -113,7 +116,7 @@ class RankedPairs:
         denominator = (n0 - n1) * (n0 - n2)
         if denominator <= 0:
             return None
-        if self.kx * self.ky <= TABLE_CELLS:
+        if self.kx * self.ky <= max(TABLE_CELLS, TABLE_PER_UNIT * self.n):
             score = self._table_score(counts)
         else:
             score = self._sorted_score(counts, n0 - n1 - n2)
