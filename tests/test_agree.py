@@ -192,7 +192,7 @@ def test_mean_opinion_scores_against_a_runs_scores(tmp_path, capsys):
     mos = tmp_path / "mos.csv"
     mos.write_text("item,editor,mos\n" + "".join(f"m{k},{e},{v}\n" for k, e, v in
                    [(1, "x", 4.5), (1, "y", 2.0), (2, "x", 3.5), (2, "y", 3.0), (3, "x", 1.0), (3, "y", 5.0),
-                    (4, "x", 2.5)]), encoding="utf-8")
+                    (4, "x", 2.5)]), encoding="utf-8-sig")  # with a byte-order mark, as spreadsheets write
     judge = [("m1", "c", "x", 8), ("m1", "c", "y", 3), ("m2", "c", "x", 6), ("m2", "c", "y", 6),
              ("m3", "c", "x", 2), ("m3", "c", "y", 9), ("m4", "c", "x", None), ("m9", "c", "x", 1)]
     _scores(tmp_path / "run" / "scores.jsonl", judge)
@@ -232,6 +232,8 @@ def test_two_judges_leaderboards_and_the_pair_that_flips(tmp_path, capsys):
     e2 and e3 swap; on every item e2 beats e3 under A and loses under B, so every resample agrees."""
     _run(tmp_path / "a", A_SCORES, [("i5", "e3", 4), ("i6", "e1", 7)])  # i6: only in A
     _run(tmp_path / "b", B_SCORES, [("i5", "e3", None)])                 # i5: failed under B
+    with open(tmp_path / "b" / "scores.jsonl", "a") as f:                  # a killed run's torn last line
+        f.write('{"item_id": "i9", "categ')
     out = tmp_path / "agree.json"
     code, printed, err = agree(capsys, tmp_path / "a", tmp_path / "b", "--json", out)
     assert code == 0, err

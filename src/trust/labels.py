@@ -90,22 +90,27 @@ class Rows:
         return next((name for name in names if name in first), None)
 
 
-def read_rows(path: str | Path) -> Rows:
-    """Every line of a JSON-lines or CSV file (``.csv``) as a dict with lower-case keys."""
+def read_rows(path: str | Path, first_only: bool = False) -> Rows:
+    """Every line of a JSON-lines or CSV file (``.csv``) as a dict with lower-case keys (``first_only``:
+    the first line only, to tell what a file holds without reading a run's torn last line)."""
     path = Path(path)
     if not path.is_file():
         raise AgreeInputError(f"{path}: no such file")
     rows = Rows(path)
     try:
         if path.suffix.lower() == ".csv":
-            with open(path, encoding="utf-8", newline="") as f:
+            with open(path, encoding="utf-8-sig", newline="") as f:
                 reader = csv.DictReader(f)
                 for row in reader:
                     rows.rows.append((reader.line_num, {str(k).strip().lower(): v for k, v in row.items()}))
+                    if first_only:
+                        break
         else:
-            for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+            for number, line in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), start=1):
                 if not line.strip():
                     continue
+                if first_only and rows.rows:
+                    break
                 try:
                     record = json.loads(line)
                 except json.JSONDecodeError as exc:
@@ -252,7 +257,7 @@ def kind_of(path: str | Path) -> str:
     if path.is_dir():
         _run_file(path, "scores.jsonl")
         return "run"
-    first = read_rows(path).rows[0][1]
+    first = read_rows(path, first_only=True).rows[0][1]
     if any(k in first for k in PREFERENCE_COLUMNS):
         return "pairs"
     if any(k in first for k in MOS_COLUMNS):
