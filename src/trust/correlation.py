@@ -84,19 +84,20 @@ class RankedPairs:
         self.kx, self.ky = len(self._vx), len(self._vy)
         self._order = self._cell = None  # for Kendall's sorted method, made on first use
 
-    def _midranks(self, groups: np.ndarray, k: int, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Each unit's mean rank (1-based) in the weighted sample, and the size of each tie group."""
+    @staticmethod
+    def _midranks(groups: np.ndarray, k: int, counts: np.ndarray) -> np.ndarray:
+        """Each unit's mean rank (1-based) in the weighted sample: its tie group's middle position."""
         totals = np.bincount(groups, weights=counts, minlength=k)
         before = np.cumsum(totals) - totals
-        return (before + (totals + 1.0) / 2.0)[groups], totals
+        return (before + (totals + 1.0) / 2.0)[groups]
 
     def spearman(self, counts: np.ndarray) -> float | None:
         counts = np.asarray(counts, dtype=float)
         total = counts.sum()
         if total < 2:
             return None
-        rx, _ = self._midranks(self.gx, self.kx, counts)
-        ry, _ = self._midranks(self.gy, self.ky, counts)
+        rx = self._midranks(self.gx, self.kx, counts)
+        ry = self._midranks(self.gy, self.ky, counts)
         mx, my = (counts * rx).sum() / total, (counts * ry).sum() / total
         dx, dy = rx - mx, ry - my
         norm = math.sqrt(float((counts * dx * dx).sum()) * float((counts * dy * dy).sum()))
