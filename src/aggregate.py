@@ -27,6 +27,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from functools import lru_cache
 
+from .trust.correlation import spearman  # moved to editjudge.trust; still exported here
+
 __all__ = ["FAILURE_RATE_FLAG", "Stats", "category_stats", "common_items", "editor_overall", "spearman", "t_quantile"]
 
 FAILURE_RATE_FLAG = 0.05  # an editor failing more often than this is flagged in every report
@@ -240,30 +242,3 @@ def editor_overall(records: Iterable[Mapping], floor: float = 0.0) -> dict[str, 
             "unscored_categories": [c for c, st in stats.items() if st.mean is None],
         }
     return overall
-
-
-def _fmean(values: list[float]) -> float:
-    return sum(values) / len(values) if values else math.nan
-
-
-def spearman(a: list[float], b: list[float]) -> float:
-    """Spearman rank correlation (ties get their mean rank); pairs with a nan are left out; nan if undefined."""
-    def ranks(values):
-        order = sorted(range(len(values)), key=lambda i: values[i])
-        result = [0.0] * len(values)
-        i = 0
-        while i < len(order):
-            j = i
-            while j + 1 < len(order) and values[order[j + 1]] == values[order[i]]:
-                j += 1
-            for k in range(i, j + 1):
-                result[order[k]] = (i + j) / 2
-            i = j + 1
-        return result
-
-    pairs = [(x, y) for x, y in zip(a, b) if not (math.isnan(x) or math.isnan(y))]
-    ra, rb = ranks([x for x, _ in pairs]), ranks([y for _, y in pairs])
-    ma, mb = _fmean(ra), _fmean(rb)
-    cov = sum((x - ma) * (y - mb) for x, y in zip(ra, rb))
-    norm = math.sqrt(sum((x - ma) ** 2 for x in ra) * sum((y - mb) ** 2 for y in rb))
-    return cov / norm if norm else math.nan
