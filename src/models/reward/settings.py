@@ -84,7 +84,7 @@ MODEL_PARAMS = ("model_path", "device", "dtype", "attn_implementation", "batch_s
                 "max_new_tokens", "min_pixels", "max_pixels", "system_prompt", "user_prompt", "compare_with_original",
                 "score_mode", "score_range", "logits_prefix", "trust_remote_code", "show_progress", "group_by_length",
                 "prefetch", "stop_early", "quantization", "max_memory", "sampling", "adapter_path", "merge_adapter")
-PIPELINE_PARAMS = ("rubric", "viescore_prompts_dir")
+PIPELINE_PARAMS = ("rubric", "viescore_prompts_dir", "protocol")  # protocol: a benchmark's own scoring
 ACCEPTED_PARAMS = MODEL_PARAMS + PIPELINE_PARAMS
 # The transformers judge's settings that change its speed, never an answer or a failure (each proven so
 # in tests/test_judge_identity.py); every other one is part of ``identity_of``.
