@@ -18,12 +18,16 @@ import os
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
 from editjudge.config import load_config, read_config
+from editjudge.models.reward.results import ScoreResult
+from editjudge.protocols.base import Ask, ItemProblem, ItemResult
+from editjudge.protocols.scoring import score_protocol_items
 from editjudge.protocols.imgedit import ImgEditBasic, item_score, line_scores, overall, type_scores
 from tests.conftest import ROOT
 from tests.protocol_fixtures import (ITEMS, MODEL, NO_EDIT, FakeChat, answer_for, standin_benchmark,
@@ -73,6 +77,70 @@ def test_step2_type_means_and_the_overall_mean_of_types():
     assert by_type == {"add": 2.17, "remove": 5.0, "extract": 2.67}  # (1 + 3.33) / 2 = 2.165 -> 2.17
     assert overall(by_type) == 3.28  # (2.17 + 5 + 2.67) / 3 = 3.28
     assert overall({}) is None
+
+
+# ---------------------------------------------------------------------------------- the scoring path
+
+
+class TwoAsks:
+    """A protocol of two requests per item (as RISEBench and KRIS-Bench make): "judge" with the source shown
+    first, "look" with the edit alone; its score is the "judge" answer's number plus the "look" answer's."""
+
+    name, version = "two", "1"
+
+    def asks(self, item, edited):
+        if item.category == "odd":
+            raise ItemProblem("no prompt for odd")
+        return [Ask("judge", f"judge {item.instruction}", edited, first_image=item.image),
+                Ask("look", f"look {item.instruction}", edited, system_prompt="be brief")]
+
+    def item_result(self, item, answers):
+        if answers["look"] == "boom":
+            raise ValueError("cannot read boom")
+        if answers["judge"] is None:
+            return ItemResult(None, error="no judge answer")
+        return ItemResult(float(answers["judge"]) + float(answers["look"] or 0), {"judge": float(answers["judge"])})
+
+
+class TableJudge:
+    """Answers each user prompt from a table (a missing entry: a failed request); records each call."""
+
+    def __init__(self, table: dict):
+        self.table, self.calls = table, []
+
+    def batch_evaluate(self, edited_images, system_prompts=None, user_prompts=None, original_images=None,
+                       item_ids=None, parse=None):
+        self.calls.append({"images": list(edited_images), "systems": system_prompts, "users": user_prompts,
+                           "originals": original_images, "ids": item_ids})
+        results = []
+        for user in user_prompts:
+            text = self.table.get(user)
+            results.append(ScoreResult.failure("judge request failed: 500") if text is None
+                           else ScoreResult(score=parse(text), raw_output=text))
+        return results
+
+
+def test_asks_are_grouped_into_one_batch_per_kind_and_each_item_fails_alone():
+    from editjudge.benchmark import BenchmarkItem
+
+    items = [BenchmarkItem(str(i), cat, f"i{i}", Path(f"s{i}.png")) for i, cat in enumerate(["a", "a", "odd", "a", "a"])]
+    judge = TableJudge({"judge i0": "3", "look i0": "1", "judge i1": "2", "look i1": "boom", "look i3": "1",
+                        "judge i4": "4"})
+    fields = score_protocol_items(judge, TwoAsks(), items, [f"e{i}.png" for i in range(5)],
+                                  item_ids=[f"ed/{i}" for i in range(5)])
+    assert len(judge.calls) == 2  # one call per (ask name, first image shown or not), the odd item left out
+    first, second = judge.calls
+    assert first["users"] == ["judge i0", "judge i1", "judge i3", "judge i4"]
+    assert first["originals"] == [Path(f"s{i}.png") for i in (0, 1, 3, 4)] and first["ids"] == ["ed/0", "ed/1", "ed/3", "ed/4"]
+    assert second["originals"] is None and second["systems"] == ["be brief"] * 4
+    assert fields[0]["score"] == 4.0 and fields[0]["sub_scores"] == {"judge": 3.0} and fields[0]["error"] is None
+    assert fields[0]["raw_outputs"] == {"judge": "3", "look": "1"}
+    assert fields[1]["score"] is None and "cannot read boom" in fields[1]["error"] and fields[1]["failed_stage"] == "score"
+    assert fields[2]["score"] is None and fields[2]["error"] == "no prompt for odd"
+    assert fields[3]["score"] is None and "judge: judge request failed: 500" in fields[3]["error"]
+    assert "no judge answer" in fields[3]["error"] and fields[3]["raw_outputs"] == {"judge": None, "look": "1"}
+    # a protocol may score from the answers it has: the failed request is kept beside the score
+    assert fields[4]["score"] == 4.0 and "look: judge request failed" in fields[4]["partial_errors"]
 
 
 # ---------------------------------------------------------------------------------- configuration
@@ -128,6 +196,14 @@ def test_protocol_mistakes_are_configuration_errors_before_any_work(tmp_path, mo
                             text=True, timeout=120, env=dict(os.environ, OPENAI_API_KEY="sk-test-not-a-key"))
     assert result.returncode == 2 and "has no Benchmark/Basic/prompts.json" in result.stderr
     assert not (tmp_path / "out").exists()
+    # --export imgedit needs the protocol configured (checked before the run, as --export gedit's needs)
+    from editjudge.checks import export_problems
+    from editjudge.stage_common import load_items
+
+    config = load_config(base, [f"benchmark.path={bench}", f"editing.editors.0.image_dir={edits}",
+                                "reward_model.params.protocol=null"], models=False)
+    (problem,) = export_problems(config, load_items(config), ["imgedit"])
+    assert "--export imgedit needs reward_model.params.protocol" in problem
 
 
 # ---------------------------------------------------------------------------------- end to end
@@ -151,7 +227,8 @@ def test_imgedit_end_to_end_equals_imgedit_own_scripts(tmp_path, monkeypatch):
                 "--set", f"editing.editors.0.image_dir={edits}", "--set", f"output_dir={out}",
                 "--set", f"reward_model.params.base_url={chat.url}", "--set", "reward_model.params.max_retries=0",
                 "--set", f"reward_model.params.protocol.dir={checkout}"]
-        main_py(*args, "--export", "imgedit")
+        plan = main_py(*args, "--export", "imgedit").stderr
+        assert f"judge      openai {MODEL} (protocol imgedit from {checkout}" in plan
         asked = [key for key, (kind, _) in ITEMS.items() if key != NO_EDIT and kind in prompts]
         assert len(chat.bodies) == len(asked)
 
