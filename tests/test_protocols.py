@@ -312,7 +312,7 @@ def test_the_protocol_path_on_the_transformers_judge(tmp_path, judge_path):
             "editing": {"editors": [{"name": "e", "type": "precomputed", "image_dir": str(edits)}]},
             "reward_model": {"type": "qwen3_vl", "params": {
                 "model_path": judge_path, "device": "cpu", "batch_size": 2, "max_new_tokens": 6, "show_progress": False,
-                "protocol": {"name": "imgedit", "dir": str(checkout)}}},
+                "text_before_images": True, "protocol": {"name": "imgedit", "dir": str(checkout)}}},
             "output_dir": str(tmp_path / "out")}
     path = tmp_path / "config.yaml"
     path.write_text(json.dumps(data))
@@ -326,3 +326,19 @@ def test_the_protocol_path_on_the_transformers_judge(tmp_path, judge_path):
         assert (r["error"] is None) == (r["score"] is not None)
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert summary["protocol"]["editors"]["e"]["n"] == 3
+
+
+def test_the_transformers_judge_can_put_the_text_first_without_changing_older_hashes():
+    from editjudge.models.reward.qwen3_vl import Qwen3VLRewardModel
+    from editjudge.models.reward.settings import identity_of
+
+    judge = Qwen3VLRewardModel.__new__(Qwen3VLRewardModel)  # the message builder alone, no weights
+    for first, order in ((False, ["image", "image", "text"]), (True, ["text", "image", "image"])):
+        judge.text_before_images = first
+        (user,) = judge._build_messages("edit.png", "", "rate it", original_image="source.png")
+        assert [part["type"] for part in user["content"]] == order
+        assert [part.get("image") for part in user["content"] if part["type"] == "image"] == ["source.png", "edit.png"]
+    off = identity_of({"model_path": "/nowhere"})
+    assert "text_before_images" not in off["settings"]  # as before the setting existed: no rescoring
+    assert identity_of({"model_path": "/nowhere", "text_before_images": False}) == off
+    assert identity_of({"model_path": "/nowhere", "text_before_images": True})["settings"]["text_before_images"] is True
