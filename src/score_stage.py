@@ -60,7 +60,8 @@ def score_shard(*, rank: int, world_size: int, device: str, config_data: dict, o
                                    if r.get("settings") == settings}
     part = layout.part("score", rank)
     source_sha1 = source_hasher()
-    inputs = {item.id: None if item.problem else item_key(item, source_sha1(item.image)) for item in mine}
+    by_category = config.reward_model.params.get("protocol") is not None  # a protocol's prompt is the category's
+    inputs = {item.id: None if item.problem else item_key(item, source_sha1(item.image), by_category) for item in mine}
     # Settings that only this worker's device decides (dtype auto): recorded, and a score made under
     # others is redone, while the settings hash stays the same wherever the report is read.
     resolved = resolved_settings(config.reward_model, device)

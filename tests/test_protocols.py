@@ -206,6 +206,19 @@ def test_protocol_mistakes_are_configuration_errors_before_any_work(tmp_path, mo
     assert "--export imgedit needs reward_model.params.protocol" in problem
 
 
+def test_the_reward_server_refuses_a_protocol(tmp_path, monkeypatch, capsys):
+    from editjudge.serve.cli import main as serve_main
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-not-a-key")
+    standin_checkout(tmp_path / "ImgEdit")
+    config = tmp_path / "serve.yaml"
+    config.write_text(json.dumps({"reward_model": {"type": "openai", "params": {
+        "model": MODEL, "base_url": "http://127.0.0.1:9/v1", "api_key_env": "OPENAI_API_KEY",
+        "protocol": {"name": "imgedit", "dir": str(tmp_path / "ImgEdit")}}}}))
+    assert serve_main(["--config", str(config)]) == 2
+    assert "runs in the job" in capsys.readouterr().err
+
+
 # ---------------------------------------------------------------------------------- end to end
 
 
@@ -289,6 +302,14 @@ def test_imgedit_end_to_end_equals_imgedit_own_scripts(tmp_path, monkeypatch):
 
         before = settings_hash()
         assert {r["settings"] for r in records.values()} == {before}
+        # An item whose edit type changes gets that type's prompt on the next run; the others are kept.
+        meta = json.loads(bench.read_text())
+        meta["110"]["edit_type"] = "extract"
+        bench.write_text(json.dumps(meta))
+        main_py(*args, "--stage", "score")
+        (moved,) = chat.bodies[len(asked):]
+        assert moved["messages"][0]["content"][0]["text"] == prompts["extract"].replace("<edit_prompt>", ITEMS["110"][1])
+        asked.append("110 again")
         prompts["add"] = prompts["add"].replace("carefully", "strictly")
         (checkout / "Benchmark/Basic/prompts.json").write_text(json.dumps(prompts), encoding="utf-8")
         assert settings_hash() != before
