@@ -17,8 +17,10 @@ A protocol class is built as ``cls(folder, **options)`` (``registry.load_protoco
 user's checkout, ``options`` the rest of the config's ``protocol`` mapping; it raises ``ProtocolError``
 when the checkout lacks its files (a configuration error: exit 2 before any work). ``asks`` may raise
 ``ItemProblem`` for one item the upstream script could not judge (an edit type it has no prompt for):
-that item is a failure record, the others go on. Optional class attributes: ``score_range`` (the scale
-of an item's score, for the reports' axis and their "failed = min" mean; default (0, 10)).
+that item is a failure record, the others go on. Optional attributes: ``score_range`` (the scale of an
+item's score, for the reports' axis and their "failed = min" mean; default (0, 10)) and ``categories``
+(the categories it judges: a benchmark none of whose categories is among them is refused before work).
+An answer ``item_result`` cannot read is its ``ItemResult.error`` (an exception there fails that item only).
 """
 
 from __future__ import annotations
@@ -77,7 +79,8 @@ class BenchmarkProtocol(_Contract):
 
     def summary(self, rows: list[dict]) -> dict:
         """Per category and overall, as the upstream script computes them, from rows of
-        ``{"item_id", "category", "editor", "score", "sub_scores", "answers"}`` (one editor's rows)."""
+        ``{"item_id", "category", "editor", "score", "sub_scores", "answers", "error"}`` (one editor's rows;
+        ``score`` None for a failed item, ``answers`` the answer text per ``Ask.name``)."""
 
     def export(self, rows: list[dict], folder: Path) -> list[Path]:
         """Write what the upstream scripts write (or read), for one editor's rows; the paths written."""
