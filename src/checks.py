@@ -1,6 +1,6 @@
 """Checks around a run: what must hold before any stage starts, and why a finished run failed.
 
-    export_problems(config, items, ["gedit"])     # before the run: what --export gedit needs
+    export_problems(config, items, ["gedit"])     # before the run: what --export gedit (or imgedit) needs
     nothing_to_score(config, items, stages)       # --stage score on a folder without edits
     all_failed(config, stage)                     # after the run: None, or why every pair failed
 """
@@ -27,11 +27,11 @@ def _rubric_names(config: Config) -> set[str]:
 
 def export_problems(config: Config, items: list[BenchmarkItem], export: list[str]) -> list[str]:
     """What ``--export`` needs that this run cannot give, found before any work (empty: fine)."""
+    problems = _protocol_problems(config, items, export)
     if "gedit" not in export:
-        return []
+        return problems
     from .export_gedit import GEDIT_GROUPS
 
-    problems = []
     names = _rubric_names(config)
     if not {"SC", "PQ"} <= names:
         problems.append("--export gedit needs sub-scores SC and PQ: set reward_model.params.rubric: viescore "
@@ -44,6 +44,23 @@ def export_problems(config: Config, items: list[BenchmarkItem], export: list[str
     if no_language:
         problems.append(f"--export gedit: {len(no_language)} item(s) have no language (e.g. {no_language[:3]}); "
                         "GEdit rows need one: use benchmark.format: gedit")
+    return problems
+
+
+def _protocol_problems(config: Config, items: list[BenchmarkItem], export: list[str]) -> list[str]:
+    """``--export <protocol>`` needs that protocol configured; a protocol needs items it has prompts for."""
+    from .models.reward.judge import judge_protocol
+    from .protocols.registry import PROTOCOLS
+
+    protocol = judge_protocol(config.reward_model.params)
+    problems = [f"--export {name} needs reward_model.params.protocol: {{name: {name}, dir: <the benchmark's "
+                f"checkout>}} (the run is scored {'with ' + protocol.name if protocol else 'with a rubric'})"
+                for name in export if name in PROTOCOLS and (protocol is None or protocol.name != name)]
+    known = getattr(protocol, "categories", None)
+    categories = sorted({item.category for item in items})
+    if known is not None and items and not set(categories) & set(known):
+        problems.append(f"reward_model.params.protocol: none of the benchmark's categories {categories[:10]} is one "
+                        f"the {protocol.name} protocol judges ({sorted(known)}); is benchmark.format right?")
     return problems
 
 

@@ -31,6 +31,7 @@ import sys
 
 from .benchmark import BenchmarkError
 from .config import ConfigError, model_problems, read_config
+from .protocols.registry import PROTOCOLS
 from .redaction import install_log_redaction, redact, register_secret
 
 
@@ -63,9 +64,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help="score one image at a time (reward_model.params.use_batch_inference: false)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE",
                         help="override any config key, e.g. --set reward_model.params.max_new_tokens=32 (repeatable)")
-    parser.add_argument("--export", action="append", default=[], choices=["gedit"],
+    parser.add_argument("--export", action="append", default=[], choices=["gedit", *PROTOCOLS],
                         help="also write results in another tool's layout: gedit = the per-category CSVs that "
-                             "GEdit-Bench's calculate_statistics.py reads (needs the viescore rubric)")
+                             "GEdit-Bench's calculate_statistics.py reads (needs the viescore rubric); imgedit = "
+                             "per editor the result.json ImgEdit's step1_get_avgscore.py reads (needs "
+                             "reward_model.params.protocol: {name: imgedit, ...})")
     parser.add_argument("--overwrite", action="store_true",
                         help="redo the chosen stages' work instead of resuming from what is on disk")
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])

@@ -236,6 +236,9 @@ def reward_model_problems(reward_model: RewardModelConfig) -> list[str]:
                 read_prompts(str(params["viescore_prompts_dir"]))
             except (ViescoreFilesError, OSError) as exc:
                 problems.append(f"reward_model.params.viescore_prompts_dir: {exc}")
+        from .protocols.registry import protocol_problems
+
+        problems.extend(protocol_problems(params))  # a benchmark's own scoring: its name, checkout and files
         if rubric != "simple" and params.get("score_mode") == "logits":
             problems.append("reward_model.params.rubric: rubrics other than 'simple' read several named scores "
                             "from generated answers; use score_mode: generate")
@@ -386,6 +389,8 @@ def resolve_relative_paths(data: dict, folder: Path) -> dict:
         for key in REWARD_PATH_KEYS:
             if key in params:
                 params[key] = resolved(params[key])
+        if isinstance(params.get("protocol"), dict) and "dir" in params["protocol"]:  # the benchmark's checkout
+            params["protocol"]["dir"] = resolved(params["protocol"]["dir"])
     return data
 
 

@@ -12,6 +12,7 @@ The stage boundary is on disk, and other tools rely on this layout:
     OUT/scores.previous.jsonl           lines scored under other settings, moved aside (never deleted)
     OUT/summary.json, summary.csv, report.md, scores_by_category.png, report.html   (editjudge.report)
     OUT/export/gedit/...                GEdit-Bench's statistics layout (``--export gedit``)
+    OUT/export/<protocol>/<editor>/...  what a benchmark's own scripts read (``--export imgedit``: editjudge.protocols)
 
 Each stage runs one worker per device, or per device group for a judge whose replica spans
 several GPUs (``editjudge.parallel``); each worker first makes its GPU the current CUDA device.
@@ -45,6 +46,7 @@ from .layout import Layout, PipelineError, output_folder_error, prepare_output
 from .merge import merge_stage, read_scores
 from .models.reward.judge import judge_items  # scoring lives below the pipeline and the server
 from .parallel import Launch, bind_device, device_label, resolve_devices, run_workers
+from .protocols.registry import PROTOCOLS
 from .score_settings import scoring_settings, scoring_settings_hash
 from .score_stage import score_shard
 from .stage_common import InvalidItem, load_items
@@ -62,28 +64,50 @@ STAGES = ("edit", "score", "report", "all")
 # ---------------------------------------------------------------------------------------- report
 
 
+def score_scale(config: Config) -> tuple[float, float]:
+    """The scale of an item's score: a benchmark protocol's (ImgEdit's 1-5), else the judge's ``score_range``
+    ((0, 10) by default)."""
+    from .models.reward.judge import judge_protocol
+
+    protocol = judge_protocol(config.reward_model.params)
+    if protocol is not None:
+        low, high = getattr(protocol, "score_range", (0, 10))
+    else:
+        low, high = config.reward_model.params.get("score_range") or (0, 10)
+    return float(low), float(high)
+
+
 def score_floor(config: Config) -> float:
-    """The scale's minimum: the low end of the judge's ``score_range`` (0 by default)."""
-    score_range = config.reward_model.params.get("score_range") or (0, 10)
-    return float(score_range[0])
+    """The scale's minimum (``score_scale``): 0 by default."""
+    return score_scale(config)[0]
 
 
 def report(config: Config, items: list[BenchmarkItem], export: list[str] | None = None) -> dict:
     """Write the report files for this run's pairs and scoring settings; returns the records and the files."""
     from .export_gedit import export_gedit
+    from .models.reward.judge import judge_protocol
+    from .protocols.registry import protocol_note
+    from .protocols.results import export_protocol, protocol_section
     from .report import write_reports
 
     records, scope = read_scores(config, items)
     out = Path(config.output_dir)
     from .models.reward.viescore_files import prompts_note
 
+    params = config.reward_model.params
+    protocol = judge_protocol(params)
+    note = protocol_note(protocol, params["protocol"]["dir"]) if protocol is not None else prompts_note(params)
     files = write_reports(out, records, items, title=f"editjudge: {out.name}", floor=score_floor(config),
-                          scope=scope, score_range=tuple(config.reward_model.params.get("score_range", (0, 10))),
-                          prompts=prompts_note(config.reward_model.params)) if records else {}
+                          scope=scope, score_range=score_scale(config), prompts=note,
+                          protocol=protocol_section(protocol, records) if protocol is not None else None
+                          ) if records else {}
     for name in export or []:
         if name == "gedit":
             paths = export_gedit(out, records, items)
             logger.info("GEdit-Bench export: %d files under %s", len(paths), out / "export" / "gedit")
+        elif protocol is not None and name == protocol.name:
+            paths = export_protocol(protocol, out, records)
+            logger.info("%s export: %d files under %s", name, len(paths), out / "export" / name)
     return {"records": records, "files": files, "floor": score_floor(config),
             "languages": {item.id: item.language for item in items}}
 
@@ -100,7 +124,7 @@ def _devices_for(config: Config, stage: str) -> list:
     return judge_devices(config.reward_model)
 
 
-EXPORTS = ("gedit",)
+EXPORTS = ("gedit", *PROTOCOLS)  # --export <protocol>: that protocol's own export
 
 
 def run(config: Config, stage: str = "all", overwrite: bool = False, export: list[str] | None = None) -> dict:

@@ -83,7 +83,12 @@ def plan_lines(config: Config, *, stage: str, overwrite: bool, export: list[str]
     rubric = rubric if isinstance(rubric, str) else rubric.get("name", "custom") if isinstance(rubric, dict) else "?"
     if params.get("viescore_prompts_dir"):
         rubric += f" with the official prompts of {_short(params['viescore_prompts_dir'])}"
-    lines.append(f"  judge      {judge.type} {_short(params.get('model_path'))} (rubric {rubric}, "
+    scoring = f"rubric {rubric}"
+    protocol = params.get("protocol")
+    if isinstance(protocol, dict):  # a benchmark's own scoring (editjudge.protocols) replaces the rubric
+        scoring = f"protocol {protocol.get('name')} from {_short(protocol.get('dir'))}"
+    model = params.get("model_path") or params.get("model")  # a local judge's weights, or a served model's name
+    lines.append(f"  judge      {judge.type} {_short(model)} ({scoring}, "
                  f"score_mode {params.get('score_mode', 'generate')}, batch {params.get('batch_size', 4)})")
     lines.append(f"  devices    edit: {_devices(config.editing.devices)}; score: {_devices(judge.devices)}")
     if judge.type == "vllm":

@@ -196,6 +196,27 @@ def _md(text: object, limit: int | None = None) -> str:
     return "".join("\\" + ch if ch in MARKDOWN_SPECIAL else ch for ch in text)
 
 
+def protocol_lines(protocol: Mapping | None) -> list[str]:
+    """report.md's table of a benchmark protocol's own figures (summary.json's ``protocol``): per editor,
+    each category's score and the overall, as the benchmark's scripts compute them."""
+    if not protocol:
+        return []
+    editors = protocol.get("editors") or {}
+    categories = list(dict.fromkeys(c for s in editors.values() for c in (s.get("types") or {})))
+    lines = [f"## {_md(protocol['name'])}'s own figures (protocol version {_md(protocol['version'])})", "",
+             "Computed as the benchmark's own scripts compute them, from the same answers; failed items are left "
+             "out as those scripts leave them out.", "",
+             "| editor | " + "".join(f"{_md(c)} | " for c in categories) + "overall | failed |",
+             "|---" * (len(categories) + 3) + "|"]
+    for editor, s in editors.items():
+        types = s.get("types") or {}
+        cells = [fmt((types.get(c) or {}).get("score")) for c in categories]
+        failed = f"{s.get('n_failed', '')}/{s.get('n', '')}"
+        lines.append(f"| {_md(editor)} | " + "".join(f"{c} | " for c in cells) + f"{fmt(s.get('overall'))} | "
+                     f"{_md(failed)} |")
+    return lines + [""]
+
+
 def _markdown(summary: dict, records: list[dict], items: Mapping[str, BenchmarkItem]) -> str:
     categories = summary["categories"]
     lines = [f"# {_md(summary['title'])}", "", f"{len(records)} editor-item pairs, {len(summary['editors'])} editors, "
@@ -220,6 +241,7 @@ def _markdown(summary: dict, records: list[dict], items: Mapping[str, BenchmarkI
     lines += markdown_sections(summary, _md)
     if summary.get("prompts"):
         lines += [f"Prompts: {_md(summary['prompts'])}", ""]
+    lines += protocol_lines(summary.get("protocol"))
     worst = lowest_scored(records)
     if worst:
         lines += [f"## Lowest scores ({len(worst)})", "", "| score | editor | category | item | instruction |",
@@ -336,10 +358,10 @@ def _chart(path: Path, summary: dict, score_range: tuple[float, float] | None = 
 def write_reports(out: Path, records: list[dict], items: list[BenchmarkItem], *, title: str = "editjudge report",
                   thumbnail_size: int = 256, thumbnail_cache: bool = True, floor: float = 0.0,
                   scope: dict | None = None, score_range: tuple[float, float] | None = None,
-                  prompts: str | None = None) -> dict[str, Path]:
+                  prompts: str | None = None, protocol: dict | None = None) -> dict[str, Path]:
     """Writes summary.json, summary.csv, report.md, scores_by_category.png, report.html into `out`; returns name->path.
 
-    ``score_range`` (the judge's scale): the chart's axis spans it; ``prompts``: which prompts scored (summary.json, both reports). Records are validated as :mod:`editjudge.aggregate` does (a malformed one is a ValueError). With
+    ``score_range`` (the judge's scale): the chart's axis spans it; ``prompts``: which prompts scored (summary.json, both reports); ``protocol``: a benchmark protocol's own figures (summary.json's ``protocol``, a table in report.md). Records are validated as :mod:`editjudge.aggregate` does (a malformed one is a ValueError). With
     ``thumbnail_cache``, thumbnails are kept in ``out/.thumbnails/`` so a re-run only decodes new images.
     ``floor``: the scale's minimum, at which the "failed = min" mean counts failed items; ``scope``: what
     the records cover, named in every report (``editjudge.merge.read_scores`` returns it). The items'
@@ -364,6 +386,8 @@ def write_reports(out: Path, records: list[dict], items: list[BenchmarkItem], *,
         summary["pairwise_ranking"] = {"error": pairwise_error}
     if prompts:
         summary["prompts"] = prompts  # which judge prompts made these scores
+    if protocol:
+        summary["protocol"] = protocol  # a benchmark's own figures (editjudge.protocols.results.protocol_section)
     paths = {
         "summary.json": write_atomic(out / "summary.json", json.dumps(summary, indent=2, ensure_ascii=False) + "\n"),
         "summary.csv": _write_csv(out / "summary.csv", summary),

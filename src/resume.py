@@ -77,10 +77,15 @@ def edit_key(config: Config, editor: EditorConfig, item: BenchmarkItem, device: 
     return digest(inputs)
 
 
-def item_key(item: BenchmarkItem, source_sha1: str | None) -> str:
-    """What of an item the judge sees besides the edit: its instruction and source image (SHA-1). A score
-    is reused only under the same scoring settings, edited image (SHA-1) and item key."""
-    return digest({"instruction": item.instruction, "source_sha1": source_sha1})
+def item_key(item: BenchmarkItem, source_sha1: str | None, with_category: bool = False) -> str:
+    """What of an item the judge sees besides the edit: its instruction and source image (SHA-1), and its
+    category where that picks the prompt (``with_category``: a benchmark protocol's, e.g. ImgEdit's edit
+    type; left out otherwise, so that keys made before stay). A score is reused only under the same scoring
+    settings, edited image (SHA-1) and item key."""
+    key = {"instruction": item.instruction, "source_sha1": source_sha1}
+    if with_category:
+        key["category"] = item.category
+    return digest(key)
 
 
 def source_hasher():

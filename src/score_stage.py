@@ -13,7 +13,7 @@ from .benchmark import BenchmarkItem
 from .config import config_from_dict
 from .jsonl import append_jsonl, read_jsonl
 from .layout import Layout
-from .models.reward.judge import judge_items
+from .models.reward.judge import judge_items, judge_protocol_items
 from .parallel import shard
 from .resume import item_key, source_hasher
 from .score_settings import scoring_settings_hash
@@ -35,8 +35,13 @@ def _score_record(pair: tuple[str, BenchmarkItem], edit: dict | None, settings: 
     return record
 
 
-def _judge_chunk(model, rubric, chunk: list, out: Path) -> list[dict]:
-    """Score one chunk of (key, edit) pairs; one result dict per pair (score fields of the record)."""
+def _judge_chunk(model, rubric, chunk: list, out: Path, protocol=None) -> list[dict]:
+    """Score one chunk of (key, edit) pairs; one result dict per pair (score fields of the record), with
+    the rubric or, where one is configured, the benchmark's own protocol."""
+    if protocol is not None:
+        return judge_protocol_items(model, protocol, [item for (_, item), _ in chunk],
+                                    [out / edit["image"] for _, edit in chunk],
+                                    item_ids=[f"{editor}/{item.id}" for (editor, item), _ in chunk])
     return judge_items(model, rubric, [out / edit["image"] for _, edit in chunk],
                        [item.instruction for (_, item), _ in chunk], [item.image for (_, item), _ in chunk],
                        item_ids=[f"{editor}/{item.id}" for (editor, item), _ in chunk])
@@ -44,7 +49,7 @@ def _judge_chunk(model, rubric, chunk: list, out: Path) -> list[dict]:
 
 def score_shard(*, rank: int, world_size: int, device: str, config_data: dict, overwrite: bool) -> None:
     """Stage 2 for one worker: one judge load, this rank's (editor, item) pairs scored in batches."""
-    from .models.reward.judge import build_judge, resolved_settings
+    from .models.reward.judge import build_judge, judge_protocol, resolved_settings
 
     config = config_from_dict(config_data)
     layout = Layout(Path(config.output_dir))
@@ -55,7 +60,8 @@ def score_shard(*, rank: int, world_size: int, device: str, config_data: dict, o
                                    if r.get("settings") == settings}
     part = layout.part("score", rank)
     source_sha1 = source_hasher()
-    inputs = {item.id: None if item.problem else item_key(item, source_sha1(item.image)) for item in mine}
+    by_category = config.reward_model.params.get("protocol") is not None  # a protocol's prompt is the category's
+    inputs = {item.id: None if item.problem else item_key(item, source_sha1(item.image), by_category) for item in mine}
     # Settings that only this worker's device decides (dtype auto): recorded, and a score made under
     # others is redone, while the settings hash stays the same wherever the report is read.
     resolved = resolved_settings(config.reward_model, device)
@@ -92,21 +98,22 @@ def score_shard(*, rank: int, world_size: int, device: str, config_data: dict, o
     model, rubric = build_judge(config.reward_model, device, output_dir=str(layout.out), quiet=progress.active())
     if progress.active():
         model.batch_log_level = logging.DEBUG  # the bar shows the progress; batch lines only with --log-level DEBUG
+    protocol = judge_protocol(config.reward_model.params)  # read once per worker, as the settings hash read it
     try:
-        _score_todo(model, rubric, todo, layout, part, settings, device, inputs, resolved)
+        _score_todo(model, rubric, todo, layout, part, settings, device, inputs, resolved, protocol)
     finally:
         model.close()  # a vLLM judge stops its servers
 
 
 def _score_todo(model, rubric, todo: list, layout: Layout, part: Path, settings: str, device: str,
-                inputs: dict, resolved: dict) -> None:
+                inputs: dict, resolved: dict, protocol=None) -> None:
     batch_size = model.batch_size if isinstance(model.batch_size, int) else 16
     started = time.perf_counter()
     # A few model batches per write: the judge groups by length within a chunk, and a kill loses at most one chunk.
     for written, chunk in enumerate(chunks(todo, batch_size * 4)):
         fault_point("score", written)
         records = [_score_record(key, edit, settings, inputs[key[1].id], **fields, resolved=resolved)
-                   for (key, edit), fields in zip(chunk, _judge_chunk(model, rubric, chunk, layout.out))]
+                   for (key, edit), fields in zip(chunk, _judge_chunk(model, rubric, chunk, layout.out, protocol))]
         fault_point("score-unrecorded", written)
         append_jsonl(part, records)
         for editor in dict.fromkeys(r["editor"] for r in records):

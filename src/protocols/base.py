@@ -12,6 +12,15 @@ prompt text with its placeholders filled, and the images in the upstream order);
 every ``Ask`` through the one judge contract (``batch_evaluate``); ``item_result`` reads the answers as
 the upstream script reads them; ``summary`` computes the per-category and overall figures as the
 upstream script computes them, and ``export`` writes the files the upstream scripts write or read.
+
+A protocol class is built as ``cls(folder, **options)`` (``registry.load_protocol``): ``folder`` is the
+user's checkout, ``options`` the rest of the config's ``protocol`` mapping; it raises ``ProtocolError``
+when the checkout lacks its files (a configuration error: exit 2 before any work). ``asks`` may raise
+``ItemProblem`` for one item the upstream script could not judge (an edit type it has no prompt for):
+that item is a failure record, the others go on. Optional attributes: ``score_range`` (the scale of an
+item's score, for the reports' axis and their "failed = min" mean; default (0, 10)) and ``categories``
+(the categories it judges: a benchmark none of whose categories is among them is refused before work).
+An answer ``item_result`` cannot read is its ``ItemResult.error`` (an exception there fails that item only).
 """
 
 from __future__ import annotations
@@ -24,6 +33,10 @@ from typing import Any, Protocol as _Contract
 
 class ProtocolError(ValueError):
     """The checkout does not hold the protocol's files in the expected layout (a configuration error)."""
+
+
+class ItemProblem(ValueError):
+    """One item the upstream script could not judge (raised by ``asks``): a failure record for that item."""
 
 
 @dataclass(frozen=True)
@@ -53,6 +66,7 @@ def file_digest(path: Path) -> str:
 class BenchmarkProtocol(_Contract):
     name: str        # "imgedit", "rise", "kris"
     version: str     # the upstream rule's version where it changed (RISEBench's April 2026 rule)
+    # optional: score_range: tuple[float, float], the scale of an item's score (default (0, 10))
 
     def identity(self) -> dict:
         """``{"protocol": name, "version": version, "files": {upstream relative path: sha256}}``."""
@@ -65,7 +79,8 @@ class BenchmarkProtocol(_Contract):
 
     def summary(self, rows: list[dict]) -> dict:
         """Per category and overall, as the upstream script computes them, from rows of
-        ``{"item_id", "category", "editor", "score", "sub_scores", "answers"}`` (one editor's rows)."""
+        ``{"item_id", "category", "editor", "score", "sub_scores", "answers", "error"}`` (one editor's rows;
+        ``score`` None for a failed item, ``answers`` the answer text per ``Ask.name``)."""
 
     def export(self, rows: list[dict], folder: Path) -> list[Path]:
         """Write what the upstream scripts write (or read), for one editor's rows; the paths written."""

@@ -108,6 +108,10 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 2
+    if reward_model.params.get("protocol") is not None:
+        print("reward_model.params.protocol: a benchmark's own scoring protocol runs in the job (python main.py "
+              "--stage score), not in the reward server, which scores with a rubric; remove it here", file=sys.stderr)
+        return 2
     configured = reward_model.params.get("batch_size", 4)  # Qwen3VLRewardModel's default
     batch_size = args.batch_size or (configured if isinstance(configured, int) else AUTO_BATCH)
     settings = ServeSettings(host=args.host, port=args.port, batch_size=batch_size, max_wait_ms=args.max_wait_ms,

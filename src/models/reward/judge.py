@@ -93,7 +93,17 @@ def scoring_identity(reward_model) -> dict:
     rubric = judge_rubric(params)
     if not rubric.is_simple:
         identity["rubric"] = dataclasses.asdict(rubric)
+    protocol = judge_protocol(params)
+    if protocol is not None:  # a benchmark's own scoring: its upstream files' digests and its rule's version
+        identity["protocol"] = protocol.identity()
     return identity
+
+
+def judge_protocol(params: dict):
+    """The benchmark protocol ``reward_model.params`` names (``protocol: {name, dir}``), or None."""
+    from ...protocols.registry import configured_protocol
+
+    return configured_protocol(params)
 
 
 def resolved_settings(reward_model, device: Any) -> dict:
@@ -127,3 +137,11 @@ def judge_items(model, rubric, images: list, instructions: list[str], sources: l
     return [{"score": r.score, "raw_output": "\n\n".join(f"[{k}] {v}" for k, v in r.raw_outputs.items()),
              "error": r.error, "fallback": r.fallback, "failed_stage": None if r.error is None else "score",
              "sub_scores": r.sub_scores, "raw_outputs": r.raw_outputs} for r in results]
+
+
+def judge_protocol_items(model, protocol, items: list, images: list, item_ids: list[str] | None = None) -> list[dict]:
+    """Score edited images (paths or PIL images) of ``items`` with a benchmark's own protocol
+    (``editjudge.protocols``): one dict of score fields per image, as ``judge_items`` gives."""
+    from ...protocols.scoring import score_protocol_items
+
+    return score_protocol_items(model, protocol, items, images, item_ids=item_ids)

@@ -135,7 +135,7 @@ class OpenAIRewardModel:
         retry_backoff: float = 1.0,
         cache_dir: str | None = None,
         output_dir: str | None = None,
-        max_new_tokens: int = 64,
+        max_new_tokens: int | None = 64,
         temperature: float | None = 0.0,
         seed: int | None = None,
         min_pixels: int | None = None,
@@ -216,7 +216,8 @@ class OpenAIRewardModel:
         check("max_retries", lambda v: is_int(v) and v >= 0, "a non-negative integer")
         check("timeout", lambda v: is_num(v) and v > 0, "a positive number of seconds")
         check("retry_backoff", lambda v: is_num(v) and v >= 0, "a non-negative number of seconds")
-        check("max_new_tokens", lambda v: is_int(v) and v >= 1, "a positive integer")
+        check("max_new_tokens", lambda v: v is None or (is_int(v) and v >= 1),
+              "a positive integer, or null to send no max_tokens (the server's default, as ImgEdit's requests)")
         check("temperature", lambda v: v is None or (is_num(v) and v >= 0),
               "a non-negative number, or null to send none (the server's default)")
         check("seed", lambda v: v is None or is_int(v), "null or an integer")
@@ -446,7 +447,9 @@ class OpenAIRewardModel:
         return body
 
     def _generate_body(self, messages: list[dict], user_prompt: str, parse) -> dict:
-        body = dict(self._sampling(), messages=messages, max_tokens=self.max_new_tokens)
+        body = dict(self._sampling(), messages=messages)
+        if self.max_new_tokens is not None:  # null: none sent, the server's default applies
+            body["max_tokens"] = self.max_new_tokens
         if self.response_format == "json_object":
             body["response_format"] = {"type": "json_object"}
         elif self.response_format == "json_schema":

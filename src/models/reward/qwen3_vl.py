@@ -111,6 +111,7 @@ class Qwen3VLRewardModel(AnswerMixin, InputsMixin):
         sampling: dict | None = None,
         adapter_path: str | None = None,
         merge_adapter: bool = False,
+        text_before_images: bool = False,
     ) -> None:
         self._given = {k: v for k, v in locals().items() if k != "self"}  # for identity()
         if device == "auto":
@@ -121,7 +122,7 @@ class Qwen3VLRewardModel(AnswerMixin, InputsMixin):
             score_range=score_range, attn_implementation=attn_implementation, quantization=quantization,
             group_by_length=group_by_length, prefetch=prefetch, stop_early=stop_early, device=device,
             max_memory=max_memory, adapter_path=adapter_path, merge_adapter=merge_adapter,
-            sampling=sampling, min_pixels=min_pixels, max_pixels=max_pixels,
+            sampling=sampling, min_pixels=min_pixels, max_pixels=max_pixels, text_before_images=text_before_images,
         ))
         if max_memory is not None and not group:
             problems.append("max_memory applies to a judge on a device group (device=['cuda:0', 'cuda:1'])")
@@ -141,6 +142,7 @@ class Qwen3VLRewardModel(AnswerMixin, InputsMixin):
         self.system_prompt = system_prompt
         self.user_prompt = user_prompt
         self.compare_with_original = compare_with_original
+        self.text_before_images = text_before_images  # the prompt's text, then the images (ImgEdit's order)
         self.score_mode = score_mode
         self.score_range = (float(score_range[0]), float(score_range[1]))
         self.logits_prefix = logits_prefix

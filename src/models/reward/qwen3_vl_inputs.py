@@ -60,12 +60,17 @@ class InputsMixin:
     """Methods of ``Qwen3VLRewardModel`` that build its inputs; they use its processor, lock and settings."""
 
     def _build_messages(self, edited_image, system_prompt: str, user_prompt: str, original_image=None) -> list[dict]:
-        """A system turn and a user turn holding the image(s) then the prompt, nothing else."""
+        """A system turn and a user turn holding the image(s) then the prompt (``text_before_images``: the
+        prompt then the image(s)), nothing else."""
         content = []
         if original_image is not None:
             content.append({"type": "image", "image": original_image})
         content.append({"type": "image", "image": edited_image})
-        content.append({"type": "text", "text": user_prompt})
+        text = {"type": "text", "text": user_prompt}
+        if getattr(self, "text_before_images", False):
+            content.insert(0, text)
+        else:
+            content.append(text)
         user = {"role": "user", "content": content}
         if not system_prompt:  # "" (the official VIEScore prompts): no system message at all
             return [user]

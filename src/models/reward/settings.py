@@ -47,7 +47,7 @@ def setting_problems(values: dict) -> list[str]:
         if values["sampling"] is not None and values.get("score_mode") == "logits":
             problems.append("sampling applies to score_mode 'generate' (logits mode reads the digit distribution "
                             "itself, with nothing to sample)")
-    for key in ("group_by_length", "stop_early", "use_batch_inference", "compare_with_original"):
+    for key in ("group_by_length", "stop_early", "use_batch_inference", "compare_with_original", "text_before_images"):
         check(key, lambda v: isinstance(v, bool), "true or false")
     if "score_range" in values:
         score_range = values["score_range"]
@@ -83,8 +83,9 @@ def setting_problems(values: dict) -> list[str]:
 MODEL_PARAMS = ("model_path", "device", "dtype", "attn_implementation", "batch_size", "use_batch_inference",
                 "max_new_tokens", "min_pixels", "max_pixels", "system_prompt", "user_prompt", "compare_with_original",
                 "score_mode", "score_range", "logits_prefix", "trust_remote_code", "show_progress", "group_by_length",
-                "prefetch", "stop_early", "quantization", "max_memory", "sampling", "adapter_path", "merge_adapter")
-PIPELINE_PARAMS = ("rubric", "viescore_prompts_dir")
+                "prefetch", "stop_early", "quantization", "max_memory", "sampling", "adapter_path", "merge_adapter",
+                "text_before_images")
+PIPELINE_PARAMS = ("rubric", "viescore_prompts_dir", "protocol")  # protocol: a benchmark's own scoring
 ACCEPTED_PARAMS = MODEL_PARAMS + PIPELINE_PARAMS
 # The transformers judge's settings that change its speed, never an answer or a failure (each proven so
 # in tests/test_judge_identity.py); every other one is part of ``identity_of``.
@@ -97,7 +98,8 @@ DEFAULTS = {"device": "auto", "dtype": "auto", "attn_implementation": "sdpa", "b
             "system_prompt": DEFAULT_SYSTEM_PROMPT, "user_prompt": DEFAULT_USER_PROMPT, "compare_with_original": False,
             "score_mode": "generate", "score_range": [0, 10], "logits_prefix": '{"score": ', "trust_remote_code": False,
             "show_progress": True, "group_by_length": True, "prefetch": "auto", "stop_early": True,
-            "quantization": None, "max_memory": None, "sampling": None, "adapter_path": None, "merge_adapter": False}
+            "quantization": None, "max_memory": None, "sampling": None, "adapter_path": None, "merge_adapter": False,
+            "text_before_images": False}
 # What computes the transformers judge's numbers: the model code, the kernels, the image resize.
 LIBRARIES = ("torch", "torchvision", "transformers", "pillow")
 
@@ -111,6 +113,8 @@ def identity_of(params: dict) -> dict:
 
     settings = answer_settings({k: v for k, v in params.items() if k not in PIPELINE_PARAMS}, SPEED_PARAMS, DEFAULTS)
     model_path, adapter_path = settings.pop("model_path"), settings.pop("adapter_path")
+    if not settings["text_before_images"]:  # named only when on: identities made before it existed still hold
+        del settings["text_before_images"]
     libraries = LIBRARIES + (("peft",) if adapter_path else ()) + (("torchao",) if settings["quantization"] else ())
     extra = {"adapter": adapter_fingerprint(adapter_path)} if adapter_path else {}
     return backend_identity("transformers", settings, weights=weights_fingerprint(model_path),
