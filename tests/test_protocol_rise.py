@@ -322,6 +322,9 @@ def test_checkouts_the_rule_does_not_fit_are_configuration_errors(tmp_path):
     identity = protocol.identity()
     assert identity["version"].startswith("gpt_eval.py@ce8cba3") and set(identity["files"]) == {
         "utils.py", "gpt_eval.py", "data/data_total.json"}
+    (good / "data" / "other.json").write_text(json.dumps(RECORDS[:2]))  # RISEBench-360's file, say
+    other = RiseProtocol(good, data="data/other.json")
+    assert other.order == ["t1", "t2"] and "data/other.json" in other.identity()["files"]
     assert protocol.judge_settings() == {"model": "gpt-4.1-2025-04-14", "temperature": 0, "max_tokens": 4096,
                                          "image_size": 768}
 

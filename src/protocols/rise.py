@@ -128,11 +128,11 @@ class RiseProtocol:
     score_range = (1.0, 5.0)
 
     def __init__(self, folder, data: str | None = None) -> None:
-        """``folder``: the RISEBench checkout; ``data``: another ``data_total.json`` (RISEBench-360's),
-        image paths relative to its folder (default: the checkout's ``data/data_total.json``)."""
+        """``folder``: the RISEBench checkout; ``data``: another ``data_total.json`` (RISEBench-360's; relative
+        to ``folder``), image paths relative to its folder (default: the checkout's ``data/data_total.json``)."""
         self.folder = Path(folder).expanduser()
         paths = [self.folder / rp.UTILS, self.folder / rp.SCRIPT,
-                 Path(data).expanduser() if data else self.folder / rp.DATA]
+                 self.folder / Path(data).expanduser() if data else self.folder / rp.DATA]
         missing = [str(p) for p in paths if not p.is_file()]
         if missing:
             raise ProtocolError(f"{self.folder} is not a RISEBench checkout: missing {missing} (expected a clone of "
