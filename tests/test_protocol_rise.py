@@ -263,6 +263,12 @@ def test_summary_and_export_follow_gpt_eval_main(checkout, tmp_path):
     assert subtasks["Causal-State Transition"] == pytest.approx([1.5, 12.5, 0.0])
     assert subtasks["Logic-Puzzle Solving"] == pytest.approx([5.0, 100.0, 1.0])
     assert summary["n"] == 11 and summary["n_failed"] == 2 and summary["missing"] == []
+    # rows without recorded figures (no edit, or asks that could not be made) are read from their answers
+    bare = [dict(r, sub_scores={}, score=None) for r in summary_rows(protocol, root)]
+    assert protocol.summary(bare) == summary
+    no_edit = [dict(r, sub_scores={}, score=None, answers={}) if r["item_id"] == "t2" else r
+               for r in summary_rows(protocol, root)]
+    assert protocol.summary(no_edit)["overall"]["accuracy"] == pytest.approx(2 / 11)  # counted, as failed
 
     score_csv, table_csv = protocol.export(summary_rows(protocol, root), tmp_path / "export")
     assert score_csv.name == "ed_judge.csv" and table_csv.name == "ed_judge_table.csv"

@@ -233,16 +233,24 @@ class RiseProtocol:
     # ------------------------------------------------------------------ the summary and the files
 
     def _table(self, rows: list[dict]) -> list[dict]:
-        """One entry per row, in data_total.json's order: the record, the texts and the figures."""
+        """One entry per row, in data_total.json's order: the record, the texts and the figures. The figures
+        are the row's own (``item_result``'s, as the score stage recorded them); a row without them (no
+        edit, or an item whose asks could not be made) is read from its answers: an unreadable item, as
+        the script's 'failed' rows (no score, completion 0)."""
         position = {k: i for i, k in enumerate(self.order)}
         out = []
         for row in sorted(rows, key=lambda r: position.get(str(r["item_id"]), len(position))):
             record = self.record(row["item_id"])
             answers = row.get("answers") if isinstance(row.get("answers"), dict) else {}
-            result, matched = self._read(record, answers)
-            out.append({"record": record, "texts": self._texts(record, answers), "result": result,
-                        "matched": matched, "dims": {d: _nan(result.sub_scores[d]) for d in DIMENSIONS},
-                        "score": _nan(result.score), "complete": result.sub_scores["complete"]})
+            subs = row.get("sub_scores") or {}
+            if all(k in subs for k in DIMENSIONS + ("complete",)):
+                score, matched = row.get("score"), subs["Reasoning"] is not None
+            else:
+                result, matched = self._read(record, answers)
+                score, subs = result.score, result.sub_scores
+            out.append({"record": record, "texts": self._texts(record, answers), "matched": matched,
+                        "dims": {d: _nan(subs[d]) for d in DIMENSIONS}, "score": _nan(score),
+                        "complete": int(subs["complete"])})
         return out
 
     def _figures(self, table: list[dict]) -> dict[str, list]:
@@ -289,7 +297,7 @@ class RiseProtocol:
                          "at its groupby('subtask'))")
         clean = {k: [_clean(v) for v in values] for k, values in figures.items()}
         return {"rule": self.version, "headline": "accuracy", "n": len(table),
-                "n_failed": sum(e["result"].score is None for e in table), "n_in_data": len(self.order),
+                "n_failed": sum(math.isnan(e["score"]) for e in table), "n_in_data": len(self.order),
                 "missing": missing,
                 "overall": dict(zip(("score", "score_percent", "accuracy"), clean["Overall"])),
                 "categories": {label: dict(zip(("score", "score_percent", "accuracy"), clean[label]))
