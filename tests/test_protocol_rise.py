@@ -246,16 +246,21 @@ def test_summary_and_export_follow_gpt_eval_main(checkout, tmp_path):
     protocol = RiseProtocol(root)
     summary = protocol.summary(summary_rows(protocol, root)[::-1])  # any order: data_total.json's is used
     # main(): means over items with a score; accuracy over every item (failed ones count 0); 25 * (s - 1)
-    assert summary["overall"] == pytest.approx({"score": 28.8 / 9, "score_percent": 25 * (28.8 / 9 - 1),
-                                                "accuracy": 3 / 11})
+    # the headline (the leaderboard's "Overall (%)") is the accuracy in percent
+    assert summary["overall"] == pytest.approx(100 * 3 / 11) and summary["accuracy"] == pytest.approx(3 / 11)
+    assert summary["score_origin"] == pytest.approx(28.8 / 9)
+    assert summary["score_percent"] == pytest.approx(25 * (28.8 / 9 - 1))
+    assert summary["figures"]["Overall"] == pytest.approx([28.8 / 9, 25 * (28.8 / 9 - 1), 3 / 11])
     for label, prefix in (("Temporal", "t"), ("Causal", "c"), ("Spatial", "s"), ("Logical", "l")):
         cases = [c for k, c in CASES.items() if k.startswith(prefix)]
-        want = mean([c[2] for c in cases])
-        assert summary["categories"][label]["score"] == pytest.approx(want)
-        assert summary["categories"][label]["accuracy"] == pytest.approx(mean([c[3] for c in cases]))
+        part = summary["types"][f"{label.lower()}_reasoning"]
+        assert part["score_origin"] == pytest.approx(mean([c[2] for c in cases]))
+        assert part["accuracy"] == pytest.approx(mean([c[3] for c in cases]))
+        assert part["score"] == pytest.approx(100 * part["accuracy"]) and part["n"] == len(cases)
         for i, dim in enumerate(("Consistency", "Reasoning", "Quality")[:2 if prefix == "l" else 3]):
             assert summary["figures"][f"{label}_{dim}"][0] == pytest.approx(mean([c[1][i] for c in cases]))
-    assert summary["categories"]["Causal"] == pytest.approx({"score": 1.5, "score_percent": 12.5, "accuracy": 0.0})
+    assert summary["figures"]["Causal"] == pytest.approx([1.5, 12.5, 0.0])
+    assert (summary["types"]["causal_reasoning"]["n_failed"], summary["types"]["spatial_reasoning"]["n_failed"]) == (1, 1)
     # subtasks: subtask_dic's order and prefixes; 'Unlisted' and items without one are left out
     subtasks = {k: v for k, v in summary["figures"].items() if "-" in k}
     assert list(subtasks) == ["Temp-Life Progression", "Causal-State Transition", "Logic-Puzzle Solving"]
@@ -268,7 +273,7 @@ def test_summary_and_export_follow_gpt_eval_main(checkout, tmp_path):
     assert protocol.summary(bare) == summary
     no_edit = [dict(r, sub_scores={}, score=None, answers={}) if r["item_id"] == "t2" else r
                for r in summary_rows(protocol, root)]
-    assert protocol.summary(no_edit)["overall"]["accuracy"] == pytest.approx(2 / 11)  # counted, as failed
+    assert protocol.summary(no_edit)["accuracy"] == pytest.approx(2 / 11)  # counted, as failed
 
     score_csv, table_csv = protocol.export(summary_rows(protocol, root), tmp_path / "export")
     assert score_csv.name == "ed_judge.csv" and table_csv.name == "ed_judge_table.csv"

@@ -296,13 +296,22 @@ class RiseProtocol:
             notes.append("data_total.json has no subtask field: no per-subtask figures (RISEBench's script stops "
                          "at its groupby('subtask'))")
         clean = {k: [_clean(v) for v in values] for k, values in figures.items()}
-        return {"rule": self.version, "headline": "accuracy", "n": len(table),
-                "n_failed": sum(math.isnan(e["score"]) for e in table), "n_in_data": len(self.order),
-                "missing": missing,
-                "overall": dict(zip(("score", "score_percent", "accuracy"), clean["Overall"])),
-                "categories": {label: dict(zip(("score", "score_percent", "accuracy"), clean[label]))
-                               for label in SUMMARY_CATEGORIES},
-                "figures": clean, "notes": notes}
+
+        def part(label: str, entries: list[dict]) -> dict:
+            score, percent, accuracy = clean[label]
+            failed = sum(math.isnan(e["score"]) for e in entries)
+            return {"score": None if accuracy is None else 100 * accuracy, "accuracy": accuracy,
+                    "score_origin": score, "score_percent": percent, "n": len(entries),
+                    "n_scored": len(entries) - failed, "n_failed": failed}
+
+        overall = part("Overall", table)
+        return {"rule": self.version, "overall": overall.pop("score"), **overall,
+                "types": {cat: part(label, [e for e in table if e["record"]["category"] == cat])
+                          for label, cat in SUMMARY_CATEGORIES.items()},
+                "headline": "overall and each type's score: Accuracy (%), the share of items whose every judged "
+                            "dimension is 5 (RISEBench's leaderboard figure; failed items count as not complete); "
+                            "score_origin: the mean weighted score (1-5), score_percent: 25 * (score_origin - 1)",
+                "n_in_data": len(self.order), "missing": missing, "figures": clean, "notes": notes}
 
     def export(self, rows: list[dict], folder: Path, model: str | None = None) -> list[Path]:
         """``{model}_judge.csv`` (the script's score file: one row per figure, columns ``-``,
