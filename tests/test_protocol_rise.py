@@ -364,3 +364,18 @@ def test_the_real_risebench_64_data(tmp_path):
     assert variants == {"prompt_reasoning": 32, "prompt_spatial_ref": 16, "prompt_logical_img": 12,
                         "prompt_logical_txt": 4}
     assert (n_asks, two_images) == (48 * 3 + 16 * 2, 64 + 12)
+
+
+def test_an_unreadable_edit_fails_that_item_only(checkout, tmp_path):
+    from editjudge.protocols.rise import ItemProblem
+
+    root, edit = checkout
+    protocol = RiseProtocol(root)
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    with pytest.raises(ItemProblem, match="broken.png"):
+        protocol.asks(item_of(RECORDS[0], root), broken)
+    # an edit given as an open PIL image is prepared the same way, and left unchanged
+    opened = Image.open(edit)
+    asks = protocol.asks(item_of(RECORDS[0], root), opened)
+    assert asks[0].image.size == (768, 384) and opened.size == (1000, 500)

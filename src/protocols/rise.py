@@ -177,7 +177,7 @@ class RiseProtocol:
         record = self.record(item.id)
         stored = record.get("judge") or {}
         base = self.data_path.parent
-        paths = {rp.SOURCE: base / record["image"], rp.EDIT: Path(edited)}
+        paths = {rp.SOURCE: base / record["image"], rp.EDIT: edited}  # a path, or an open PIL image
         if rp.is_set(record, "reference_img"):
             paths[rp.REFERENCE] = base / record["reference_img"]
         wanted = [r for r in rp.plan(record, self.columns) if JUDGE_KEYS[r.name] not in stored
@@ -191,7 +191,7 @@ class RiseProtocol:
                     first_image=images[r.images[0]] if len(r.images) == 2 else None) for r in wanted]
 
     def item_result(self, item, answers: dict[str, str | None]) -> ItemResult:
-        return self._result(self.record(item.id), answers)
+        return self._read(self.record(item.id), answers)[0]
 
     def _texts(self, record: dict, answers: dict) -> dict[str, str | None]:
         """judge1..judge3 as the script holds them: stored answers first, None for a consistency-free judge1."""
@@ -201,9 +201,6 @@ class RiseProtocol:
         if self.consistency_free(record)[0]:
             texts["judge1"] = None
         return texts
-
-    def _result(self, record: dict, answers: dict) -> ItemResult:
-        return self._read(record, answers)[0]
 
     def _read(self, record: dict, answers: dict) -> tuple[ItemResult, bool]:
         """The item's figures, and whether the script's match_log says 'succeed' (every answer read)."""

@@ -213,22 +213,30 @@ def prompt_text(prompts: dict[str, str], name: str, record: dict) -> str:
     return prompts[name].format(**{field: values[field] for field in PROMPTS[name]})
 
 
-def upstream_image(path: Path, size: int) -> Image.Image:
+def upstream_image(path, size: int) -> Image.Image:
     """The pixels ``encode_image_to_base64`` encodes: RGBA/P through ``convert('RGB')``, then
     ``thumbnail((size, size))`` when ``size > 0``. A fresh image, without the file's metadata: the
-    judge then applies no EXIF rotation and no transparency the upstream script does not apply."""
+    judge then applies no EXIF rotation and no transparency the upstream script does not apply.
+    ``path`` may be a PIL image already open (it is copied, never changed)."""
+    if isinstance(path, Image.Image):
+        return _prepared(path.copy(), size)
+    with open_image(Path(path)) as image:  # ImageLoadError naming the file when it cannot be opened
+        try:
+            return _prepared(image, size)
+        except ImageLoadError as exc:
+            raise ImageLoadError(f"{path}: {exc}") from None
+
+
+def _prepared(image: Image.Image, size: int) -> Image.Image:
     try:
-        with open_image(Path(path)) as image:
-            if image.mode in ("RGBA", "P"):
-                image = image.convert("RGB")
-            if size > 0:
-                image.thumbnail((size, size))
-            image.load()
-            return Image.frombytes(image.mode, image.size, image.tobytes())
-    except ImageLoadError:
-        raise
+        if image.mode in ("RGBA", "P"):
+            image = image.convert("RGB")
+        if size > 0:
+            image.thumbnail((size, size))
+        image.load()
+        return Image.frombytes(image.mode, image.size, image.tobytes())
     except (OSError, ValueError, SyntaxError) as exc:
-        raise ImageLoadError(f"unreadable image {path}: {exc}") from exc
+        raise ImageLoadError(f"unreadable image: {exc}") from exc
 
 
 def digests(folder: Path, paths: list[Path]) -> dict[str, str]:
