@@ -41,13 +41,8 @@ import json
 from pathlib import Path
 
 from . import kris_answers as read
-from .base import Ask, ItemResult, ProtocolError, file_digest
+from .base import Ask, ItemProblem, ItemResult, ProtocolError, file_digest
 from .kris_export import summarize, write_metrics
-
-try:
-    from .base import ItemProblem  # the scoring machinery's per-item failure (protocols branch)
-except ImportError:  # pragma: no cover - before that lands, a plain ValueError is the per-item error
-    ItemProblem = ValueError
 
 PROMPTS = "utils/prompts.py"
 SCRIPTS = {"common": "metrics_common.py", "knowledge": "metrics_knowledge.py", "view": "metrics_view_change.py"}

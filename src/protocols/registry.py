@@ -20,6 +20,8 @@ from .base import BenchmarkProtocol, ProtocolError
 
 PROTOCOLS = {
     "imgedit": "editjudge.protocols.imgedit:ImgEditBasic",
+    "kris": "editjudge.protocols.kris:KrisProtocol",
+    "rise": "editjudge.protocols.rise:RiseProtocol",
 }
 
 

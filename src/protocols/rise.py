@@ -42,13 +42,7 @@ from pathlib import Path
 from ..files import write_atomic
 from ..images import ImageLoadError
 from . import rise_prompts as rp
-from .base import Ask, ItemResult, ProtocolError
-
-try:  # ItemProblem (an item the script could not judge) comes with the scoring loop's branch of base.py
-    from .base import ItemProblem
-except ImportError:  # pragma: no cover - base.py before that merge
-    class ItemProblem(ValueError):
-        """One item the upstream script could not judge."""
+from .base import Ask, ItemProblem, ItemResult, ProtocolError
 
 _SCORE = re.compile(r"final score\*{0,2}:?\s*([\d\s*,]*)", re.IGNORECASE)
 _SCORES = re.compile(r"final scores\*{0,2}:?\s*([\d\s*,]*)", re.IGNORECASE)
