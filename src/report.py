@@ -167,7 +167,8 @@ def _md(text: object, limit: int | None = None) -> str:
     return "".join("\\" + ch if ch in MARKDOWN_SPECIAL else ch for ch in text)
 
 
-def _markdown(summary: dict, records: list[dict], items: Mapping[str, BenchmarkItem]) -> str:
+def _markdown(summary: dict, records: list[dict], items: Mapping[str, BenchmarkItem],
+              extra: list[str] | None = None) -> str:
     categories = summary["categories"]
     lines = [f"# {_md(summary['title'])}", "", f"{len(records)} editor-item pairs, {len(summary['editors'])} editors, "
              f"{len(categories)} categories. Cells: mean score (failed items in brackets).", ""]
@@ -190,6 +191,7 @@ def _markdown(summary: dict, records: list[dict], items: Mapping[str, BenchmarkI
     lines += ["", _md(FAILURES_NOTE), ""]
     if summary.get("prompts"):
         lines += [f"Prompts: {_md(summary['prompts'])}", ""]
+    lines += extra or []  # the probes' table and the canary's line
     worst = lowest_scored(records)
     if worst:
         lines += [f"## Lowest scores ({len(worst)})", "", "| score | editor | category | item | instruction |",
@@ -321,10 +323,16 @@ def write_reports(out: Path, records: list[dict], items: list[BenchmarkItem], *,
     summary = summary_dict(records, title, floor=floor, scope=scope)  # validates the records (aggregate raises ValueError on bad ones)
     if prompts:
         summary["prompts"] = prompts  # which judge prompts made these scores
+    from .trust.probe_report import CANARY_FILE, PROBES_FILE, canary_line, probes_markdown, read_record
+
+    probes, canary = read_record(out, PROBES_FILE), read_record(out, CANARY_FILE)
+    if canary:
+        summary["canary"] = canary  # the drift check of the run's judge (--canary)
+    extra = probes_markdown(probes, _md) + ([_md(canary_line(canary)), ""] if canary else [])
     paths = {
         "summary.json": write_atomic(out / "summary.json", json.dumps(summary, indent=2, ensure_ascii=False) + "\n"),
         "summary.csv": _write_csv(out / "summary.csv", summary),
-        "report.md": write_atomic(out / "report.md", _markdown(summary, records, by_id)),
+        "report.md": write_atomic(out / "report.md", _markdown(summary, records, by_id, extra)),
     }
     chart = _chart(out / "scores_by_category.png", summary, score_range)
     if chart is not None:
