@@ -137,6 +137,9 @@ def main(argv: list[str] | None = None) -> int:
                 canary = load_canary(args.canary)
             except CanaryError as exc:
                 problems.append(str(exc))
+            if args.stage in ("edit", "report") and rank0:
+                print(f"note: the canary is checked at the start of the score stage; --stage {args.stage} has none",
+                      file=sys.stderr)
         if problems:
             print(ConfigError(args.config, problems), file=sys.stderr)
             return 2

@@ -64,6 +64,7 @@ def test_the_demo_brightness_judge_is_unfit_and_the_reports_say_why(scored_run, 
     # scores.jsonl exists: the reports were written again, with the probes
     md = (out / "report.md").read_text()
     assert "## Probes" in md and "| white | FAIL |" in md
+    assert f"judge settings {result['judge']['settings_hash'][:12]}" in md  # which judge the probes saw
     html = (out / "report.html").read_text()
     assert '<h2 id="probes">Probes</h2>' in html and "item&#x27;s instruction" in html
 

@@ -47,11 +47,20 @@ def _rows(probes: dict) -> list[dict]:
     return [p for p in probes.get("probes", []) if isinstance(p, dict)]
 
 
+def _made(probes: dict, escape: Callable[[object], str]) -> str:
+    """Which judge settings the probes ran under (``editjudge probe`` writes probes.json; a later run
+    under other settings shows the same file until the probes are run again)."""
+    judge = probes.get("judge")
+    if not isinstance(judge, dict) or not judge.get("settings_hash"):
+        return ""
+    return escape(f" (editjudge probe, judge settings {str(judge['settings_hash'])[:12]})")
+
+
 def probes_markdown(probes: dict | None, md: Callable[[object], str]) -> list[str]:
     """report.md's lines for the probes: the verdict and one row per probe (``md`` escapes text)."""
     if not probes:
         return []
-    lines = ["## Probes", "", md(probes.get("verdict", {}).get("text", "")), "",
+    lines = ["## Probes", "", md(probes.get("verdict", {}).get("text", "")) + _made(probes, md), "",
              "| probe | result | mean | rule or why skipped |", "|---|---|---|---|"]
     for p in _rows(probes):
         lines.append(f"| {md(p.get('name'))} | {_state(p)} | {_num(p.get('mean'))} | "
@@ -75,7 +84,8 @@ def probes_html(probes: dict | None, e: Callable[[object], str]) -> str:
     ref = probes.get("reference")
     ref_line = (f"<p>The first editor's edits with their own instructions: mean {e(_num(ref.get('score')))} "
                 f"(n={e(ref.get('n'))}).</p>" if isinstance(ref, dict) else "")
-    return (f'<h2 id="probes">Probes</h2><p{cls} id="probe-verdict">{e(verdict.get("text", ""))}</p>{ref_line}'
+    return (f'<h2 id="probes">Probes</h2><p{cls} id="probe-verdict">{e(verdict.get("text", ""))}'
+            f'{_made(probes, e)}</p>{ref_line}'
             '<table id="probe-table"><tr><th>probe</th><th>the judge is shown</th><th>a judge that sees gives</th>'
             f'<th>result</th><th>mean</th><th>rule</th></tr>{"".join(rows)}</table>')
 
