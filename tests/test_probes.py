@@ -114,8 +114,9 @@ def test_a_judge_that_sees_passes_every_probe(precomputed_dir):
 
 
 def test_a_sampling_judge_fails_repeat_and_the_threshold_is_strict(precomputed_dir):
-    from editjudge.trust.probe import low_threshold, repeat_threshold, run_probes
+    from editjudge.trust.probe import low_threshold, probe_size, repeat_threshold, run_probes
 
+    assert (probe_size((4000, 3000)), probe_size((384, 255))) == ((1024, 768), (384, 255))
     assert (low_threshold((0, 10)), low_threshold((1, 5)), repeat_threshold((0, 25))) == (3.0, 2.2, 0.5)
     items = _items()
     edits = {item.id: precomputed_dir / f"{item.id}.png" for item in items}

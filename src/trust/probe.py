@@ -9,9 +9,9 @@ The probes (``PROBES``), each on the same items:
 
 - ``unchanged``: the item's source given back as its edit: the instruction was not followed, so the
   semantics (``SC`` of a rubric that has it, else the score) must be low;
-- ``black``, ``white``: a blank image of the source's size: nothing is left of the picture, so the
-  quality (``PQ``, else the score) must be low. Both, not black alone: a judge that reads brightness
-  passes black and fails white, and the verdict says so;
+- ``black``, ``white``: a blank image of the source's size (at most ``MAX_SIDE`` on a side): nothing
+  is left of the picture, so the quality (``PQ``, else the score) must be low. Both, not black alone:
+  a judge that reads brightness passes black and fails white, and the verdict says so;
 - ``noise``: uniform random pixels (seeded): quality must be low;
 - ``wrong_instruction``: an edit of the run's first editor (``OUT/edits``) with another item's
   instruction (of another category when there is one): semantics must be low. Without edits it is
@@ -103,6 +103,16 @@ def _mean(values: list) -> float | None:
     return sum(scored) / len(scored) if scored else None
 
 
+MAX_SIDE = 1024  # blank and noise images larger than this are made smaller (judges resize far below it)
+
+
+def probe_size(size: tuple[int, int]) -> tuple[int, int]:
+    """The source's size, scaled down (aspect kept) to at most ``MAX_SIDE`` pixels on its longer side."""
+    width, height = size
+    scale = min(1.0, MAX_SIDE / max(width, height, 1))
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
 def blank(size: tuple[int, int], value: int) -> Image.Image:
     return Image.new("RGB", size, (value, value, value))
 
@@ -164,7 +174,7 @@ def run_probes(score: ScoreFn, items: list, edits: dict[str, Path] | None, scale
     ids = [item.id for item in items]
     sources = [item.image for item in items]
     instructions = [item.instruction for item in items]
-    sizes = sizes or {item.id: image_size(item.image) for item in items}
+    sizes = {k: probe_size(v) for k, v in (sizes or {item.id: image_size(item.image) for item in items}).items()}
     low, same = low_threshold(scale), repeat_threshold(scale)
     by_name = {p.name: p for p in PROBES}
     results: dict[str, dict] = {}
@@ -193,7 +203,7 @@ def run_probes(score: ScoreFn, items: list, edits: dict[str, Path] | None, scale
         results["wrong_instruction"] = _skipped(by_name["wrong_instruction"], no_edits_reason or "no edits")
     elif not pairs:
         results["wrong_instruction"] = _skipped(by_name["wrong_instruction"],
-                                                "every edited item has the same instruction")
+                                                "no two edited items have different instructions")
     else:
         fields = score([edits[ids[i]] for i, _ in pairs], [instructions[j] for _, j in pairs],
                        [sources[i] for i, _ in pairs])
