@@ -212,3 +212,17 @@ def test_the_canary_is_made_rescored_and_catches_drift_and_changed_images(scored
     (tmp_path / "bad.json").write_text("{not json")
     assert cli(["--config", config, "--canary", str(tmp_path / "bad.json"), "--output-dir", str(fresh)]) == 2
     assert "not readable JSON" in capsys.readouterr().err and not fresh.exists()
+
+
+def test_with_a_rubric_the_probes_read_its_semantics_and_quality(scored_run, tmp_path, capsys):
+    """viescore through the real judge path: unchanged and wrong_instruction read SC, the blank images PQ."""
+    config, _ = scored_run
+    out = tmp_path / "vs"
+    assert cli(["probe", "--config", config, "--limit", "3", "--output-dir", str(out),
+                "--set", "reward_model.params.rubric=viescore"]) == 1
+    result = json.loads((out / "probes.json").read_text())
+    read = {p["name"]: p["read"] for p in result["probes"]}
+    assert read["unchanged"] == ["SC"] and read["black"] == ["PQ"] and read["white"] == ["PQ"], read
+    assert result["probes"][4]["skipped"].startswith("no edits of the first editor, good-edits")
+    assert result["verdict"]["text"].startswith("this judge is unfit for rubric viescore")
+    assert "wrong_instruction  skipped" in capsys.readouterr().out
