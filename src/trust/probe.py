@@ -190,7 +190,8 @@ def run_probes(score: ScoreFn, items: list, edits: dict[str, Path] | None, scale
                      "quality": _mean([view_value(f, "quality")[0] for f in ref_fields]),
                      "score": _mean([f.get("score") for f in ref_fields])}
 
-    results["unchanged"] = _entry(by_name["unchanged"], ids, score(sources, instructions, sources), low, scale)
+    unchanged = score(sources, instructions, sources)
+    results["unchanged"] = _entry(by_name["unchanged"], ids, unchanged, low, scale)
     rng = random.Random(NOISE_SEED)
     made = {"black": [blank(sizes[i], 0) for i in ids], "white": [blank(sizes[i], 255) for i in ids],
             "noise": [noise(sizes[i], rng) for i in ids]}
@@ -213,7 +214,7 @@ def run_probes(score: ScoreFn, items: list, edits: dict[str, Path] | None, scale
             row["instruction_of"] = ids[j]
 
     results["repeat"] = _repeat(by_name["repeat"], score, ids, edited, edits, sources, instructions,
-                                ref_fields, same, scale)
+                                ref_fields if edited else unchanged, same, scale)
     probes = [results[p.name] for p in PROBES]
     result = {"rubric": rubric, "scale": list(scale), "n_items": len(items), "reference": reference,
               "probes": probes, "verdict": verdict(probes, reference)}
@@ -226,9 +227,8 @@ def _repeat(probe: Probe, score: ScoreFn, ids, edited, edits, sources, instructi
     if edited:
         rows = edited
         again = score([edits[ids[i]] for i in rows], [instructions[i] for i in rows], [sources[i] for i in rows])
-    else:  # no edits: the sources, twice
+    else:  # no edits: the sources, twice (``first``: the unchanged probe's scores)
         rows = list(range(len(ids)))
-        first = score(sources, instructions, sources)
         again = score(sources, instructions, sources)
     diffs = [abs(a["score"] - b["score"]) if a.get("score") is not None and b.get("score") is not None else None
              for a, b in zip(first, again)]
