@@ -71,6 +71,12 @@ def build_parser() -> argparse.ArgumentParser:
                              "reward_model.params.protocol: {name: imgedit, ...})")
     parser.add_argument("--overwrite", action="store_true",
                         help="redo the chosen stages' work instead of resuming from what is on disk")
+    parser.add_argument("--canary", metavar="FILE",
+                        help="a drift canary (editjudge canary make): its items are rescored at the start of the "
+                             "score stage and the drift is printed and recorded (summary.json canary)")
+    parser.add_argument("--canary-max-drift", type=float, metavar="X",
+                        help="stop before scoring, exit status 1, when the canary's mean absolute drift is over X "
+                             "(default: warn only)")
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     return parser
 
@@ -102,6 +108,14 @@ def main(argv: list[str] | None = None) -> int:
         from .trust.agree_cli import main as agree_main
 
         return agree_main(argv[1:])
+    if argv[:1] == ["canary"]:  # make or check a drift canary (editjudge.trust.canary_cli)
+        from .trust.canary_cli import main as canary_main
+
+        return canary_main(argv[1:])
+    if argv[:1] == ["probe"]:  # the judge's probes (editjudge.trust.probe_cli): its own flags
+        from .trust.probe_cli import main as probe_main
+
+        return probe_main(argv[1:])
     args = build_parser().parse_args(argv)
     rank = f" [rank {os.environ['RANK']}]" if int(os.environ.get("WORLD_SIZE", "1")) > 1 else ""
     logging.basicConfig(level=args.log_level, format=f"%(asctime)s %(levelname)s{rank} %(name)s: %(message)s")
@@ -118,6 +132,24 @@ def main(argv: list[str] | None = None) -> int:
         if problems:
             print(ConfigError(args.config, problems), file=sys.stderr)
             print("(the models and the devices are checked once these are fixed)", file=sys.stderr)
+            return 2
+        if args.canary_max_drift is not None and not args.canary:
+            problems.append("--canary-max-drift needs --canary FILE")
+        if args.canary_max_drift is not None and not args.canary_max_drift >= 0:
+            problems.append(f"--canary-max-drift: expected a number >= 0, got {args.canary_max_drift}")
+        canary = None
+        if args.canary:  # a missing or corrupt canary (or a changed image) is a configuration error, before any work
+            from .trust.canary import CanaryError, load_canary
+
+            try:
+                canary = load_canary(args.canary)
+            except CanaryError as exc:
+                problems.append(str(exc))
+            if args.stage in ("edit", "report") and rank0:
+                print(f"note: the canary is checked at the start of the score stage; --stage {args.stage} has none",
+                      file=sys.stderr)
+        if problems:
+            print(ConfigError(args.config, problems), file=sys.stderr)
             return 2
         key_env = config.reward_model.params.get("api_key_env")
         if isinstance(key_env, str):  # the judge API's key: whatever a worker's error says, this process redacts it
@@ -137,13 +169,15 @@ def main(argv: list[str] | None = None) -> int:
     from .parallel import WorkerError
     from .pipeline import PipelineError, run
     from .report import format_table
+    from .trust.canary import CanaryDrift
 
     try:
-        result = run(config, stage=args.stage, overwrite=args.overwrite, export=args.export)
+        result = run(config, stage=args.stage, overwrite=args.overwrite, export=args.export,
+                     canary=canary, canary_max_drift=args.canary_max_drift)
     except (BenchmarkError, PipelineError, ValueError) as exc:
         print(redact(f"error: {exc}"), file=sys.stderr)
         return 2
-    except (WorkerError, JudgeServerError) as exc:
+    except (WorkerError, JudgeServerError, CanaryDrift) as exc:
         print(redact(f"error: {exc}"), file=sys.stderr)
         return 1
     if result:

@@ -127,8 +127,12 @@ def _devices_for(config: Config, stage: str) -> list:
 EXPORTS = ("gedit", *PROTOCOLS)  # --export <protocol>: that protocol's own export
 
 
-def run(config: Config, stage: str = "all", overwrite: bool = False, export: list[str] | None = None) -> dict:
+def run(config: Config, stage: str = "all", overwrite: bool = False, export: list[str] | None = None,
+        canary: dict | None = None, canary_max_drift: float | None = None) -> dict:
     """Run ``stage`` ("edit", "score", "report" or "all").
+
+    ``canary``: a loaded drift canary (``trust.canary.load_canary``), rescored at the start of the score
+    stage; over ``canary_max_drift`` the run stops there (``trust.canary.CanaryDrift``).
 
     Returns, on rank 0 once the report stage ran, ``{"records": [...], "files": {name: path}, "floor": the
     scale's minimum, "languages": {item id: language}}`` (the records are the report's, see ``read_scores``);
@@ -157,7 +161,7 @@ def run(config: Config, stage: str = "all", overwrite: bool = False, export: lis
     if problems:
         raise PipelineError("; ".join(problems))
     try:
-        return _run(config, items, stages, overwrite, export)
+        return _run(config, items, stages, overwrite, export, (canary, canary_max_drift))
     except OSError as exc:
         if not output_folder_error(exc, Path(config.output_dir)):
             raise
@@ -167,7 +171,7 @@ def run(config: Config, stage: str = "all", overwrite: bool = False, export: lis
 
 
 def _run(config: Config, items: list[BenchmarkItem], stages: list[str], overwrite: bool,
-         export: list[str] | None) -> dict:
+         export: list[str] | None, canary: tuple = (None, None)) -> dict:
     launch = Launch.from_env()
     if launch:
         launch.init()
@@ -189,6 +193,10 @@ def _run(config: Config, items: list[BenchmarkItem], stages: list[str], overwrit
                 if leader:
                     result = report(config, items, export)
                 continue
+            if name == "score" and canary[0] is not None:  # the drift canary, before any pair is scored
+                from .trust.canary import gate
+
+                gate(config, canary[0], canary[1], leader=leader, barrier=launch.barrier if launch else None)
             target = edit_shard if name == "edit" else score_shard
             devices = _devices_for(config, name)
             started = time.perf_counter()

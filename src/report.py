@@ -217,7 +217,8 @@ def protocol_lines(protocol: Mapping | None) -> list[str]:
     return lines + [""]
 
 
-def _markdown(summary: dict, records: list[dict], items: Mapping[str, BenchmarkItem]) -> str:
+def _markdown(summary: dict, records: list[dict], items: Mapping[str, BenchmarkItem],
+              extra: list[str] | None = None) -> str:
     categories = summary["categories"]
     lines = [f"# {_md(summary['title'])}", "", f"{len(records)} editor-item pairs, {len(summary['editors'])} editors, "
              f"{len(categories)} categories. Cells: mean score (failed items in brackets).", ""]
@@ -242,6 +243,7 @@ def _markdown(summary: dict, records: list[dict], items: Mapping[str, BenchmarkI
     if summary.get("prompts"):
         lines += [f"Prompts: {_md(summary['prompts'])}", ""]
     lines += protocol_lines(summary.get("protocol"))
+    lines += extra or []  # the probes' table and the canary's line
     worst = lowest_scored(records)
     if worst:
         lines += [f"## Lowest scores ({len(worst)})", "", "| score | editor | category | item | instruction |",
@@ -388,10 +390,16 @@ def write_reports(out: Path, records: list[dict], items: list[BenchmarkItem], *,
         summary["prompts"] = prompts  # which judge prompts made these scores
     if protocol:
         summary["protocol"] = protocol  # a benchmark's own figures (editjudge.protocols.results.protocol_section)
+    from .trust.probe_report import CANARY_FILE, PROBES_FILE, canary_line, probes_markdown, read_record
+
+    probes, canary = read_record(out, PROBES_FILE), read_record(out, CANARY_FILE)
+    if canary:
+        summary["canary"] = canary  # the drift check of the run's judge (--canary)
+    extra = probes_markdown(probes, _md) + ([_md(canary_line(canary)), ""] if canary else [])
     paths = {
         "summary.json": write_atomic(out / "summary.json", json.dumps(summary, indent=2, ensure_ascii=False) + "\n"),
         "summary.csv": _write_csv(out / "summary.csv", summary),
-        "report.md": write_atomic(out / "report.md", _markdown(summary, records, by_id)),
+        "report.md": write_atomic(out / "report.md", _markdown(summary, records, by_id, extra)),
     }
     chart = _chart(out / "scores_by_category.png", summary, score_range)
     if chart is not None:

@@ -262,6 +262,9 @@ def render_html(out: Path, summary: dict, records: list[dict], items: Mapping[st
                       f'with their errors</summary><table>{head_row.format("error").replace("score", "stage", 1)}'
                       f'{_index_rows(failures, items, "error")}</table></details>'
                       if failures else '<p class="none">no failures</p>')
+    from .trust.probe_report import PROBES_FILE, probes_html, read_record
+
+    probes_block = probes_html(read_record(out, PROBES_FILE), _e)
     prompts_line = f"<p><small>Prompts: {_e(summary['prompts'])}</small></p>" if summary.get("prompts") else ""
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
@@ -277,6 +280,7 @@ def render_html(out: Path, summary: dict, records: list[dict], items: Mapping[st
 <p><small>{_e(FAILURES_NOTE)}</small></p>{prompts_line}
 {html_sections(summary, _e)}
 {chart_img}
+{probes_block}
 <div class="controls">editor <select id="f-editor"><option value="">all</option>{options(summary['editors'])}</select>
 category <select id="f-category"><option value="">all</option>{options(summary['categories'])}</select>
 order <select id="f-sort"><option value="bench">benchmark order</option><option value="low">lowest score first</option>
