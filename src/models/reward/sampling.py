@@ -96,11 +96,13 @@ def greedy_generation_config(checkpoint_config):
 
 
 def item_key(*parts) -> bytes:
-    """A digest of an item's inputs (prompts, PIL images): what its samples are seeded by."""
+    """A digest of an item's inputs (prompts, PIL images, a tuple of images): what its samples are seeded by."""
     digest = hashlib.sha256()
     for part in parts:
         if part is None:
             digest.update(b"\0none")
+        elif isinstance(part, (tuple, list)):  # several images shown before the edited one
+            digest.update(b"\0t" + str(len(part)).encode() + item_key(*part))
         elif isinstance(part, str):
             digest.update(b"\0s" + part.encode())
         else:  # a PIL image
