@@ -207,3 +207,102 @@ def test_the_api_judge_sends_source_a_b_in_order_and_caches_by_images(tmp_path, 
     finally:
         judge.close()
         server.close()
+
+
+# ------------------------------------------------------------------ editjudge pairwise, end to end
+
+
+@pytest.fixture(scope="module")
+def scored_run(tmp_path_factory, judge_path, precomputed_dir):
+    """A finished run (edits and scores) of two precomputed editors on two items: ``bright`` (the
+    precomputed fixture) and ``dark`` (each source at a tenth of its brightness)."""
+    from PIL import ImageEnhance
+
+    import yaml
+
+    from editjudge.benchmark import load_benchmark
+    from editjudge.config import load_config
+    from editjudge.pipeline import run
+    from tests.conftest import SAMPLE
+
+    tmp = tmp_path_factory.mktemp("pairwise-run")
+    (tmp / "dark").mkdir()
+    for item in load_benchmark(SAMPLE)[:2]:
+        ImageEnhance.Brightness(Image.open(item.image).convert("RGB")).enhance(0.1).save(tmp / "dark" / f"{item.id}.png")
+    data = {"benchmark": {"path": str(SAMPLE), "limit": 2},
+            "editing": {"devices": ["cpu"], "editors": [
+                {"name": "bright", "type": "precomputed", "image_dir": str(precomputed_dir)},
+                {"name": "dark", "type": "precomputed", "image_dir": str(tmp / "dark")}]},
+            "reward_model": {"type": "qwen3_vl", "params": {"model_path": judge_path, "device": "cpu", "batch_size": 4,
+                                                            "max_new_tokens": 12, "show_progress": False}},
+            "output_dir": str(tmp / "out"), "seed": 0}
+    config_path = tmp / "config.yaml"
+    config_path.write_text(yaml.safe_dump(data))
+    run(load_config(config_path), stage="all")
+    return config_path, tmp / "out"
+
+
+def _lines(path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_pairwise_command_judges_both_orders_then_from_scores_then_resumes(scored_run, capsys, monkeypatch):
+    from editjudge.cli import main
+    from editjudge.models.reward import judge as judge_module
+    from editjudge.models.reward.parsing import parse_score
+
+    config, out = scored_run
+    assert main(["pairwise", "--config", str(config)]) == 0
+    judged = _lines(out / "pairwise.jsonl")
+    assert [(r["item_id"], r["a"], r["b"], r["source"]) for r in judged] == [
+        ("color_material_001", "bright", "dark", "pairwise"), ("add_object_001", "bright", "dark", "pairwise")]
+    for r in judged:
+        # The tiny judge answers {"score": N}, N the brightness of the image in the edited image's place (the
+        # last shown): no verdict, so null and counted, with both raw answers kept.
+        assert (r["verdict"], r["forward"], r["backward"], r["consistent"], r["error"]) == (None,) * 5
+        assert r["category"] and r["settings"] and r["inputs"]
+        # Shown (source, bright, dark) the last image is dark; shown (source, dark, bright) it is bright.
+        assert parse_score(r["raw"]["forward"], 0, 10) < parse_score(r["raw"]["backward"], 0, 10)
+    summary = json.loads((out / "pairwise_summary.json").read_text())
+    assert summary["verdicts"]["null"] == 2 and summary["answers"] == {"verdict": 0, "unparseable": 4, "failed": 0}
+    assert summary["order_consistency"]["compared"] == 0 and summary["position_bias"]["value"] is None
+    assert "order consistency: n/a" in capsys.readouterr().out
+
+    assert main(["pairwise", "--config", str(config), "--from-scores", "--margin", "0.5"]) == 0
+    scores = {(r["editor"], r["item_id"]): r["score"] for r in _lines(out / "scores.jsonl")}
+    pointwise = _lines(out / "pairwise.jsonl")
+    assert len(pointwise) == 2
+    for r in pointwise:
+        a, b = scores[("bright", r["item_id"])], scores[("dark", r["item_id"])]
+        assert r["raw"] == {"score_a": a, "score_b": b} and r["margin"] == 0.5 and r["source"] == "pointwise"
+        assert r["verdict"] == pointwise_verdict(a, b, 0.5, 5.0)
+    assert [r["verdict"] for r in pointwise] == ["A>B", "A>B"]  # the bright edits score well above the dark ones
+    summary = json.loads((out / "pairwise_summary.json").read_text())
+    assert (summary["margin"], summary["good_threshold"], summary["source"]) == (0.5, 5.0, "pointwise")
+    assert summary["win_rates"] == [{"a": "bright", "b": "dark", "a_wins": 2, "b_wins": 0, "ties": 0, "null": 0,
+                                     "a_win_rate": 1.0}]
+
+    # Judged again with the same settings: the judged lines come back from pairwise.previous.jsonl, no judge built.
+    def no_judge(*args, **kwargs):
+        raise AssertionError("judged again")
+
+    monkeypatch.setattr(judge_module, "build_judge", no_judge)
+    assert main(["pairwise", "--config", str(config)]) == 0
+    assert _lines(out / "pairwise.jsonl") == judged
+    # Another prompt length is another settings hash: the pairs are judged again.
+    with pytest.raises(AssertionError, match="judged again"):
+        main(["pairwise", "--config", str(config), "--set", "reward_model.params.max_new_tokens=8"])
+
+
+def test_pairwise_command_mistakes_stop_with_status_2(scored_run, tmp_path, capsys):
+    from editjudge.cli import main
+
+    config, _ = scored_run
+    assert main(["pairwise", "--config", str(config), "--editors", "bright"]) == 2
+    assert main(["pairwise", "--config", str(config), "--editors", "bright,nobody"]) == 2
+    assert main(["pairwise", "--config", str(config), "--margin", "1"]) == 2  # margin without --from-scores
+    assert main(["pairwise", "--config", str(config), "--set", "reward_model.params.score_mode=logits"]) == 2
+    assert main(["pairwise", "--config", str(config), "--from-scores", "--output-dir", str(tmp_path / "none")]) == 2
+    err = capsys.readouterr().err
+    assert "at least two editors" in err and "'nobody'" in err and "for --from-scores" in err
+    assert "score_mode: generate" in err and "run the score stage first" in err
