@@ -303,6 +303,14 @@ def test_pairwise_command_mistakes_stop_with_status_2(scored_run, tmp_path, caps
     assert main(["pairwise", "--config", str(config), "--margin", "1"]) == 2  # margin without --from-scores
     assert main(["pairwise", "--config", str(config), "--set", "reward_model.params.score_mode=logits"]) == 2
     assert main(["pairwise", "--config", str(config), "--from-scores", "--output-dir", str(tmp_path / "none")]) == 2
+    import yaml
+
+    api = yaml.safe_load(config.read_text())
+    api["reward_model"] = {"type": "openai", "params": {"model": "m", "base_url": "http://127.0.0.1:9/v1",
+                                                        "response_format": "json_object"}}
+    (tmp_path / "api.yaml").write_text(yaml.safe_dump(api))
+    assert main(["pairwise", "--config", str(tmp_path / "api.yaml")]) == 2
     err = capsys.readouterr().err
+    assert "use response_format: none" in err
     assert "at least two editors" in err and "'nobody'" in err and "for --from-scores" in err
     assert "score_mode: generate" in err and "run the score stage first" in err

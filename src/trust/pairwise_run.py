@@ -154,6 +154,9 @@ def judge_problems(config) -> list[str]:
     if isinstance(sampling, dict) and int(sampling.get("num_samples", 1) or 1) > 1:
         problems.append("reward_model.params.sampling.num_samples: several samples are averaged into a score; "
                         "a verdict is not a number to average (use num_samples: 1)")
+    if params.get("response_format", "none") != "none":
+        problems.append("reward_model.params.response_format: a verdict is text ending in [[...]], not a JSON "
+                        "object; use response_format: none")
     problems += [f"reward_model.params.{p}" for p in reward_file_problems(config.reward_model.type, dict(params))]
     return problems
 
