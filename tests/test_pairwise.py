@@ -148,6 +148,16 @@ def test_a_list_before_the_edited_image_equals_a_single_source(judge):
     assert (alone.raw_output, alone.error) == (listed.raw_output, listed.error)
 
 
+def test_a_sampled_answer_is_seeded_by_the_images_shown_and_their_order():
+    from editjudge.models.reward.sampling import item_key
+
+    source, first, second = _sized(8, 8, 10), _sized(8, 8, 120), _sized(8, 8, 230)
+    assert item_key("p", (source,), second) == item_key("p", source, second)  # as before for one source
+    keys = {item_key("p", (source, first), second), item_key("p", (first, source), second),
+            item_key("p", source, second), item_key("p", None, second), item_key("p", (source, second), first)}
+    assert len(keys) == 5
+
+
 class _RecordingServer:
     """An OpenAI-compatible /chat/completions on 127.0.0.1 that records each body and answers one verdict."""
 

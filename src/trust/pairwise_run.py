@@ -238,7 +238,8 @@ def judged_records(config, layout: Layout, pairs, overwrite: bool) -> tuple[list
     logger.info("pairwise: %d pairs, %d to judge in both orders on %s (%d kept from before)", len(plan), len(todo),
                 device, len(reused))
     if todo:
-        model, _ = build_judge(config.reward_model, device, output_dir=str(layout.out))
+        # quiet: no progress bar per chunk; a line per chunk says how far the command is.
+        model, _ = build_judge(config.reward_model, device, output_dir=str(layout.out), quiet=True)
         try:
             size = max(1, (model.batch_size if isinstance(model.batch_size, int) else 8) * 2)
             for start in range(0, len(todo), size):
@@ -247,6 +248,7 @@ def judged_records(config, layout: Layout, pairs, overwrite: bool) -> tuple[list
                 append_jsonl(layout.out / "pairwise.jsonl", done)  # a killed run keeps what is judged
                 for (position, _, _), line in zip(chunk, done):
                     lines[position] = line
+                logger.info("pairwise: %d of %d pairs judged in both orders", min(start + size, len(todo)), len(todo))
         finally:
             model.close()
     return lines, settings, any(line.get("error") and line.get("inputs") for line in lines)
