@@ -10,6 +10,7 @@ The same command three ways: ``editjudge ...`` (installed), ``python -m editjudg
     torchrun --nnodes 2 --nproc-per-node 8 ... main.py --config config_multi_gpu.yaml   # several machines
     python main.py serve --config config.yaml                # the judge as a reward server (serve --help)
     python main.py agree LABELS [VERDICTS]                   # a judge against people or another judge (agree --help)
+    python main.py pairwise --config config.yaml             # pairwise verdicts of the run's editors (pairwise --help)
 
 Stages: edit (OUT/edits/<editor>/<item>.png and OUT/edits/manifest.jsonl), score
 (OUT/scores.jsonl), report (summary.json/.csv, report.md, scores_by_category.png, report.html),
@@ -116,6 +117,10 @@ def main(argv: list[str] | None = None) -> int:
         from .trust.probe_cli import main as probe_main
 
         return probe_main(argv[1:])
+    if argv[:1] == ["pairwise"]:  # pairwise verdicts of a run's editors (editjudge.trust.pairwise_run): its own flags
+        from .trust.pairwise_run import main as pairwise_main
+
+        return pairwise_main(argv[1:])
     args = build_parser().parse_args(argv)
     rank = f" [rank {os.environ['RANK']}]" if int(os.environ.get("WORLD_SIZE", "1")) > 1 else ""
     logging.basicConfig(level=args.log_level, format=f"%(asctime)s %(levelname)s{rank} %(name)s: %(message)s")

@@ -157,7 +157,7 @@ def test_a_gpu_server_gets_its_physical_gpus_and_no_cpu_settings(tmp_path, monke
     assert server["flags"]["--tensor-parallel-size"] == "2"
     assert server["flags"]["--dtype"] == "auto"  # the checkpoint's dtype, not the CPU's float32
     assert server["flags"]["--gpu-memory-utilization"] == "0.8"
-    assert json.loads(server["flags"]["--limit-mm-per-prompt"])["image"] == 2  # source and edit
+    assert json.loads(server["flags"]["--limit-mm-per-prompt"])["image"] == 3  # source and two edits (pairwise)
     assert judge.max_concurrent == DEFAULT_MAX_CONCURRENT == 64
 
 

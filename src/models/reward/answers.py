@@ -14,7 +14,7 @@ import torch
 
 from .batching import _ScoreWritten
 from .parsing import THINK_CLOSE, THINK_OPEN, ScoreParseError, answer_text, json_decided, parse_score
-from .results import ScoreResult
+from .results import ScoreResult, images_before
 from .sampling import SeededSampler, combine_samples, greedy_generation_config, item_key
 from .thinking import LOGITS_WITH_THINKING, PROBE_MESSAGES, THINKING_MIN_NEW_TOKENS, opens_thinking
 
@@ -36,7 +36,9 @@ class AnswerMixin:
         grids, position = grids.tolist(), 0
         for request, ids in zip(requests, inputs["input_ids"]):
             count = int((ids == start_id).sum())
-            labels = (["source", "edited"] if request.original is not None else ["edited"]) if count <= 2 else []
+            before = len(images_before(request.original))
+            labels = ((["source"] if before == 1 else [f"shown {k + 1}" for k in range(before)]) + ["edited"]
+                      if count == before + 1 else [])
             parts = []
             for k in range(count):
                 t, h, w = grids[position + k] if position + k < len(grids) else (0, 0, 0)

@@ -6,6 +6,9 @@
     judge, rubric = build_judge(load_reward_model_config("config.yaml"), "cuda:0")
     fields = judge_items(judge, rubric, edited_images, instructions, source_images)
 
+``judge_shown`` asks the same judge about several images per item (``editjudge pairwise``: a source
+and two edits) with a prompt and an answer parser of the caller's.
+
 The score stage (``score_stage.score_shard``) and the reward server (``editjudge serve``) both build
 through ``build_judge`` and score through ``judge_items``, so one ``reward_model`` block gives the same
 rubric (``viescore_prompts_dir`` included), the same judge parameters and the same device (a group of
@@ -145,3 +148,15 @@ def judge_protocol_items(model, protocol, items: list, images: list, item_ids: l
     from ...protocols.scoring import score_protocol_items
 
     return score_protocol_items(model, protocol, items, images, item_ids=item_ids)
+
+
+def judge_shown(model, shown: list[tuple], system_prompt: str, user_prompts: list[str], parse,
+                item_ids: list[str] | None = None) -> list:
+    """Ask ``model`` about each entry of ``shown``: a tuple of images (paths or PIL images) shown in its
+    order, the last one in the place of the edited image; one ``ScoreResult`` per entry, its score what
+    ``parse`` (answer text -> float, raising ``ScoreParseError``) read. ``editjudge pairwise`` judges a
+    source and two edits through this; the answer parser and the prompts are the caller's, the judge,
+    its settings and its backend the configured ones."""
+    return model.batch_evaluate([images[-1] for images in shown], system_prompts=system_prompt,
+                                user_prompts=user_prompts, original_images=[tuple(images[:-1]) for images in shown],
+                                item_ids=item_ids, parse=parse)

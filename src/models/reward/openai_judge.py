@@ -53,7 +53,7 @@ from ...images import ImageLoadError, load_image
 from .parsing import ScoreParseError, parse_score
 from .prompts import DEFAULT_SYSTEM_PROMPT, DEFAULT_USER_PROMPT, fill_prompt
 from .remote import ChatClient, JudgeAuthError, RequestFailed, ResponseCache
-from .results import ScoreResult, ScoringStats, per_item
+from .results import ScoreResult, ScoringStats, images_before, per_item
 
 logger = logging.getLogger(__name__)
 
@@ -419,8 +419,10 @@ class OpenAIRewardModel:
 
     def _messages(self, edited, original, system_prompt: str, user_prompt: str) -> tuple[list[dict], list[str]]:
         content, hashes = [], []
-        # A source given is sent first (compare_with_original, or a rubric prompt with_source).
-        sources = ([original] if original is not None else []) + [edited]
+        # A source given is sent first (compare_with_original, or a rubric prompt with_source); a tuple of
+        # images (a pairwise request: source, first edit) is sent in its order. Each image's hash, in
+        # order, keys the response cache: other images or another order is another request.
+        sources = images_before(original) + [edited]
         for source in sources:
             part, digest = self._image_part(source)
             content.append(part)

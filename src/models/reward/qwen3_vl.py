@@ -272,8 +272,9 @@ class Qwen3VLRewardModel(AnswerMixin, InputsMixin):
 
         Prompts may be None (the configured prompt), one string for every item, or one per item.
         ``instructions`` (optional, one per item) fill ``{instruction}`` in the user prompts.
-        ``original_images`` (optional, one per item, None for none) are shown before the edited
-        image, whatever ``compare_with_original`` says (that setting decides whether the pipeline
+        ``original_images`` (optional, one per item: None for none, an image, or a tuple or list of
+        images shown in its order, e.g. a pairwise request's source and first edit) are shown before the
+        edited image, whatever ``compare_with_original`` says (that setting decides whether the pipeline
         passes them to the plain prompt). ``batch_size`` may be a positive integer or ``"auto"``.
         ``parse`` (generate mode only) replaces the score parser for this call: answer text (after
         any ``</think>``) -> score, raising ScoreParseError; rubrics use it to read several named

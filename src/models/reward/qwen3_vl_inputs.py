@@ -18,7 +18,7 @@ from ...images import ImageLoadError, load_image
 
 from .batching import _image_dims
 from .logits import append_digit
-from .results import ScoreResult
+from .results import ScoreResult, images_before
 
 # The judge's own logger (qwen3_vl.py): its level decides whether each item's visual tokens are logged.
 logger = logging.getLogger(__name__.removesuffix("_inputs"))
@@ -26,7 +26,7 @@ logger = logging.getLogger(__name__.removesuffix("_inputs"))
 
 @dataclass
 class _Request:
-    """One item to score, with its images already opened."""
+    """One item to score, with its images already opened (``original``: None, one image, or a tuple)."""
 
     index: int
     edited: object
@@ -61,10 +61,9 @@ class InputsMixin:
 
     def _build_messages(self, edited_image, system_prompt: str, user_prompt: str, original_image=None) -> list[dict]:
         """A system turn and a user turn holding the image(s) then the prompt (``text_before_images``: the
-        prompt then the image(s)), nothing else."""
-        content = []
-        if original_image is not None:
-            content.append({"type": "image", "image": original_image})
+        prompt then the image(s)), nothing else: the images ``original_image`` holds (``images_before``) in
+        order, then the edited one."""
+        content = [{"type": "image", "image": image} for image in images_before(original_image)]
         content.append({"type": "image", "image": edited_image})
         text = {"type": "text", "text": user_prompt}
         if getattr(self, "text_before_images", False):
@@ -81,7 +80,10 @@ class InputsMixin:
         try:
             edited_image = load_image(edited)
             # A source given with an item is always shown: a prompt that asks for it must get it.
-            original_image = load_image(original) if original is not None else None
+            if isinstance(original, (tuple, list)):
+                original_image = tuple(load_image(image) for image in original)
+            else:
+                original_image = load_image(original) if original is not None else None
         except ImageLoadError as exc:
             return ScoreResult.failure(str(exc))
         return _Request(index, edited_image, original_image, system_prompt, user_prompt)
@@ -89,8 +91,7 @@ class InputsMixin:
     def _images(self, requests: list[_Request]) -> list:
         images = []
         for r in requests:
-            if r.original is not None:
-                images.append(r.original)
+            images += images_before(r.original)
             images.append(r.edited)
         return images
 
@@ -163,19 +164,16 @@ class InputsMixin:
         text_tokens: dict[tuple, int] = {}
         lengths = []
         for i, source in enumerate(edited):
-            with_original = originals[i] is not None
-            key = (systems[i], users[i], with_original)
+            before = images_before(originals[i])
+            key = (systems[i], users[i], len(before))
             if key not in text_tokens:
                 # The template with one placeholder token per image; each placeholder becomes the image's tokens.
-                messages = self._build_messages("", systems[i], users[i], "" if with_original else None)
+                messages = self._build_messages("", systems[i], users[i], ("",) * len(before))
                 with self._processor_lock:
                     text = self.processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
                     ids = self.processor.tokenizer(text, add_special_tokens=False)["input_ids"]
-                text_tokens[key] = len(ids) - (2 if with_original else 1)
-            length = text_tokens[key] + image_tokens(source)
-            if with_original:
-                length += image_tokens(originals[i])
-            lengths.append(length)
+                text_tokens[key] = len(ids) - (len(before) + 1)
+            lengths.append(text_tokens[key] + image_tokens(source) + sum(image_tokens(image) for image in before))
         return lengths
 
     @contextmanager

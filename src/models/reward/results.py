@@ -109,3 +109,13 @@ def per_item(values, default, n: int, name: str) -> list:
     if len(values) != n:
         raise ValueError(f"{name} has {len(values)} entries but edited_images has {n}")
     return values
+
+
+def images_before(original) -> list:
+    """The images shown before the edited one, in order: ``original`` is None (none), one image, or a
+    tuple or list of images (a pairwise request: the source, then the first edit)."""
+    if original is None:
+        return []
+    if isinstance(original, (tuple, list)):
+        return list(original)
+    return [original]

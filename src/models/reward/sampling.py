@@ -96,17 +96,28 @@ def greedy_generation_config(checkpoint_config):
 
 
 def item_key(*parts) -> bytes:
-    """A digest of an item's inputs (prompts, PIL images): what its samples are seeded by."""
+    """A digest of an item's inputs (prompts, PIL images, a tuple of images shown in order): what its
+    samples are seeded by. A tuple of one image is that image."""
     digest = hashlib.sha256()
     for part in parts:
-        if part is None:
-            digest.update(b"\0none")
-        elif isinstance(part, str):
-            digest.update(b"\0s" + part.encode())
-        else:  # a PIL image
-            digest.update(f"\0i{part.mode}{part.size}".encode())
-            digest.update(part.tobytes())
+        _feed(digest, part)
     return digest.digest()
+
+
+def _feed(digest, part) -> None:
+    if part is None:
+        digest.update(b"\0none")
+    elif isinstance(part, (tuple, list)) and len(part) == 1:
+        _feed(digest, part[0])
+    elif isinstance(part, (tuple, list)):  # several images shown before the edited one, in order
+        digest.update(b"\0t" + str(len(part)).encode())
+        for image in part:
+            _feed(digest, image)
+    elif isinstance(part, str):
+        digest.update(b"\0s" + part.encode())
+    else:  # a PIL image
+        digest.update(f"\0i{part.mode}{part.size}".encode())
+        digest.update(part.tobytes())
 
 
 class SeededSampler:

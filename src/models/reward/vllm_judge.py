@@ -50,7 +50,10 @@ _PR_SET_PDEATHSIG = 1
 # Requests in flight per server: enough to keep vLLM's continuous batching full (its default
 # max_num_seqs is 256 on GPUs; the score stage sends a chunk of batch_size x 4 items at a time).
 DEFAULT_MAX_CONCURRENT = 64
-MAX_IMAGES_PER_PROMPT = 2  # the source and the edited image (a rubric prompt with_source)
+# Images one request may hold: the source and two edits (a pairwise request; a rubric prompt with_source
+# sends two). A limit on what the server admits, never on what it answers to a request it admits: started
+# apart from ``server_flags``, so it is not part of the judge's identity (raising it rescores nothing).
+MAX_IMAGES_PER_PROMPT = 3
 
 
 def default_python() -> str:
@@ -80,16 +83,20 @@ def _die_with_parent() -> None:  # runs in the child between fork and exec (Linu
 
 def server_flags(settings: dict, dtype: str) -> list[str]:
     """The flags a server for ``settings`` (``VLLMRewardModel.identity_of``'s) starts with, ``dtype``
-    resolved or as given; the speed-only ``--gpu-memory-utilization`` is added apart."""
+    resolved or as given; the speed-only ``--gpu-memory-utilization`` and the admission limit
+    ``--limit-mm-per-prompt`` (``admission_flags``) are added apart."""
     pixels = {k: settings[k] for k in ("min_pixels", "max_pixels") if settings.get(k) is not None}
-    args = ["--dtype", dtype, "--max-logprobs", "20", "--seed", "0",
-            # a rubric prompt with_source (or compare_with_original) sends the source and the edit
-            "--limit-mm-per-prompt", json.dumps({"image": MAX_IMAGES_PER_PROMPT, "video": 0})]
+    args = ["--dtype", dtype, "--max-logprobs", "20", "--seed", "0"]
     if settings.get("max_model_len") is not None:
         args += ["--max-model-len", str(settings["max_model_len"])]
     if pixels:  # the server's processor resizes exactly like the transformers judge
         args += ["--mm-processor-kwargs", json.dumps(pixels)]
     return args + list(settings.get("server_args") or [])
+
+
+def admission_flags() -> list[str]:
+    """What a server admits, not how it answers: up to ``MAX_IMAGES_PER_PROMPT`` images, no video."""
+    return ["--limit-mm-per-prompt", json.dumps({"image": MAX_IMAGES_PER_PROMPT, "video": 0})]
 
 
 def _placement(device, tensor_parallel_size: int) -> ServerPlacement:
@@ -216,7 +223,9 @@ class VLLMRewardModel(OpenAIRewardModel):
         self.min_pixels = self.max_pixels = None
         self.server_command_args = server_flags(self.identity_of(self._given)["settings"],
                                                 self.resolved_settings(self._given, device)["dtype"])
-        throughput = [] if gpu_memory_utilization is None else ["--gpu-memory-utilization", str(gpu_memory_utilization)]
+        throughput = admission_flags()
+        if gpu_memory_utilization is not None:
+            throughput += ["--gpu-memory-utilization", str(gpu_memory_utilization)]
         self._identity = None
         logs = Path(output_dir) / "logs" if output_dir else Path("logs")
         label = placement.device if isinstance(placement.device, str) else "+".join(placement.device)
