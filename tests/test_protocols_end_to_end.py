@@ -22,6 +22,7 @@ import io
 import json
 import math
 import re
+import shutil
 
 import pytest
 from PIL import Image
@@ -258,3 +259,116 @@ def test_risebench_end_to_end_equals_gpt_eval(tmp_path):
     assert section["name"] == "rise" and section["files"] == digests
     report = (out / "report.md").read_text()
     assert "rise protocol" in report and all(d[:12] in report for d in digests.values())
+
+
+# ---------------------------------------------------------------------------------- KRIS-Bench
+
+# A request's kind, from the stand-in prompts' opening words (tests/test_protocol_kris.py's PROMPTS).
+KRIS_KINDS = {"Judge what stayed": "consistency", "Judge how clean": "quality", "Judge whether": "instruction",
+              "Request:": "dual"}
+KRIS_METRICS = {"metrics_common.py": ("consistency", "instruction", "quality"),
+                "metrics_knowledge.py": ("consistency", "instruction", "knowledge", "quality"),
+                "metrics_view_change.py": ("consistency", "quality")}
+
+
+def kris_kind(prompt: str) -> str:
+    return next(kind for start, kind in KRIS_KINDS.items() if prompt.startswith(start))
+
+
+def kris_summary(expected: dict[str, dict], scripts: dict[str, str]) -> dict:
+    """Per category: the mean of each 1-5 score over the records that have one (KRIS-Bench's scripts
+    compute none: these are the means of its metrics.json values), how many have one, how many are null;
+    the headline: the mean over the items whose every reproduced score is there of their scores' mean."""
+    out = {}
+    for category, records in expected.items():
+        names = KRIS_METRICS[scripts[category]]
+        part = {"items": len(records), "recorded": len(records)}
+        for name in names:
+            values = [r[f"{name}_score"] for r in records.values() if r[f"{name}_score"] is not None]
+            part[name] = {"mean": sum(values) / len(values) if values else None, "n": len(values),
+                          "unreadable": len(records) - len(values)}
+        heads = [sum(r[f"{n}_score"] for n in names) / len(names) for r in records.values()
+                 if all(r[f"{n}_score"] is not None for n in names)] if scripts[category] != "metrics_view_change.py" else []
+        part["score"] = {"mean": sum(heads) / len(heads) if heads else None, "n": len(heads)}
+        out[category] = part
+    return out
+
+
+def test_kris_bench_end_to_end_equals_the_scripts(tmp_path):
+    from tests.test_protocol_kris import ANNOTATIONS, ANSWERS, EXPECTED
+    from tests.test_protocol_kris import write_checkout as write_kris
+
+    root = write_kris(tmp_path / "Kris_Bench")
+    shutil.rmtree(root / "KRIS_Bench" / "odd_abnormality_correction")  # no answers for it in ANSWERS
+    edits, sizes = tmp_path / "edits", {}
+    for n, item in enumerate(ANSWERS):  # every source a real image; each edit its own size: it tells the item
+        category, key = item.split("/")
+        folder = root / "KRIS_Bench" / category
+        Image.new("RGB", (64, 48), (30 * n, 90, 40)).save(folder / ANNOTATIONS[category][key]["ori_img"])
+        Image.new("RGB", (50 + 6 * n, 40), (200, 20 * n, 60)).save((edits / category).mkdir(parents=True, exist_ok=True)
+                                                                   or edits / category / f"{key}.png")
+        sizes[(50 + 6 * n, 40)] = item
+    Image.new("RGB", (64, 48), "white").save(root / "KRIS_Bench" / "viewpoint_change" / "8_gt.png")
+
+    def answer(body):
+        text, *pictures = body["messages"][0]["content"]
+        return ANSWERS[sizes[jpeg_size(pictures[-1])]][kris_kind(text["text"])]
+
+    out = tmp_path / "out"
+    with FakeChat(answer, model="gpt-4o-2024-08-06") as chat:
+        main_py("--config", str(ROOT / "configs" / "kris_gpt4o.yaml"), "--set", f"benchmark.path={root}",
+                "--set", f"editing.editors.0.image_dir={edits}", "--set", f"output_dir={out}",
+                "--set", f"reward_model.params.base_url={chat.url}", "--set", "reward_model.params.api_key_env=OPENAI_API_KEY",
+                "--set", "reward_model.params.max_retries=0", "--set", "reward_model.params.max_concurrent=1",
+                "--set", f"reward_model.params.protocol.dir={root}", "--export", "kris")
+
+    # The requests: as the scripts send them, per item consistency (source, edit), instruction or the
+    # knowledge scripts' dual request (source, edit), quality (the edit): model and max_tokens only.
+    seen: dict[str, list] = {}
+    for body in chat.bodies:
+        assert set(body) == {"model", "messages", "max_tokens"} and body["max_tokens"] == 1000
+        (message,) = body["messages"]
+        text, *pictures = message["content"]
+        assert message["role"] == "user" and text["type"] == "text"
+        seen.setdefault(sizes[jpeg_size(pictures[-1])], []).append((kris_kind(text["text"]), len(pictures)))
+    assert seen == {item: [(kind, 1 if kind == "quality" else 2) for kind in asked] for item, asked in ANSWERS.items()}
+
+    # metrics.json per category: what the real scripts wrote for these answers.
+    export = out / "export" / "kris" / "my-editor"
+    assert sorted(p.parent.name for p in export.glob("*/metrics.json")) == sorted(EXPECTED)
+    for category, records in EXPECTED.items():
+        assert json.loads((export / category / "metrics.json").read_text(encoding="utf-8")) == records, category
+
+    # The summary: per category and overall, the restated means of those records.
+    section = json.loads((out / "summary.json").read_text())["protocol"]
+    mine = section["editors"]["my-editor"]
+    scripts = {c: s for s, cats in (("metrics_common.py", ["color_change", "anomaly_correction"]),
+                                     ("metrics_knowledge.py", ["chemistry"]),
+                                     ("metrics_view_change.py", ["viewpoint_change"])) for c in cats}
+    wanted = kris_summary(EXPECTED, scripts)
+    assert set(mine["categories"]) == set(wanted)
+    for category, part in wanted.items():
+        got = mine["categories"][category]
+        assert got["script"] == scripts[category]
+        for name, figure in part.items():
+            if isinstance(figure, dict) and figure["mean"] is not None:
+                assert got[name]["mean"] == pytest.approx(figure["mean"], rel=1e-12), (category, name)
+                figure = dict(figure, mean=got[name]["mean"])
+            assert got[name] == figure, (category, name)
+    every = [r for records in EXPECTED.values() for r in records.values()]
+    for name in ("consistency", "instruction", "knowledge", "quality"):
+        values = [r[f"{name}_score"] for r in every if r.get(f"{name}_score") is not None]
+        assert mine["overall"][name]["n"] == len(values)
+        assert mine["overall"][name]["mean"] == (pytest.approx(sum(values) / len(values)) if values else None), name
+    records = [json.loads(line) for line in (out / "scores.jsonl").read_text().splitlines()]
+    assert sorted(r["item_id"] for r in records) == sorted(ANSWERS)  # none lost
+
+    # The protocol and its files' SHA-256, in the summary and the report.
+    files = section["files"]
+    assert section["name"] == "kris" and {"utils/prompts.py", "metrics_common.py"} <= set(files)
+    for name, digest in files.items():
+        assert digest == hashlib.sha256((root / name).read_bytes()).hexdigest(), name
+    report = (out / "report.md").read_text()
+    assert "kris protocol" in report and all(d[:12] in report for d in files.values())
+    cells = ["-" if wanted[c]["score"]["mean"] is None else f"{wanted[c]['score']['mean']:.2f}" for c in sorted(wanted)]
+    assert "| my-editor | " + " | ".join(cells) + " | - | - |" in report  # per category; no single overall
