@@ -23,13 +23,15 @@ import json
 import math
 import re
 import shutil
+import subprocess
+import time
 
 import pytest
 from PIL import Image
 
 from tests.conftest import ROOT
 from tests.protocol_fixtures import FakeChat, first_text
-from tests.test_protocol_rise import RECORDS, WORDS, write_checkout
+from tests.test_protocol_rise import MIRROR, RECORDS, WORDS, write_checkout
 from tests.test_protocols import main_py
 
 # ---------------------------------------------------------------------------------- RISEBench, restated
@@ -372,3 +374,72 @@ def test_kris_bench_end_to_end_equals_the_scripts(tmp_path):
     assert "kris protocol" in report and all(d[:12] in report for d in files.values())
     cells = ["-" if wanted[c]["score"]["mean"] is None else f"{wanted[c]['score']['mean']:.2f}" for c in sorted(wanted)]
     assert "| my-editor | " + " | ".join(cells) + " | - | - |" in report  # per category; no single overall
+
+
+# ---------------------------------------------------------------------------------- RISEBench-64, tiny judge
+
+
+@pytest.mark.skipif(not MIRROR.is_dir() or shutil.which("git") is None,
+                    reason=f"no local mirror of PhoenixZ810/RISEBench at {MIRROR}")
+def test_the_real_risebench_64_items_with_the_tiny_judge(tmp_path, judge_path):
+    """RISEBench's released data (64 items, their images) with the stand-in prompts, each edit a small copy
+    of its source, judged by the tiny transformers judge through rise_qwen3vl.yaml: no item lost, every
+    request eval_vanilla makes is made, and the figures are gpt_eval.py's from the answers recorded."""
+    from editjudge.config import load_config
+    from editjudge.pipeline import run
+
+    archive = subprocess.run(["git", f"--git-dir={MIRROR}", "archive", "HEAD", "data"], capture_output=True, check=True)
+    root = tmp_path / "RISEBench"
+    root.mkdir()
+    subprocess.run(["tar", "-x", "-C", str(root)], input=archive.stdout, check=True)
+    records = json.loads((root / RISE_FILES[2]).read_text())
+    write_checkout(root, records)  # our utils.py and gpt_eval.py beside the real data
+    images = tmp_path / "outputs" / "my-editor" / "images"
+    for r in records:  # the editor's outputs, in RISEBench's layout: the source, shrunk
+        (images / r["category"]).mkdir(parents=True, exist_ok=True)
+        with Image.open(root / "data" / r["image"]) as source:
+            source.convert("RGB").resize((96, 96)).save(images / r["category"] / f"{r['index']}.png")
+    config = load_config(ROOT / "configs" / "rise_qwen3vl.yaml", [
+        f"benchmark.path={root / RISE_FILES[2]}", f"editing.editors.0.image_dir={images}", f"output_dir={tmp_path / 'out'}",
+        f"reward_model.params.protocol.dir={root}", f"reward_model.params.model_path={judge_path}",
+        "reward_model.devices=cpu", "reward_model.params.dtype=float32", "reward_model.params.max_new_tokens=8",
+        "reward_model.params.batch_size=16", "reward_model.params.show_progress=false"])
+    started = time.perf_counter()
+    run(config, "all", export=["rise"])
+    print(f"RISEBench-64 with the tiny judge: {time.perf_counter() - started:.1f} s")
+
+    out = tmp_path / "out"
+    got = {r["item_id"]: r for r in map(json.loads, (out / "scores.jsonl").read_text().splitlines())}
+    assert len(got) == 64 and set(got) == {r["index"] for r in records}  # none lost
+    names = {"judge1": "consistency", "judge2": "reasoning", "judge3": "quality"}
+    columns = {k for r in records for k in r}
+    variants: dict[str, int] = {}
+    rows = {}
+    for r in records:
+        wanted = upstream_requests(r, columns)
+        answers = got[r["index"]]["raw_outputs"]
+        assert list(answers) == [names[key] for key, _, _ in wanted], r["index"]  # each request made, in order
+        assert all(isinstance(text, str) for text in answers.values()), r["index"]
+        for key, prompt, _ in wanted:
+            variants[f"{names[key]} {prompt.split(':')[0]}"] = variants.get(f"{names[key]} {prompt.split(':')[0]}", 0) + 1
+        rows[r["index"]] = upstream_row(r, {key: answers[names[key]] for key, _, _ in wanted})
+        assert same(rows[r["index"]]["score"], got[r["index"]]["score"]), r["index"]
+        assert got[r["index"]]["sub_scores"]["complete"] == rows[r["index"]]["complete"], r["index"]
+    # the requests per prompt variant (our stand-in prompts' labels): 48 * 3 + 16 * 2 in all
+    assert variants == {"consistency KEEP-A": 32, "reasoning THINK-A": 32, "quality LOOK-A": 32,
+                        "consistency KEEP-B": 16, "reasoning PLACE-A": 16, "quality LOOK-B": 16,
+                        "consistency KEEP-D": 12, "reasoning SOLVE-B": 12, "consistency KEEP-C": 4, "reasoning SOLVE-A": 4}
+    mine = json.loads((out / "summary.json").read_text())["protocol"]["editors"]["my-editor"]
+    figures = upstream_figures(rows, records, {})
+    assert list(mine["figures"]) == list(figures) and mine["n"] == 64
+    # the tiny judge answers in its own shape, not RISEBench's: gpt_eval.py would mark these 'failed' too
+    assert mine["n_failed"] == sum(not row["matched"] for row in rows.values())
+    assert all(got[k]["error"].startswith("unreadable") for k, row in rows.items() if not row["matched"])
+    for name, values in figures.items():
+        assert [same(a, b) for a, b in zip(values, mine["figures"][name])] == [True] * 3, name
+    assert same(100 * figures["Overall"][2], mine["overall"])
+    assert any("no subtask field" in note for note in mine["notes"])  # the real data has none
+    lines = list(csv.reader((out / "export" / "rise" / "my-editor" / "my-editor_judge.csv").open()))
+    assert [row[0] for row in lines[1:]] == list(figures)
+    for row in lines[1:]:
+        assert [same(a, b) for a, b in zip(figures[row[0]], row[1:])] == [True] * 3, row
