@@ -202,19 +202,33 @@ def protocol_lines(protocol: Mapping | None) -> list[str]:
     if not protocol:
         return []
     editors = protocol.get("editors") or {}
-    categories = list(dict.fromkeys(c for s in editors.values() for c in (s.get("types") or {})))
+    categories = list(dict.fromkeys(c for s in editors.values() for c in _protocol_parts(s)))
     lines = [f"## {_md(protocol['name'])}'s own figures (protocol version {_md(protocol['version'])})", "",
              "Computed as the benchmark's own scripts compute them, from the same answers; failed items are left "
              "out as those scripts leave them out.", "",
              "| editor | " + "".join(f"{_md(c)} | " for c in categories) + "overall | failed |",
              "|---" * (len(categories) + 3) + "|"]
     for editor, s in editors.items():
-        types = s.get("types") or {}
-        cells = [fmt((types.get(c) or {}).get("score")) for c in categories]
-        failed = f"{s.get('n_failed', '')}/{s.get('n', '')}"
-        lines.append(f"| {_md(editor)} | " + "".join(f"{c} | " for c in cells) + f"{fmt(s.get('overall'))} | "
+        types = _protocol_parts(s)
+        cells = [fmt(_figure((types.get(c) or {}).get("score"))) for c in categories]
+        failed = f"{s['n_failed']}/{s['n']}" if "n_failed" in s and "n" in s else "-"
+        lines.append(f"| {_md(editor)} | " + "".join(f"{c} | " for c in cells) + f"{fmt(_figure(s.get('overall')))} | "
                      f"{_md(failed)} |")
-    return lines + [""]
+    notes = dict.fromkeys(s["note"] for s in editors.values() if s.get("note"))
+    return lines + [""] + [line for note in notes for line in (_md(note), "")]
+
+
+def _protocol_parts(summary: Mapping) -> Mapping:
+    """A protocol summary's per-category figures: ``types`` (ImgEdit, RISEBench) or ``categories`` (KRIS-Bench)."""
+    return summary.get("types") or summary.get("categories") or {}
+
+
+def _figure(value) -> float | None:
+    """A number shown as it is; a ``{"mean": ...}`` figure (KRIS-Bench's) by its mean; anything else (KRIS-Bench's
+    overall, one mean per metric and no single figure) as none."""
+    if isinstance(value, Mapping):
+        value = value.get("mean")
+    return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
 def _markdown(summary: dict, records: list[dict], items: Mapping[str, BenchmarkItem],

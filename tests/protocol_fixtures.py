@@ -62,12 +62,20 @@ def answer_for(prompt: str) -> str:
                       f"Delta: {1 + h[3] % 5} of 5"])
 
 
-class FakeChat:
-    """``GET /v1/models`` lists ``MODEL``; ``POST /v1/chat/completions`` answers ``answer_for`` the text of
-    the request's first text part, and keeps every body in ``bodies``."""
+def first_text(body: dict) -> str:
+    """The text of the request's first text part (its last message)."""
+    return next(p["text"] for p in body["messages"][-1]["content"] if p["type"] == "text")
 
-    def __init__(self) -> None:
+
+class FakeChat:
+    """``GET /v1/models`` lists ``model`` (default ``MODEL``); ``POST /v1/chat/completions`` answers ``answer(body)`` (default:
+    ``answer_for`` the text of the request's first text part; None: a 500 error, a failed request), and
+    keeps every body in ``bodies``, in the order received."""
+
+    def __init__(self, answer=None, model: str = MODEL) -> None:
         self.bodies: list[dict] = []
+        self.model = model
+        self.answer = answer or (lambda body: answer_for(first_text(body)))
         chat = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -76,22 +84,25 @@ class FakeChat:
             def log_message(self, *args):
                 pass
 
-            def _send(self, payload: dict) -> None:
+            def _send(self, payload: dict, status: int = 200) -> None:
                 data = json.dumps(payload).encode()
-                self.send_response(200)
+                self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
                 self.wfile.write(data)
 
             def do_GET(self):
-                self._send({"data": [{"id": MODEL}]})
+                self._send({"data": [{"id": chat.model}]})
 
             def do_POST(self):
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 chat.bodies.append(body)
-                text = next(p["text"] for p in body["messages"][-1]["content"] if p["type"] == "text")
-                self._send({"model": MODEL, "choices": [{"message": {"role": "assistant", "content": answer_for(text)},
+                text = chat.answer(body)
+                if text is None:
+                    self._send({"error": {"message": "the fake server fails this one"}}, 500)
+                    return
+                self._send({"model": chat.model, "choices": [{"message": {"role": "assistant", "content": text},
                                                          "finish_reason": "stop"}],
                             "usage": {"prompt_tokens": 1, "completion_tokens": 1}})
 

@@ -113,9 +113,8 @@ EXPECTED = {
 }
 
 
-@pytest.fixture
-def checkout(tmp_path) -> Path:
-    root = tmp_path / "Kris_Bench"
+def write_checkout(root: Path) -> Path:
+    """The stand-in checkout at ``root`` (images are placeholder bytes: the protocol never opens them)."""
     (root / "utils").mkdir(parents=True)
     (root / "utils" / "prompts.py").write_text(PROMPTS)
     scripts = {"metrics_common.py": ["color_change", "anomaly_correction", "odd_abnormality_correction", "size_adjustment"],
@@ -132,6 +131,11 @@ def checkout(tmp_path) -> Path:
             for name in [rec["ori_img"]] if isinstance(rec["ori_img"], str) else rec["ori_img"]:
                 (folder / name).write_bytes(b"png")
     return root
+
+
+@pytest.fixture
+def checkout(tmp_path) -> Path:
+    return write_checkout(tmp_path / "Kris_Bench")
 
 
 def items_of(root: Path) -> dict:

@@ -4,7 +4,9 @@
 
 Every item's ``asks`` are collected, grouped by ask name and by whether a first image is shown, and
 each group goes to the judge in one ``batch_evaluate`` call (so the transformers judge batches them,
-vLLM and an API run them concurrently), with a parser that accepts any text: the protocol, not the
+vLLM and an API run them concurrently), the groups ordered by ask name (a name not seen before goes
+right after the name asked before it in its item: each item's requests go out in the order its
+protocol lists them, the order in which the upstream scripts send them one after another), with a parser that accepts any text: the protocol, not the
 judge, reads the answers. Each item then gets its answers (the text per ask name; None where that
 request failed) through ``item_result``. What comes back per item are the score fields the score stage
 records, as for a rubric (``reward.judge.judge_items``): score, sub_scores, raw_output(s), error,
@@ -44,6 +46,7 @@ def score_protocol_items(model, protocol, items: list, edited: list, item_ids: l
     fallback = [False] * n
     asked = [False] * n
     groups: dict[tuple[str, bool], list[tuple[int, Ask]]] = {}
+    names: list[str] = []  # the ask names, in the order their groups go out
     for i, (item, image) in enumerate(zip(items, edited)):
         try:
             asks = protocol.asks(item, image)
@@ -51,9 +54,13 @@ def score_protocol_items(model, protocol, items: list, edited: list, item_ids: l
             problems[i].append(str(exc))
             continue
         asked[i] = True
+        previous = -1
         for ask in asks:
+            if ask.name not in names:
+                names.insert(previous + 1, ask.name)
+            previous = names.index(ask.name)
             groups.setdefault((ask.name, ask.first_image is not None), []).append((i, ask))
-    for (name, with_first), entries in groups.items():
+    for (name, with_first), entries in sorted(groups.items(), key=lambda group: names.index(group[0][0])):
         results = model.batch_evaluate(
             [ask.image for _, ask in entries],
             system_prompts=[ask.system_prompt for _, ask in entries],
