@@ -7,7 +7,13 @@ words: no upstream text. The expected metrics.json records are what the real scr
 answer texts when run by hand outside the repository (metrics_common.py, metrics_knowledge.py and
 metrics_view_change.py of the version that imports utils.prompts and reads ins_en, with a stand-in
 OpenAI client returning these texts; see the README's KRIS-Bench section); each is explained below by
-the upstream rule that gives it.
+the upstream rule that gives it. The viewpoint item's instruction fields were added after that run: they
+are restated from metrics_view_change.py (mercurystraw/Kris_Bench@2114fec9, ``evaluate_images`` and
+``evaluate_with_gpt``; the same request and reader in the utils.prompts/ins_en version copied in
+nameoffly/Kris_Bench_output@75e89ed5): one request holding the formatted
+``prompt_view_instruction_following``, then the source, the edit and the ``gt_img`` view in that order,
+its answer read by metrics_common's ``extract_instruction_score_and_reason``, written between the
+consistency and the quality fields.
 """
 
 from __future__ import annotations
@@ -44,7 +50,8 @@ ANNOTATIONS = {
     "chemistry": {"5": {"ori_img": "5.png", "ins_en": "Show the iron after a year in rain", "explain_en": "Rust forms"},
                   "6": {"ori_img": "6.png", "ins_en": "Drop sodium in water", "explain_en": "It fizzes"},
                   "7": {"ori_img": "7.png", "ins_en": "Heat the ice", "explain_en": "It melts"}},
-    "viewpoint_change": {"8": {"ori_img": "8.png", "gt_img": "8_gt.png", "ins_en": "Draw the top view", "explain_en": ""}},
+    "viewpoint_change": {"8": {"ori_img": "8.png", "gt_img": "8_gt.png", "ins_en": "Draw the top view", "explain_en": ""},
+                         "12": {"ori_img": "12.png", "gt_img": "", "ins_en": "Draw the side view", "explain_en": ""}},
     "multi-element_composition": {"10": {"ori_img": ["a.png", "b.png"], "ins_en": "Put them together", "explain_en": ""}},
 }
 
@@ -68,7 +75,9 @@ ANSWERS = {
                     "dual": '{"instruction_score": 5, "knowledge_score": null, "instruction_reasoning": "fine"}',
                     "quality": "reasoning: blurry edges\nquality_score: 2"},
     "chemistry/7": {"consistency": "", "dual": "Instruction Score: 3/5 and knowledge score is 4", "quality": "4 out of 5"},
-    "viewpoint_change/8": {"consistency": '{"reason": "kept", "consistency_score": 5}', "quality": "1/5"},
+    "viewpoint_change/8": {"consistency": '{"reason": "kept", "consistency_score": 5}',
+                           "instruction": 'Seen from above, 2 of 5 walls.\n{"reasoning": "matches the truth", "instruction_score": 3}',
+                           "quality": "1/5"},
 }
 
 
@@ -83,7 +92,7 @@ def record(item: str, c, cr, i, ir, q, qr, k=(), kr=()) -> dict:
     return out
 
 
-# What the real scripts wrote for ANSWERS (viewpoint_change without its instruction fields, not reproduced).
+# What the real scripts wrote for ANSWERS (viewpoint_change's instruction fields restated, see the docstring).
 EXPECTED = {
     "color_change": {
         # JSON block read; the consistency reader's first reason field is "reason", absent: reasoning null.
@@ -109,7 +118,9 @@ EXPECTED = {
         # empty answer: null; "Instruction Score: 3"; "knowledge score is 4" has no colon: null.
         "7": record("chemistry/7", None, None, 3, None, 4, None, None, None),
     },
-    "viewpoint_change": {"8": record("viewpoint_change/8", 5, "kept", (), (), 1, None)},
+    # the JSON block decides (not the earlier bare "2"); the instruction reader's first reason field is
+    # "reasoning", present: kept.
+    "viewpoint_change": {"8": record("viewpoint_change/8", 5, "kept", 3, "matches the truth", 1, None)},
 }
 
 
@@ -129,8 +140,9 @@ def checkout(tmp_path) -> Path:
         folder.mkdir(parents=True)
         (folder / "annotation.json").write_text(json.dumps(records))
         for rec in records.values():
-            for name in [rec["ori_img"]] if isinstance(rec["ori_img"], str) else rec["ori_img"]:
-                (folder / name).write_bytes(b"png")
+            for name in ([rec["ori_img"]] if isinstance(rec["ori_img"], str) else rec["ori_img"]) + [rec.get("gt_img")]:
+                if name:
+                    (folder / name).write_bytes(b"png")
     return root
 
 
@@ -172,8 +184,14 @@ def test_asks_are_the_scripts_requests_text_and_images_in_order(checkout, tmp_pa
     assert knowledge[1].user_prompt == "Request: Show the iron after a year in rain. Expected by knowledge: Rust forms. Give both scores."
     assert knowledge[1].first_image == checkout / "KRIS_Bench" / "chemistry" / "5.png"
 
+    # metrics_view_change.py: the view prompt with the instruction; source, edit, ground truth in that order
+    # (the last one shown is Ask.image, the two before it the tuple)
     view = protocol.asks(items["viewpoint_change/8"], edit)
-    assert [a.name for a in view] == ["consistency", "quality"]  # its 3-image instruction request is not reproduced
+    assert [a.name for a in view] == ["consistency", "instruction", "quality"]
+    assert view[1].user_prompt == "Three views: Draw the top view."
+    folder = checkout / "KRIS_Bench" / "viewpoint_change"
+    assert (*view[1].first_image, view[1].image) == (folder / "8.png", edit, folder / "8_gt.png")
+    assert [(a.first_image, a.image) for a in (view[0], view[2])] == [(folder / "8.png", edit), (None, edit)]
 
 
 def test_item_results_read_the_answers_as_each_script_does(checkout):
@@ -187,8 +205,9 @@ def test_item_results_read_the_answers_as_each_script_does(checkout):
     assert res["color_change/2"].score is None and "quality" in res["color_change/2"].error
     assert res["chemistry/6"].sub_scores == {"consistency": 3, "instruction": 5, "knowledge": None, "quality": 2}
     assert res["chemistry/6"].error == "no 1-5 score read for knowledge"
-    assert res["viewpoint_change/8"].score is None and "not reproduced" in res["viewpoint_change/8"].error
-    assert res["viewpoint_change/8"].sub_scores == {"consistency": 5, "quality": 1}
+    # viewpoint_change: a headline as for the other categories, the mean of its three upstream scores
+    assert res["viewpoint_change/8"].sub_scores == {"consistency": 5, "instruction": 3, "quality": 1}
+    assert res["viewpoint_change/8"].score == 3.0 and res["viewpoint_change/8"].error is None
     # every request failed: upstream reads "" for each, all null
     failed = protocol.item_result(items["chemistry/7"], {"consistency": None, "dual": None, "quality": None})
     assert failed.score is None and set(failed.sub_scores.values()) == {None}
@@ -199,6 +218,8 @@ def test_export_writes_metrics_json_per_category_as_the_scripts_do(checkout, tmp
     rows = rows_for(protocol, items)
     rows.append({"item_id": "color_change/9", "category": "color_change", "editor": "m", "score": None,
                  "sub_scores": {}, "answers": None})  # no edit: no record, as upstream skips unreadable images
+    rows.append({"item_id": "viewpoint_change/12", "category": "viewpoint_change", "editor": "m", "score": None,
+                 "sub_scores": {}, "answers": {}})  # no request made (no ground truth): no record either
     rows.insert(0, rows.pop(1))  # rows out of order: files follow the annotation order
     written = protocol.export(rows, tmp_path / "export")
     assert sorted(p.relative_to(tmp_path / "export").as_posix() for p in written) == [
@@ -226,11 +247,14 @@ def test_summary_gives_per_category_means_of_the_1_to_5_scores(checkout):
     assert chem["script"] == "metrics_knowledge.py"
     assert chem["knowledge"] == {"mean": None, "n": 0, "unreadable": 3}
     assert chem["instruction"] == {"mean": 4.0, "n": 2, "unreadable": 1}              # null, 5, 3
-    assert "instruction" not in summary["categories"]["viewpoint_change"]
+    view = summary["categories"]["viewpoint_change"]
+    assert view["script"] == "metrics_view_change.py"
+    assert view["instruction"] == {"mean": 3.0, "n": 1, "unreadable": 0} and view["score"] == {"mean": 3.0, "n": 1}
     assert summary["overall"]["consistency"] == {"mean": 3.0, "n": 6, "unreadable": 2}  # 4,3,2,1,3,5
     assert summary["overall"]["quality"]["mean"] == pytest.approx(20 / 6)              # 4,5,4,2,4,1
     assert summary["not_reproduced"]["multi-element_composition"]["why"].startswith("metrics_multi_element.py")
-    assert "viewpoint_change: instruction" in summary["not_reproduced"]
+    assert set(summary["not_reproduced"]) == {"multi-element_composition"}
+    assert summary["overall"]["instruction"]["n"] == 7  # 5,2,7,4 (common), null,5,3 (dual), 3 (view)
     assert "no average" in summary["note"]
 
 
@@ -245,6 +269,14 @@ def test_items_it_cannot_judge_fail_alone(checkout, tmp_path):
     unknown = BenchmarkItem(id="color_change/77", category="color_change", instruction="x", image=tmp_path / "a.png")
     with pytest.raises(ValueError, match="no record '77'"):
         protocol.asks(unknown, tmp_path / "e.png")
+    # metrics_view_change.py returns before asking anything when the ground-truth view is absent
+    no_truth = items_of(checkout)["viewpoint_change/12"]
+    assert no_truth.reference_image is None
+    with pytest.raises(ValueError, match="no ground-truth view"):
+        protocol.asks(no_truth, tmp_path / "e.png")
+    (checkout / "KRIS_Bench" / "viewpoint_change" / "8_gt.png").unlink()  # named but missing
+    with pytest.raises(ValueError, match="no ground-truth view .*8_gt.png"):
+        protocol.asks(items_of(checkout)["viewpoint_change/8"], tmp_path / "e.png")
 
 
 def test_identity_names_the_files_read_and_changes_with_them(checkout):

@@ -2,8 +2,9 @@
 
     fields = score_protocol_items(model, protocol, items, edited_paths, item_ids=ids)
 
-Every item's ``asks`` are collected, grouped by ask name and by whether a first image is shown, and
-each group goes to the judge in one ``batch_evaluate`` call (so the transformers judge batches them,
+Every item's ``asks`` are collected, grouped by ask name and by how many images are shown before the
+last one (``base.shown_before``: a group's ``original_images`` is None, or one image per entry, or a
+tuple per entry, shown in order), and each group goes to the judge in one ``batch_evaluate`` call (so the transformers judge batches them,
 vLLM and an API run them concurrently), with a parser that accepts any text: the protocol, not the
 judge, reads the answers. Each item then gets its answers (the text per ask name; None where that
 request failed) through ``item_result``. What comes back per item are the score fields the score stage
@@ -16,7 +17,7 @@ from __future__ import annotations
 
 import math
 
-from .base import Ask, ItemProblem, ItemResult
+from .base import Ask, ItemProblem, ItemResult, shown_before
 
 
 class AnyText:
@@ -43,7 +44,7 @@ def score_protocol_items(model, protocol, items: list, edited: list, item_ids: l
     raws: list[dict[str, str | None]] = [{} for _ in range(n)]
     fallback = [False] * n
     asked = [False] * n
-    groups: dict[tuple[str, bool], list[tuple[int, Ask]]] = {}
+    groups: dict[tuple[str, int], list[tuple[int, Ask]]] = {}
     for i, (item, image) in enumerate(zip(items, edited)):
         try:
             asks = protocol.asks(item, image)
@@ -52,13 +53,13 @@ def score_protocol_items(model, protocol, items: list, edited: list, item_ids: l
             continue
         asked[i] = True
         for ask in asks:
-            groups.setdefault((ask.name, ask.first_image is not None), []).append((i, ask))
-    for (name, with_first), entries in groups.items():
+            groups.setdefault((ask.name, len(shown_before(ask.first_image))), []).append((i, ask))
+    for (name, before), entries in groups.items():
         results = model.batch_evaluate(
             [ask.image for _, ask in entries],
             system_prompts=[ask.system_prompt for _, ask in entries],
             user_prompts=[ask.user_prompt for _, ask in entries],
-            original_images=[ask.first_image for _, ask in entries] if with_first else None,
+            original_images=_originals([ask.first_image for _, ask in entries], before),
             item_ids=[ids[i] for i, _ in entries], parse=AnyText())
         for (i, _), result in zip(entries, results):
             raws[i][name] = result.raw_output
@@ -70,6 +71,14 @@ def score_protocol_items(model, protocol, items: list, edited: list, item_ids: l
                 problems[i].append(f"{name}: {result.error}")
     return [_fields(protocol, item, answers[i], raws[i], problems[i], fallback[i]) if asked[i]
             else _failure(problems[i], raws[i], fallback[i]) for i, item in enumerate(items)]
+
+
+def _originals(firsts: list, before: int) -> list | None:
+    """A group's ``original_images``: None when nothing is shown before, the single images, or tuples."""
+    if before == 0:
+        return None
+    shown = [shown_before(first) for first in firsts]
+    return [images[0] for images in shown] if before == 1 else shown
 
 
 def _fields(protocol, item, answers: dict, raws: dict, problems: list[str], fallback: bool) -> dict:
