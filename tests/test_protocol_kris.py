@@ -315,3 +315,104 @@ def test_no_options_and_a_dir_are_required(checkout):
         KrisProtocol(checkout, model="gpt-4o")
     with pytest.raises(ProtocolError, match="needs dir"):
         KrisProtocol("")
+
+
+# ---------------------------------------------------------------------------------- through the judge contract
+
+
+class Recorder:
+    """A judge that answers each request from ``table`` ((item id, user prompt) -> text) and records each
+    ``batch_evaluate`` call as it received it."""
+
+    def __init__(self, table: dict):
+        self.table, self.calls = table, []
+
+    def batch_evaluate(self, edited_images, system_prompts=None, user_prompts=None, original_images=None,
+                       item_ids=None, parse=None):
+        from editjudge.models.reward.results import ScoreResult
+
+        self.calls.append({"edited": list(edited_images), "originals": original_images, "ids": list(item_ids)})
+        return [ScoreResult(score=parse(self.table[(i, u)]), raw_output=self.table[(i, u)])
+                for i, u in zip(item_ids, user_prompts)]
+
+
+def test_scoring_groups_asks_by_images_shown_before_and_passes_the_three_views(checkout, tmp_path):
+    from editjudge.protocols.scoring import score_protocol_items
+
+    protocol, items = KrisProtocol(checkout), items_of(checkout)
+    ids = ["color_change/1", "chemistry/5", "viewpoint_change/8"]
+    edits = [tmp_path / f"e{n}.png" for n in range(3)]
+    table = {(i, a.user_prompt): ANSWERS[i][a.name] for i, e in zip(ids, edits) for a in protocol.asks(items[i], e)}
+    judge = Recorder(table)
+    fields = score_protocol_items(judge, protocol, [items[i] for i in ids], edits, item_ids=ids)
+    view_folder = checkout / "KRIS_Bench" / "viewpoint_change"
+
+    def before(originals) -> int:  # images shown before the last one, per entry of this call
+        return 0 if originals is None else len(originals[0]) if isinstance(originals[0], tuple) else 1
+
+    by_ids = {(tuple(c["ids"]), before(c["originals"])): c for c in judge.calls}
+    # one call per (ask name, number of images before the last): the 3-view request is its own group, its
+    # original_images a tuple (source, edit) per entry, the ground truth in the edited image's place
+    assert len(judge.calls) == 5 and sorted(by_ids) == sorted([
+        (tuple(ids), 1), (("color_change/1",), 1), (tuple(ids), 0), (("chemistry/5",), 1), (("viewpoint_change/8",), 2)])
+    three = by_ids[(("viewpoint_change/8",), 2)]
+    assert three["originals"] == [(view_folder / "8.png", edits[2])] and three["edited"] == [view_folder / "8_gt.png"]
+    singles = [c["originals"] for key, c in by_ids.items() if key[1] == 1]
+    assert all(isinstance(o, Path) for originals in singles for o in originals)  # one image each, not 1-tuples
+    assert [f["score"] for f in fields] == [pytest.approx(13 / 3), None, 3.0]
+    assert fields[2]["sub_scores"] == {"consistency": 5.0, "instruction": 3.0, "quality": 1.0}
+    assert fields[2]["raw_outputs"]["instruction"] == ANSWERS["viewpoint_change/8"]["instruction"]
+
+
+def test_the_three_view_request_reaches_the_tiny_transformers_judge(checkout, tmp_path, judge_path, monkeypatch):
+    """Through the pipeline with the real processor and the tiny Qwen3-VL judge: the viewpoint item's
+    instruction request holds three images, source then edit then ground truth (their grids in that
+    order), and the item gets a score record with that answer; the item without a ground truth fails alone."""
+    from PIL import Image
+
+    from editjudge.config import load_config
+    from editjudge.models.reward.qwen3_vl import Qwen3VLRewardModel
+    from editjudge.pipeline import run
+
+    folder = checkout / "KRIS_Bench" / "viewpoint_change"
+    Image.new("RGB", (32, 32), (20, 20, 20)).save(folder / "8.png", format="PNG")      # 2x2 patches of 16 px
+    Image.new("RGB", (32, 96), (200, 200, 200)).save(folder / "8_gt.png", format="PNG")  # 6x2
+    Image.new("RGB", (32, 32), (90, 90, 90)).save(folder / "12.png", format="PNG")
+    edits = tmp_path / "edits" / "viewpoint_change"
+    edits.mkdir(parents=True)
+    Image.new("RGB", (64, 32), (120, 120, 120)).save(edits / "8.png")                  # 2x4
+    Image.new("RGB", (64, 32), (120, 120, 120)).save(edits / "12.png")
+    seen = []
+    real = Qwen3VLRewardModel._prepare_inputs
+
+    def spy(self, requests):
+        inputs = real(self, requests)
+        start = self.model.config.vision_start_token_id
+        seen.append(([int((row == start).sum()) for row in inputs["input_ids"]], inputs["image_grid_thw"].tolist()))
+        return inputs
+
+    monkeypatch.setattr(Qwen3VLRewardModel, "_prepare_inputs", spy)
+    data = {"benchmark": {"path": str(folder / "annotation.json"), "format": "kris"},
+            "editing": {"editors": [{"name": "e", "type": "precomputed", "image_dir": str(tmp_path / "edits"),
+                                     "params": {"resize_to_source": False}}]},
+            "reward_model": {"type": "qwen3_vl", "params": {
+                "model_path": judge_path, "device": "cpu", "batch_size": 4, "max_new_tokens": 6, "show_progress": False,
+                "protocol": {"name": "kris", "dir": str(checkout)}}},
+            "output_dir": str(tmp_path / "out")}
+    path = tmp_path / "config.yaml"
+    path.write_text(json.dumps(data))
+    config = load_config(path)
+    run(config, "edit")
+    run(config, "score")  # (the report stage is not this test's concern)
+    # three requests for item 8 (consistency: 2 images, instruction: 3, quality: 1); none for item 12
+    assert sorted(n for counts, _ in seen for n in counts) == [1, 2, 3]
+    (grids,) = [grids for counts, grids in seen if counts == [3]]
+    assert grids == [[1, 2, 2], [1, 2, 4], [1, 6, 2]]  # source, edit, ground truth
+    records = {r["item_id"]: r for r in map(json.loads, (tmp_path / "out" / "scores.jsonl").read_text().splitlines())}
+    view = records["viewpoint_change/8"]
+    answer = view["raw_outputs"]["instruction"]
+    assert isinstance(answer, str) and set(view["raw_outputs"]) == {"consistency", "instruction", "quality"}
+    from editjudge.protocols.kris_answers import common_instruction
+    assert view["sub_scores"]["instruction"] == common_instruction(answer)[0]  # read as metrics_common reads it
+    assert (view["score"] is None) == (None in view["sub_scores"].values())
+    assert "no ground-truth view" in records["viewpoint_change/12"]["error"]
