@@ -416,3 +416,49 @@ def test_the_three_view_request_reaches_the_tiny_transformers_judge(checkout, tm
     assert view["sub_scores"]["instruction"] == common_instruction(answer)[0]  # read as metrics_common reads it
     assert (view["score"] is None) == (None in view["sub_scores"].values())
     assert "no ground-truth view" in records["viewpoint_change/12"]["error"]
+
+
+def test_the_three_view_request_on_the_api_backend_is_text_then_source_edit_truth(checkout, tmp_path, monkeypatch):
+    """configs/kris_gpt4o.yaml's OpenAI judge: the viewpoint instruction request is one user turn holding
+    the view prompt, then the source, the edit and the ground truth (told apart by their sizes)."""
+    import base64
+    import io
+
+    from PIL import Image
+
+    from editjudge.config import load_config
+    from editjudge.models.reward.judge import judge_params
+    from editjudge.models.reward.openai_judge import OpenAIRewardModel
+    from editjudge.protocols.scoring import score_protocol_items
+    from tests.conftest import ROOT
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-not-a-key")
+    folder = checkout / "KRIS_Bench" / "viewpoint_change"
+    Image.new("RGB", (40, 30), (20, 20, 20)).save(folder / "8.png", format="PNG")
+    Image.new("RGB", (24, 50), (200, 200, 200)).save(folder / "8_gt.png", format="PNG")
+    edit = tmp_path / "8.png"
+    Image.new("RGB", (64, 32), (120, 120, 120)).save(edit)
+    config = load_config(ROOT / "configs" / "kris_gpt4o.yaml", [
+        f"benchmark.path={checkout}", f"output_dir={tmp_path / 'out'}", f"reward_model.params.protocol.dir={checkout}",
+        "reward_model.params.cache_dir=false", f"editing.editors.0.image_dir={tmp_path}"])
+    judge = OpenAIRewardModel(**judge_params(config.reward_model, None))
+    bodies = []
+
+    def post(path, body):
+        bodies.append(json.loads(json.dumps(body)))
+        text = body["messages"][0]["content"][0]["text"]
+        answer = ANSWERS["viewpoint_change/8"]["instruction" if text.startswith("Three views") else
+                                               "consistency" if text.startswith("Judge what") else "quality"]
+        return {"choices": [{"message": {"content": answer}, "finish_reason": "stop"}], "model": judge.model}
+
+    monkeypatch.setattr(judge.client, "post", post)
+    protocol = KrisProtocol(checkout)
+    (fields,) = score_protocol_items(judge, protocol, [items_of(checkout)["viewpoint_change/8"]], [edit])
+    (view,) = [b for b in bodies if b["messages"][0]["content"][0]["text"].startswith("Three views")]
+    (message,) = view["messages"]
+    assert message["role"] == "user" and [p["type"] for p in message["content"]] == ["text"] + ["image_url"] * 3
+    assert message["content"][0]["text"] == "Three views: Draw the top view."
+    sizes = [Image.open(io.BytesIO(base64.b64decode(p["image_url"]["url"].split(",", 1)[1]))).size
+             for p in message["content"][1:]]
+    assert sizes == [(40, 30), (64, 32), (24, 50)]  # source, edit, ground truth
+    assert fields["score"] == 3.0 and fields["sub_scores"]["instruction"] == 3.0
