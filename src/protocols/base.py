@@ -8,7 +8,8 @@ they are part of the scoring settings hash and are named in every report, so res
 versions of a protocol never mix.
 
 For each item, ``asks`` says what the upstream script sends the judge (one ``Ask`` per request: the
-prompt text with its placeholders filled, and the images in the upstream order); the judge answers
+prompt text with its placeholders filled, and the images in the upstream order: the last one shown is
+``Ask.image``, those before it ``Ask.first_image``, one image or a tuple of several); the judge answers
 every ``Ask`` through the one judge contract (``batch_evaluate``); ``item_result`` reads the answers as
 the upstream script reads them; ``summary`` computes the per-category and overall figures as the
 upstream script computes them, and ``export`` writes the files the upstream scripts write or read.
@@ -46,8 +47,20 @@ class Ask:
     name: str                    # the judgement it gives, e.g. "consistency", "reasoning", "quality"
     user_prompt: str             # the full text sent, placeholders filled
     image: Any                   # the last image shown (usually the edit): a path or a PIL image
-    first_image: Any = None      # an image shown before it (the source, or a reference), or None
+    first_image: Any = None      # what is shown before it: None, one image (the source, or a reference),
+                                 # or a tuple of images shown in that order (see ``shown_before``)
     system_prompt: str = ""      # "" when the upstream request has no system message
+
+
+def shown_before(first_image) -> tuple:
+    """The images an ``Ask`` shows before its ``image``, in order: ``()`` for None, ``(image,)`` for one
+    image, the images themselves for a tuple or list (KRIS-Bench's viewpoint request shows the source and
+    the edit before the ground-truth view). ``scoring`` groups asks by how many there are."""
+    if first_image is None:
+        return ()
+    if isinstance(first_image, (tuple, list)):
+        return tuple(first_image)
+    return (first_image,)
 
 
 @dataclass

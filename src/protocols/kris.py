@@ -17,9 +17,12 @@ KRIS-Bench scores each edit with GPT-4o on 1-5 scales, one request per metric, t
   (``prompt_dual_evaluation`` with the instruction and the annotation's ``explain_en``) answering both
   instruction following and knowledge plausibility, and quality, read by that script's own readers
   (``kris_answers``);
-- ``metrics_view_change.py`` (viewpoint_change): consistency and quality as metrics_common; its
-  instruction following sends three images (source, edit, ground truth) in one request, which the
-  ``Ask`` contract (at most two images) cannot carry: NOT reproduced, so the item's headline is None;
+- ``metrics_view_change.py`` (viewpoint_change): consistency and quality as metrics_common; instruction
+  following is one request (``prompt_view_instruction_following`` with the instruction) showing three
+  images in this order: the source, the edit, then the annotation's ground-truth view (``gt_img``, the
+  item's ``reference_image``), so the ``Ask`` shows ``(source, edit)`` before the ground truth; its answer
+  is read by metrics_common's instruction reader, as that script imports it. An item without its
+  ground-truth file gets no record upstream (the script returns before asking): a failure record here;
 - ``metrics_multi_element.py`` and ``metrics_temporal_prediction.py``: several input images per item
   (the KRIS loader skips those items): NOT reproduced.
 
@@ -50,9 +53,8 @@ SKIPPED_SCRIPTS = {"metrics_multi_element.py": "several reference images per ite
                    "metrics_temporal_prediction.py": "three reference frames and the edit, ordered by frame, in one request"}
 NEEDED = {"prompt_consist": ("instruct",), "prompt_quality": (), "prompt_instruction_following": ("instruct",),
           "prompt_abnormal_instruction_following": ("instruct", "explanation"),
-          "prompt_dual_evaluation": ("instruct", "explanation")}
-VIEW_NOT_REPRODUCED = ("instruction following not reproduced: metrics_view_change.py sends the source, the edit "
-                       "and the ground-truth view in one request; an Ask carries two images")
+          "prompt_dual_evaluation": ("instruct", "explanation"),
+          "prompt_view_instruction_following": ("instruct",)}
 
 
 def _module(path: Path) -> ast.Module:
@@ -178,7 +180,17 @@ class KrisProtocol:
         instruct, explanation = record.get("ins_en", ""), record.get("explain_en", "")
         p = self.prompts
         asks = [Ask("consistency", p["prompt_consist"].format(instruct=instruct), edited, first_image=item.image)]
-        if kind == "knowledge":
+        if kind == "view":
+            # metrics_view_change.py, evaluate_images / evaluate_with_gpt (mercurystraw/Kris_Bench@2114fec9, and
+            # the utils.prompts/ins_en version as copied in nameoffly/Kris_Bench_output@75e89ed5: the same
+            # request): the text, then the source, the edit and the ground-truth view, in that order.
+            truth = item.reference_image
+            if truth is None or (isinstance(truth, (str, Path)) and not Path(truth).is_file()):
+                raise ItemProblem(f"{item.id}: no ground-truth view (gt_img) {truth or ''}: "
+                                  "metrics_view_change.py makes no record without it")
+            asks.append(Ask("instruction", p["prompt_view_instruction_following"].format(instruct=instruct),
+                            truth, first_image=(item.image, edited)))
+        elif kind == "knowledge":
             asks.append(Ask("dual", p["prompt_dual_evaluation"].format(instruct=instruct, explanation=explanation),
                             edited, first_image=item.image))
         elif kind == "common":
@@ -205,8 +217,8 @@ class KrisProtocol:
                     "quality_reasoning": read.knowledge_reasoning(answers.get("quality"))}
         out = {}
         out["consistency_score"], out["consistency_reasoning"] = read.common_consistency(answers.get("consistency"))
-        if kind == "common":
-            out["instruction_score"], out["instruction_reasoning"] = read.common_instruction(answers.get("instruction"))
+        # metrics_view_change.py imports metrics_common's instruction reader
+        out["instruction_score"], out["instruction_reasoning"] = read.common_instruction(answers.get("instruction"))
         out["quality_score"], out["quality_reasoning"] = read.common_quality(answers.get("quality"))
         return out
 
@@ -214,8 +226,6 @@ class KrisProtocol:
         fields = self.fields(item.category, answers)
         subs = {name[:-len("_score")]: (None if value is None else float(value))
                 for name, value in fields.items() if name.endswith("_score")}
-        if self.kind[item.category] == "view":
-            return ItemResult(None, subs, VIEW_NOT_REPRODUCED)
         unread = [name for name, value in subs.items() if value is None]
         if unread:
             return ItemResult(None, subs, f"no 1-5 score read for {', '.join(unread)}")

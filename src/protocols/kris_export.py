@@ -7,8 +7,7 @@ object of item key -> ``{"instruction": ins_en, "explain": explain_en, "consiste
 "knowledge_reasoning",] "quality_score", "quality_reasoning"}``, UTF-8 (``ensure_ascii=False``, indent 2).
 An item whose images could not be read is left out; an item whose answers could not be read is kept with
 null scores (the next upstream run asks again for it). ``export`` writes those files for one editor, the
-items in annotation order (upstream's order is the order requests finished); viewpoint_change's records
-have no instruction fields (not reproduced, see ``kris``).
+items in annotation order (upstream's order is the order requests finished).
 
 Upstream computes nothing from these files: no mean, no 0-100 mapping, no grouping by knowledge type.
 ``summarize`` gives, per category and over all items, the mean of each 1-5 score over the items that have
@@ -22,15 +21,16 @@ from pathlib import Path
 
 SCORES = {"common": ("consistency", "instruction", "quality"),
           "knowledge": ("consistency", "instruction", "knowledge", "quality"),
-          "view": ("consistency", "quality")}
+          "view": ("consistency", "instruction", "quality")}
 NOTE = ("KRIS-Bench's scripts write per-item 1-5 scores (metrics.json per category) and compute no average, "
         "no 0-100 mapping and no knowledge-type grouping: these means over the items with a score are editjudge's")
 
 
 def _fields(protocol, row: dict) -> dict | None:
-    """The item's metrics.json fields from its answers; None when it has none (no record upstream)."""
+    """The item's metrics.json fields from its answers; None when it has none (no request was made, as
+    for an item whose images upstream could not read: no record upstream)."""
     answers = row.get("answers")
-    if not isinstance(answers, dict) or row.get("category") not in protocol.kind:
+    if not isinstance(answers, dict) or not answers or row.get("category") not in protocol.kind:
         return None
     return protocol.fields(row["category"], answers)
 
@@ -65,9 +65,6 @@ def summarize(protocol, rows: list[dict]) -> dict:
             continue
         categories[category] = {"script": f"metrics_{'view_change' if kind == 'view' else kind}.py",
                                 **_figures(protocol, by_category[category], SCORES[kind])}
-        if kind == "view":
-            not_reproduced[f"{category}: instruction"] = {"items": len(by_category[category]),
-                                                          "why": "three images in one request (source, edit, ground truth)"}
     scored = [row for row in rows if row.get("category") in protocol.kind]
     return {"protocol": protocol.name, "version": protocol.version, "scale": "1-5", "note": NOTE,
             "categories": categories,

@@ -2,11 +2,13 @@
 
     fields = score_protocol_items(model, protocol, items, edited_paths, item_ids=ids)
 
-Every item's ``asks`` are collected, grouped by ask name and by whether a first image is shown, and
-each group goes to the judge in one ``batch_evaluate`` call (so the transformers judge batches them,
-vLLM and an API run them concurrently), the groups ordered by ask name (a name not seen before goes
-right after the name asked before it in its item: each item's requests go out in the order its
-protocol lists them, the order in which the upstream scripts send them one after another), with a parser that accepts any text: the protocol, not the
+Every item's ``asks`` are collected, grouped by ask name and by how many images are shown before the
+last one (``base.shown_before``: a group's ``original_images`` is None, or one image per entry, or a
+tuple per entry, shown in order), and each group goes to the judge in one ``batch_evaluate`` call (so
+the transformers judge batches them, vLLM and an API run them concurrently), the groups ordered by ask
+name (a name not seen before goes right after the name asked before it in its item: each item's
+requests go out in the order its protocol lists them, the order in which the upstream scripts send
+them one after another), with a parser that accepts any text: the protocol, not the
 judge, reads the answers. Each item then gets its answers (the text per ask name; None where that
 request failed) through ``item_result``. What comes back per item are the score fields the score stage
 records, as for a rubric (``reward.judge.judge_items``): score, sub_scores, raw_output(s), error,
@@ -18,7 +20,7 @@ from __future__ import annotations
 
 import math
 
-from .base import Ask, ItemProblem, ItemResult
+from .base import Ask, ItemProblem, ItemResult, shown_before
 
 
 class AnyText:
@@ -45,7 +47,7 @@ def score_protocol_items(model, protocol, items: list, edited: list, item_ids: l
     raws: list[dict[str, str | None]] = [{} for _ in range(n)]
     fallback = [False] * n
     asked = [False] * n
-    groups: dict[tuple[str, bool], list[tuple[int, Ask]]] = {}
+    groups: dict[tuple[str, int], list[tuple[int, Ask]]] = {}
     names: list[str] = []  # the ask names, in the order their groups go out
     for i, (item, image) in enumerate(zip(items, edited)):
         try:
@@ -59,13 +61,13 @@ def score_protocol_items(model, protocol, items: list, edited: list, item_ids: l
             if ask.name not in names:
                 names.insert(previous + 1, ask.name)
             previous = names.index(ask.name)
-            groups.setdefault((ask.name, ask.first_image is not None), []).append((i, ask))
-    for (name, with_first), entries in sorted(groups.items(), key=lambda group: names.index(group[0][0])):
+            groups.setdefault((ask.name, len(shown_before(ask.first_image))), []).append((i, ask))
+    for (name, before), entries in sorted(groups.items(), key=lambda group: names.index(group[0][0])):
         results = model.batch_evaluate(
             [ask.image for _, ask in entries],
             system_prompts=[ask.system_prompt for _, ask in entries],
             user_prompts=[ask.user_prompt for _, ask in entries],
-            original_images=[ask.first_image for _, ask in entries] if with_first else None,
+            original_images=_originals([ask.first_image for _, ask in entries], before),
             item_ids=[ids[i] for i, _ in entries], parse=AnyText())
         for (i, _), result in zip(entries, results):
             raws[i][name] = result.raw_output
@@ -77,6 +79,14 @@ def score_protocol_items(model, protocol, items: list, edited: list, item_ids: l
                 problems[i].append(f"{name}: {result.error}")
     return [_fields(protocol, item, answers[i], raws[i], problems[i], fallback[i]) if asked[i]
             else _failure(problems[i], raws[i], fallback[i]) for i, item in enumerate(items)]
+
+
+def _originals(firsts: list, before: int) -> list | None:
+    """A group's ``original_images``: None when nothing is shown before, the single images, or tuples."""
+    if before == 0:
+        return None
+    shown = [shown_before(first) for first in firsts]
+    return [images[0] for images in shown] if before == 1 else shown
 
 
 def _fields(protocol, item, answers: dict, raws: dict, problems: list[str], fallback: bool) -> dict:
