@@ -267,10 +267,10 @@ def test_risebench_end_to_end_equals_gpt_eval(tmp_path):
 
 # A request's kind, from the stand-in prompts' opening words (tests/test_protocol_kris.py's PROMPTS).
 KRIS_KINDS = {"Judge what stayed": "consistency", "Judge how clean": "quality", "Judge whether": "instruction",
-              "Request:": "dual"}
+              "Request:": "dual", "Three views": "instruction"}
 KRIS_METRICS = {"metrics_common.py": ("consistency", "instruction", "quality"),
                 "metrics_knowledge.py": ("consistency", "instruction", "knowledge", "quality"),
-                "metrics_view_change.py": ("consistency", "quality")}
+                "metrics_view_change.py": ("consistency", "instruction", "quality")}
 
 
 def kris_kind(prompt: str) -> str:
@@ -290,7 +290,7 @@ def kris_summary(expected: dict[str, dict], scripts: dict[str, str]) -> dict:
             part[name] = {"mean": sum(values) / len(values) if values else None, "n": len(values),
                           "unreadable": len(records) - len(values)}
         heads = [sum(r[f"{n}_score"] for n in names) / len(names) for r in records.values()
-                 if all(r[f"{n}_score"] is not None for n in names)] if scripts[category] != "metrics_view_change.py" else []
+                 if all(r[f"{n}_score"] is not None for n in names)]
         part["score"] = {"mean": sum(heads) / len(heads) if heads else None, "n": len(heads)}
         out[category] = part
     return out
@@ -302,6 +302,8 @@ def test_kris_bench_end_to_end_equals_the_scripts(tmp_path):
 
     root = write_kris(tmp_path / "Kris_Bench")
     shutil.rmtree(root / "KRIS_Bench" / "odd_abnormality_correction")  # no answers for it in ANSWERS
+    view = root / "KRIS_Bench" / "viewpoint_change" / "annotation.json"  # item 12 (no true view): not in ANSWERS
+    view.write_text(json.dumps({k: v for k, v in json.loads(view.read_text()).items() if k != "12"}))
     edits, sizes = tmp_path / "edits", {}
     for n, item in enumerate(ANSWERS):  # every source a real image; each edit its own size: it tells the item
         category, key = item.split("/")
@@ -312,9 +314,12 @@ def test_kris_bench_end_to_end_equals_the_scripts(tmp_path):
         sizes[(50 + 6 * n, 40)] = item
     Image.new("RGB", (64, 48), "white").save(root / "KRIS_Bench" / "viewpoint_change" / "8_gt.png")
 
+    def edit_of(pictures: list):  # viewpoint_change's instruction request: source, edit, then the true view
+        return pictures[1] if len(pictures) == 3 else pictures[-1]
+
     def answer(body):
         text, *pictures = body["messages"][0]["content"]
-        return ANSWERS[sizes[jpeg_size(pictures[-1])]][kris_kind(text["text"])]
+        return ANSWERS[sizes[jpeg_size(edit_of(pictures))]][kris_kind(text["text"])]
 
     out = tmp_path / "out"
     with FakeChat(answer, model="gpt-4o-2024-08-06") as chat:
@@ -332,8 +337,12 @@ def test_kris_bench_end_to_end_equals_the_scripts(tmp_path):
         (message,) = body["messages"]
         text, *pictures = message["content"]
         assert message["role"] == "user" and text["type"] == "text"
-        seen.setdefault(sizes[jpeg_size(pictures[-1])], []).append((kris_kind(text["text"]), len(pictures)))
-    assert seen == {item: [(kind, 1 if kind == "quality" else 2) for kind in asked] for item, asked in ANSWERS.items()}
+        seen.setdefault(sizes[jpeg_size(edit_of(pictures))], []).append((kris_kind(text["text"]), len(pictures)))
+
+    def shown(item: str, kind: str) -> int:  # the quality request the edit alone; viewpoint's instruction three
+        return 1 if kind == "quality" else 3 if (item.startswith("viewpoint_change/") and kind == "instruction") else 2
+
+    assert seen == {item: [(kind, shown(item, kind)) for kind in asked] for item, asked in ANSWERS.items()}
 
     # metrics.json per category: what the real scripts wrote for these answers.
     export = out / "export" / "kris" / "my-editor"
