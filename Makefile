@@ -31,7 +31,7 @@ demo: models
 	OMP_NUM_THREADS=1 $(PY) main.py --config configs/demo.yaml
 
 test: $(STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=25
 
 bench: models
 	$(PY) bench/reward_throughput.py
