@@ -33,7 +33,7 @@ import sys
 from .benchmark import BenchmarkError
 from .config import ConfigError, model_problems, read_config
 from .protocols.registry import PROTOCOLS
-from .redaction import install_log_redaction, redact, register_secret
+from .redaction import install_log_redaction, redact, register_judge_key
 
 
 def _batch_size(text: str) -> int | str:
@@ -156,9 +156,7 @@ def main(argv: list[str] | None = None) -> int:
         if problems:
             print(ConfigError(args.config, problems), file=sys.stderr)
             return 2
-        key_env = config.reward_model.params.get("api_key_env")
-        if isinstance(key_env, str):  # the judge API's key: whatever a worker's error says, this process redacts it
-            register_secret(os.environ.get(key_env))
+        register_judge_key(config)
         from .progress import Steps
 
         with Steps("checking the models and devices", "checks") if rank0 else contextlib.nullcontext() as steps:

@@ -109,3 +109,12 @@ def file_sha1(path: Path) -> str | None:
     except OSError:
         return None
     return digest.hexdigest()
+
+
+def sha256(path: Path) -> str:
+    """The SHA-256 of a file's bytes, read in 1 MiB blocks (raises ``OSError`` when it cannot be read)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
 import urllib.parse
 
@@ -34,6 +35,14 @@ def register_secret(value: str | None) -> None:
              json.dumps(value)[1:-1]}
     with _lock:
         _secrets.update(f for f in forms if len(f) >= MIN_SECRET_CHARS)
+
+
+def register_judge_key(config) -> None:
+    """Redact the judge API's key (``reward_model.params.api_key_env``'s value) from now on: whatever an
+    error from the judge or a worker says, no command prints it."""
+    key_env = config.reward_model.params.get("api_key_env")
+    if isinstance(key_env, str):
+        register_secret(os.environ.get(key_env))
 
 
 def redact(text):

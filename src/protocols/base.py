@@ -26,10 +26,11 @@ An answer ``item_result`` cannot read is its ``ItemResult.error`` (an exception 
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol as _Contract
+
+from ..files import sha256
 
 
 class ProtocolError(ValueError):
@@ -73,7 +74,8 @@ class ItemResult:
 
 
 def file_digest(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    """An upstream file's SHA-256: part of the protocol's identity."""
+    return sha256(Path(path))
 
 
 class BenchmarkProtocol(_Contract):

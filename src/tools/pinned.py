@@ -23,7 +23,6 @@ pinned files drift apart.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import logging
 import os
@@ -31,6 +30,8 @@ import shutil
 import tempfile
 from pathlib import Path
 from typing import Callable
+
+from ..files import sha256
 
 logger = logging.getLogger(__name__)
 
@@ -56,13 +57,6 @@ def build_seed() -> int | None:
     except ValueError:
         raise PinnedModelError(f"{SEED_ENV} must be an integer seed, got {value!r}") from None
 
-
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def folder_digests(folder: Path) -> dict[str, str]:

@@ -33,6 +33,8 @@ import json
 import shutil
 from pathlib import Path
 
+from ..files import sha256
+
 FORMAT = 1
 TOLERANCE_SHARE = 0.05
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp"}
@@ -45,13 +47,6 @@ class CanaryError(ValueError):
 class CanaryDrift(RuntimeError):
     """The judge drifted beyond ``--canary-max-drift``: the run stops before the score stage."""
 
-
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def image_folder(file: Path) -> Path:

@@ -19,8 +19,8 @@ import sys
 from pathlib import Path
 
 from ..benchmark import BenchmarkError
-from ..config import ConfigError, model_problems, read_config
-from ..redaction import install_log_redaction, redact
+from ..config import ConfigError, load_config
+from ..redaction import install_log_redaction, redact, register_judge_key
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -49,11 +49,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     install_log_redaction()
     try:
-        config, problems = read_config(args.config, list(args.set))
-        if not problems and args.command == "check":
-            problems = model_problems(config)
-        if problems:
-            raise ConfigError(args.config, problems)
+        config = load_config(args.config, list(args.set), models=args.command == "check")
+        register_judge_key(config)
         if args.command == "make":
             data = make_canary(config, Path(args.run_dir), args.n, Path(args.file))
             print(f"canary {args.file}: {len(data['items'])} items (scores "

@@ -29,7 +29,6 @@ import argparse
 import itertools
 import json
 import logging
-import os
 import sys
 from pathlib import Path
 
@@ -312,16 +311,14 @@ def summary_lines(summary: dict) -> list[str]:
 
 def run(args: argparse.Namespace) -> int:
     from ..config import ConfigError, read_config
-    from ..redaction import register_secret
+    from ..redaction import register_judge_key
 
     overrides = list(args.set) + ([f"output_dir={json.dumps(args.output_dir)}"] if args.output_dir else [])
     config, problems = read_config(args.config, overrides)
     if problems or config is None:
         print(ConfigError(args.config, problems or ["the configuration could not be read"]), file=sys.stderr)
         return 2
-    key_env = config.reward_model.params.get("api_key_env")
-    if isinstance(key_env, str):  # the judge API's key: never in what this command prints
-        register_secret(os.environ.get(key_env))
+    register_judge_key(config)  # the judge API's key: never in what this command prints
     layout = Layout(Path(config.output_dir))
     pairs = editor_pairs(config, args.editors)
     if args.from_scores:

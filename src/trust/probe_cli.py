@@ -25,8 +25,8 @@ import sys
 from pathlib import Path
 
 from ..benchmark import BenchmarkError
-from ..config import ConfigError, model_problems, read_config
-from ..redaction import install_log_redaction, redact
+from ..config import ConfigError, load_config
+from ..redaction import install_log_redaction, redact, register_judge_key
 
 logger = logging.getLogger(__name__)
 
@@ -141,14 +141,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     overrides = list(args.set) + ([f"output_dir={json.dumps(args.output_dir)}"] if args.output_dir else [])
     try:
-        config, problems = read_config(args.config, overrides)
-        if not problems:
-            problems = model_problems(config)
-        if problems:
-            raise ConfigError(args.config, problems)
+        config = load_config(args.config, overrides)
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 2
+    register_judge_key(config)
     from ..files import write_atomic
 
     try:
