@@ -19,6 +19,15 @@ SAMPLE = ROOT / "benchmark_data" / "sample" / "annotations.jsonl"
 MISSING = "remove_object_001"  # the precomputed_dir editor has no output for this item
 
 
+def shared_data(name: str) -> Path:
+    """A public data set under the workplace's ``shared/data/`` (each folder says its source and license):
+    ``$EDITJUDGE_SHARED_DATA``, else ``shared/data`` beside the checkout, else ``/work/shared/data`` (a
+    clean clone elsewhere on this machine finds it there too)."""
+    candidates = [Path(os.environ["EDITJUDGE_SHARED_DATA"])] if os.environ.get("EDITJUDGE_SHARED_DATA") else []
+    candidates += [ROOT.parent / "shared" / "data", Path("/work/shared/data")]
+    return next((c / name for c in candidates if (c / name).is_dir()), candidates[0] / name)
+
+
 @functools.cache
 def tiny_editor(name: str) -> str:
     """The folder of one tiny diffusers pipeline (instruct-pix2pix, flux-kontext, ...), built on first use."""

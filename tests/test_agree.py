@@ -17,9 +17,9 @@ from editjudge.cli import main as cli_main
 from editjudge.trust import correlation
 from editjudge.trust.agree_cli import compare
 from editjudge.trust.correlation import RankedPairs, kendall_tau_b, spearman
-from tests.conftest import ROOT
+from tests.conftest import shared_data
 
-GENAI = ROOT.parent / "shared" / "data" / "genai-bench"
+GENAI = shared_data("genai-bench")
 PUBLISHED = {"gemini-1.5-pro": 55.93, "llava": 26.12, "random": 25.9}  # GenAI-Bench README, image editing
 
 
