@@ -323,4 +323,4 @@ def test_pairwise_command_mistakes_stop_with_status_2(scored_run, tmp_path, caps
     err = capsys.readouterr().err
     assert "use response_format: none" in err
     assert "at least two editors" in err and "'nobody'" in err and "for --from-scores" in err
-    assert "is for reward_model.params.score_mode: logits" in err and "run the score stage first" in err
+    assert "are for reward_model.params.score_mode: logits" in err and "run the score stage first" in err

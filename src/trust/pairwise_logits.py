@@ -10,7 +10,9 @@ The question (``USER_PROMPT``) asks for the letter of the better edit and the as
 up to it (``CHOICES``: nothing after the chat template's generation prompt, which ends in a newline, so
 "A" and "B" are single tokens as the answer's first token, for Qwen's tokenizers and the tiny test
 judge's). P("A") and P("B") are read from the next-token softmax (float32, the whole vocabulary) and
-renormalised over the two: P(first shown) + P(second shown) = 1.
+renormalised over the two: P(first shown) + P(second shown) = 1. An order whose P("A") + P("B") is at
+most ``--min-letter-mass`` (default 1e-6) has no probability (the judge answers something else): that
+order counts as unparseable, its raw line keeps the mass and both shares.
 
 Both orders, in the pair's own A/B terms:
 
@@ -45,6 +47,11 @@ USER_PROMPT = (
     "and looks more natural? Answer with one letter only: A if edit A is better, B if edit B is better."
 )
 CHOICES = Choices(("A", "B"), prefix="")
+
+
+def letters(min_mass: float) -> Choices:
+    """``CHOICES`` with an answer failing when P("A") + P("B") is at most ``min_mass``."""
+    return Choices(CHOICES.texts, CHOICES.prefix, min_mass)
 
 
 def probability_verdict(probability: float | None, tie_band: float) -> str | None:
@@ -89,9 +96,9 @@ def mean_probabilities(records: Iterable[dict]) -> dict[tuple[str, str], float |
     return {pair: sum(v) / len(v) if v else None for pair, v in table.items()}
 
 
-def logits_summary(summary: dict, records: list[dict], tie_band: float) -> dict:
+def logits_summary(summary: dict, records: list[dict], tie_band: float, min_mass: float) -> dict:
     """``pairwise.summarize``'s summary made the logits mode's: the probability-based position bias, the
-    tie band, and each editor pair's mean probability (``mean_probability`` in its ``win_rates`` row)."""
+    tie band, the least letter mass, and each editor pair's mean probability (``mean_probability`` in its ``win_rates`` row)."""
     means = mean_probabilities(records)
     rows = [dict(row, mean_probability=means.get((row["a"], row["b"]))) for row in summary["win_rates"]]
-    return dict(summary, score_mode="logits", tie_band=tie_band, position_bias=position_bias(records), win_rates=rows)
+    return dict(summary, score_mode="logits", tie_band=tie_band, min_letter_mass=min_mass, position_bias=position_bias(records), win_rates=rows)

@@ -56,6 +56,7 @@ USER_PROMPT = (
 )
 PARSER_VERSION = 1  # raise when parse_verdict reads answers differently
 DEFAULT_TIE_BAND = 0.05  # logits mode: a debiased probability within 0.5 +- this is a tie (pairwise_logits)
+DEFAULT_MIN_MASS = 1e-6  # logits mode: at most this on the two letters is no answer (logits.NO_SCORE_MASS)
 
 
 class UsageError(ValueError):
@@ -78,6 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--tie-band", type=float,
                         help="reward_model.params.score_mode logits: a debiased probability within 0.5 +- this is a "
                              f"tie (default {DEFAULT_TIE_BAND:g})")
+    parser.add_argument("--min-letter-mass", type=float,
+                        help='reward_model.params.score_mode logits: an order whose P("A") + P("B") is at most this '
+                             f"has no probability (default {DEFAULT_MIN_MASS:g})")
     parser.add_argument("--output-dir", help="the run's output folder (overrides output_dir)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE",
                         help="override a config key, e.g. --set reward_model.params.max_new_tokens=128 (repeatable)")
@@ -142,10 +146,11 @@ def logits_mode(config) -> bool:
     return config.reward_model.params.get("score_mode", "generate") == "logits"
 
 
-def judged_settings(config, device, tie_band: float | None = None) -> dict:
+def judged_settings(config, device, tie_band: float | None = None, min_mass: float | None = None) -> dict:
     """What can change a judged verdict: the judge's scoring identity (its rubric aside: the pairwise
     prompt replaces it), what the device resolves (``dtype: auto``), the prompt and the parser; in logits
-    mode the letter prompt, its prefill and letters, and the tie band instead of the parser."""
+    mode the letter prompt, its prefill and letters, the tie band and the least letter mass instead of the
+    parser."""
     from ..models.reward.judge import resolved_settings, scoring_identity
 
     identity = scoring_identity(config.reward_model)
@@ -156,7 +161,7 @@ def judged_settings(config, device, tie_band: float | None = None) -> dict:
         from . import pairwise_logits
 
         choices = pairwise_logits.CHOICES
-        settings.update(mode="logits", parser=None, tie_band=tie_band, prompt={
+        settings.update(mode="logits", parser=None, tie_band=tie_band, min_mass=min_mass, prompt={
             "system": SYSTEM_PROMPT, "user": pairwise_logits.USER_PROMPT, "prefix": choices.prefix,
             "choices": list(choices.texts)})
     return settings
@@ -238,7 +243,7 @@ def judge_chunk(model, chunk: list[tuple[dict, tuple]]) -> list[dict]:
     return done
 
 
-def judge_chunk_logits(model, chunk: list[tuple[dict, tuple]], tie_band: float) -> list[dict]:
+def judge_chunk_logits(model, chunk: list[tuple[dict, tuple]], tie_band: float, min_mass: float) -> list[dict]:
     """Both orders of each pair of ``chunk`` in one call, logits mode: P("A") and P("B") after the letter
     prompt, combined by ``pairwise_logits.combine_probabilities``; the finished lines."""
     from ..models.reward.judge import judge_choices
@@ -250,7 +255,7 @@ def judge_chunk_logits(model, chunk: list[tuple[dict, tuple]], tie_band: float) 
         shown += [(source, edit_a, edit_b), (source, edit_b, edit_a)]
         users += [fill_prompt(pairwise_logits.USER_PROMPT, instruction)] * 2
         ids += [f"{line['item_id']}:{line['a']}|{line['b']}", f"{line['item_id']}:{line['b']}|{line['a']}"]
-    results = judge_choices(model, shown, SYSTEM_PROMPT, users, pairwise_logits.CHOICES, item_ids=ids)
+    results = judge_choices(model, shown, SYSTEM_PROMPT, users, pairwise_logits.letters(min_mass), item_ids=ids)
     done = []
     for k, (line, _) in enumerate(chunk):
         forward, backward = results[2 * k], results[2 * k + 1]
@@ -266,13 +271,13 @@ def judge_chunk_logits(model, chunk: list[tuple[dict, tuple]], tie_band: float) 
 
 
 def judged_records(config, layout: Layout, pairs, overwrite: bool,
-                   tie_band: float | None = None) -> tuple[list, str, bool]:
+                   tie_band: float | None = None, min_mass: float | None = None) -> tuple[list, str, bool]:
     """Every pair judged in both orders (reusing lines judged before under the same settings and inputs);
     the lines in plan order, the settings hash, and whether any request failed for good."""
     from ..models.reward.judge import build_judge, judge_devices
 
     device = judge_devices(config.reward_model)[0]
-    settings = digest(judged_settings(config, device, tie_band))
+    settings = digest(judged_settings(config, device, tie_band, min_mass))
     plan = planned(config, layout, pairs, settings)
     before = {} if overwrite else {
         (r.get("item_id"), r.get("a"), r.get("b"), r.get("inputs")): r
@@ -297,7 +302,7 @@ def judged_records(config, layout: Layout, pairs, overwrite: bool,
             for start in range(0, len(todo), size):
                 chunk = todo[start:start + size]
                 pending = [(line, inputs) for _, line, inputs in chunk]
-                done = (judge_chunk_logits(model, pending, tie_band) if logits_mode(config)
+                done = (judge_chunk_logits(model, pending, tie_band, min_mass) if logits_mode(config)
                         else judge_chunk(model, pending))
                 append_jsonl(layout.out / "pairwise.jsonl", done)  # a killed run keeps what is judged
                 for (position, _, _), line in zip(chunk, done):
@@ -400,21 +405,24 @@ def run(args: argparse.Namespace) -> int:
         if problems:
             print(ConfigError(args.config, problems), file=sys.stderr)
             return 2
-        if args.tie_band is not None and not logits_mode(config):
-            raise UsageError("--tie-band is for reward_model.params.score_mode: logits")
-        tie_band = None
+        if (args.tie_band is not None or args.min_letter_mass is not None) and not logits_mode(config):
+            raise UsageError("--tie-band and --min-letter-mass are for reward_model.params.score_mode: logits")
+        tie_band = min_mass = None
         if logits_mode(config):
             tie_band = DEFAULT_TIE_BAND if args.tie_band is None else args.tie_band
+            min_mass = DEFAULT_MIN_MASS if args.min_letter_mass is None else args.min_letter_mass
             if not 0 <= tie_band < 0.5:
                 raise UsageError(f"--tie-band must be at least 0 and below 0.5, got {tie_band:g}")
-        lines, settings, failed = judged_records(config, layout, pairs, args.overwrite, tie_band)
+            if not 0 <= min_mass < 1:
+                raise UsageError(f"--min-letter-mass must be at least 0 and below 1, got {min_mass:g}")
+        lines, settings, failed = judged_records(config, layout, pairs, args.overwrite, tie_band, min_mass)
         extra = {"margin": None, "answers": answer_counts(lines)}
     summary = pairwise.summarize(lines, source="pointwise" if args.from_scores else "pairwise", settings=settings,
                                  editors=list(dict.fromkeys(e for pair in pairs for e in pair)), **extra)
     if not args.from_scores and logits_mode(config):
         from . import pairwise_logits
 
-        summary = pairwise_logits.logits_summary(summary, lines, tie_band)
+        summary = pairwise_logits.logits_summary(summary, lines, tie_band, min_mass)
     paths = write_outputs(layout, lines, summary)
     print("\n".join(summary_lines(summary)))
     for name, path in paths.items():

@@ -178,11 +178,14 @@ def expected_scores(logits: torch.Tensor, digit_ids: list[int], low: int, high: 
 class Choices:
     """A question answered by one token: the assistant turn is prefilled with ``prefix`` (after the chat
     template's generation prompt) and the next token's probabilities of ``texts`` (each exactly one token of
-    the judge's tokenizer) are read, renormalised over ``texts``. ``ids``: their token ids, once resolved
-    against a tokenizer (``resolve``). Pass to a judge's ``batch_evaluate(choices=...)`` (logits mode)."""
+    the judge's tokenizer) are read, renormalised over ``texts``. An answer whose choices together get at
+    most ``min_mass`` of the probability fails: the judge is answering something else, and the ratio of
+    two vanishing probabilities says nothing. ``ids``: their token ids, once resolved against a tokenizer
+    (``resolve``). Pass to a judge's ``batch_evaluate(choices=...)`` (logits mode)."""
 
     texts: tuple[str, ...]
     prefix: str = ""
+    min_mass: float = NO_SCORE_MASS
     ids: tuple[int, ...] | None = None
 
     def resolve(self, tokenizer, vocabulary: int | None = None) -> "Choices":
@@ -195,22 +198,23 @@ class Choices:
             raise ValueError(f"choices {self.texts} share a token id ({ids})")
         if vocabulary is not None and max(ids) >= vocabulary:
             raise ValueError(f"choice token ids {ids} are beyond the model's {vocabulary} output logits")
-        return Choices(tuple(self.texts), self.prefix, tuple(ids))
+        return Choices(tuple(self.texts), self.prefix, self.min_mass, tuple(ids))
 
 
 def choice_results(logits: torch.Tensor, choices: Choices) -> list[ScoreResult]:
     """One result per row of ``logits`` (rows x positions x vocabulary; the last position is read): the
     softmax over the whole vocabulary in float32, then each choice's probability renormalised over the
     choices (``probabilities``, in ``choices.texts`` order; ``score`` is the first choice's). A failure
-    when the choices together get (almost) no probability: the judge is not answering the question."""
+    when the choices together get at most ``choices.min_mass``: the judge is not answering the question."""
     probs = torch.softmax(logits[:, -1].float(), dim=-1)[:, list(choices.ids)].double().cpu()
     results = []
     for row in probs:
         mass = float(row.sum())
         shares = [float(p) / mass if mass > 0 else 0.0 for p in row]
         raw = f"logits: P(choices)={mass:.4g} " + " ".join(f"{t!r}:{s:.4f}" for t, s in zip(choices.texts, shares))
-        if mass <= NO_SCORE_MASS:
-            results.append(ScoreResult.failure("judge put no probability on the choices", raw_output=raw))
+        if not mass > choices.min_mass:
+            results.append(ScoreResult.failure(f"judge put no more than {choices.min_mass:g} of the probability "
+                                               "on the choices", raw_output=raw))
             continue
         results.append(ScoreResult(score=shares[0], raw_output=raw, probabilities=dict(zip(choices.texts, shares))))
     return results
