@@ -9,10 +9,11 @@ judge (``reward.judge.build_judge``, one replica on the first judge device) sees
 B, and answers one of the four verdicts in ``[[...]]``; then again with B shown before A. The edits are the
 run's (``OUT/edits/manifest.jsonl``): run the edit stage first. ``--from-scores``: verdicts from the two
 editors' pointwise scores (``OUT/scores.jsonl``) with a margin, no judge. ``editjudge.trust.pairwise``
-has the rules and formulas. With ``reward_model.params.score_mode: logits`` (the transformers judge) the
-judge is asked for the letter of the better edit instead and P("A"), P("B") are read from its next-token
-distribution in both orders: ``editjudge.trust.pairwise_logits`` has the debiased probability, the
-verdict (``--tie-band``) and the figures.
+has the rules and formulas. With ``reward_model.params.score_mode: logits`` the judge is asked for the
+letter of the better edit instead and P("A"), P("B") are read from its next-token distribution in both
+orders (the transformers judge from its logits, a vLLM or API judge from ``top_logprobs``):
+``editjudge.trust.pairwise_logits`` has the debiased probability, the verdict (``--tie-band``) and the
+figures.
 
 Writes ``OUT/pairwise.jsonl`` (one line per item and editor pair, see ``record``) and
 ``OUT/pairwise_summary.json`` (``pairwise.summarize``). Each line carries ``settings``, the hash of
@@ -176,9 +177,9 @@ def judge_problems(config) -> list[str]:
     params = config.reward_model.params
     problems = []
     if logits_mode(config) and not getattr(judge_class(config.reward_model), "reads_choices", False):
-        problems.append(f"reward_model.params.score_mode: a preference probability (logits) is read by the "
-                        f"transformers judge (type: qwen3_vl) only; the {config.reward_model.type!r} judge does "
-                        "not give it: use score_mode: generate for its verdicts")
+        problems.append(f"reward_model.params.score_mode: the {config.reward_model.type!r} judge cannot give a "
+                        "preference probability (logits: next-token probabilities of given letters); use "
+                        "score_mode: generate for its verdicts")
     sampling = params.get("sampling") or {}
     if isinstance(sampling, dict) and int(sampling.get("num_samples", 1) or 1) > 1:
         problems.append("reward_model.params.sampling.num_samples: several samples are averaged into a score; "
