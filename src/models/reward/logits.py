@@ -224,9 +224,9 @@ def choice_results(logits: torch.Tensor, choices: Choices) -> list[ScoreResult]:
 def choice_result_from_logprobs(top: dict[str, float], choices: Choices) -> ScoreResult:
     """``choice_results`` from a server's ``top_logprobs`` (token text -> log-probability) of one answer's
     first token: a choice absent from them has probability 0 (below the listed ones); one more entry
-    holds the rest of the vocabulary, so that the softmax gives back the server's probabilities."""
+    holds every other token, so that the softmax gives back the server's probabilities of the choices."""
     listed = [top.get(text, -math.inf) for text in choices.texts]
-    rest = 1.0 - sum(math.exp(v) for v in top.values())
+    rest = 1.0 - sum(math.exp(v) for v in listed)
     row = listed + [math.log(rest) if rest > 1e-12 else -math.inf]
     logits = torch.tensor([[row]], dtype=torch.float64)
     return choice_results(logits, Choices(choices.texts, choices.prefix, choices.min_mass,
