@@ -196,8 +196,9 @@ def test_an_api_judge_reads_the_letters_from_top_logprobs_after_the_prefill(tmp_
         assert result.probabilities == pytest.approx({"A": 0.75, "B": 0.25}) and result.score == pytest.approx(0.75)
         assert result.raw_output.startswith("logits: P(choices)=0.8 ")
         body = server.bodies[0]
-        assert body["messages"][-1] == {"role": "assistant", "content": ""} and body["continue_final_message"]
-        assert body["max_tokens"] == 1 and body["logprobs"] is True
+        # Nothing to prefill: the answer's first token after the generation prompt, no assistant turn to continue.
+        assert body["messages"][-1]["role"] == "user" and "continue_final_message" not in body
+        assert body["max_tokens"] == 1 and body["logprobs"] is True and body["top_logprobs"] == 20
         sizes = [Image.open(io.BytesIO(base64.b64decode(part["image_url"]["url"].split(",", 1)[1]))).size
                  for m in body["messages"] if isinstance(m["content"], list) for part in m["content"]
                  if part["type"] == "image_url"]

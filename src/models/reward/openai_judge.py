@@ -466,7 +466,11 @@ class OpenAIRewardModel:
         return body
 
     def _logits_body(self, messages: list[dict], prefill: str) -> dict:
-        """One token after a prefilled assistant turn, with the top log-probabilities of that token."""
+        """One token after a prefilled assistant turn, with the top log-probabilities of that token. Nothing
+        to prefill: the answer's first token, after the generation prompt (a chat template continuing an
+        empty final turn would cut nothing and leave the turn closed; transformers' also strips the end)."""
+        if not prefill:
+            return dict(self._sampling(), messages=messages, max_tokens=1, logprobs=True, top_logprobs=MAX_TOP_LOGPROBS)
         return dict(self._sampling(), messages=messages + [{"role": "assistant", "content": prefill}],
                     max_tokens=1, logprobs=True, top_logprobs=MAX_TOP_LOGPROBS,
                     continue_final_message=True, add_generation_prompt=False)
