@@ -311,7 +311,7 @@ def test_pairwise_command_mistakes_stop_with_status_2(scored_run, tmp_path, caps
     assert main(["pairwise", "--config", str(config), "--editors", "bright"]) == 2
     assert main(["pairwise", "--config", str(config), "--editors", "bright,nobody"]) == 2
     assert main(["pairwise", "--config", str(config), "--margin", "1"]) == 2  # margin without --from-scores
-    assert main(["pairwise", "--config", str(config), "--set", "reward_model.params.score_mode=logits"]) == 2
+    assert main(["pairwise", "--config", str(config), "--tie-band", "0.1"]) == 2  # a tie band without logits mode
     assert main(["pairwise", "--config", str(config), "--from-scores", "--output-dir", str(tmp_path / "none")]) == 2
     import yaml
 
@@ -323,4 +323,4 @@ def test_pairwise_command_mistakes_stop_with_status_2(scored_run, tmp_path, caps
     err = capsys.readouterr().err
     assert "use response_format: none" in err
     assert "at least two editors" in err and "'nobody'" in err and "for --from-scores" in err
-    assert "score_mode: generate" in err and "run the score stage first" in err
+    assert "are for reward_model.params.score_mode: logits" in err and "run the score stage first" in err

@@ -9,7 +9,11 @@ judge (``reward.judge.build_judge``, one replica on the first judge device) sees
 B, and answers one of the four verdicts in ``[[...]]``; then again with B shown before A. The edits are the
 run's (``OUT/edits/manifest.jsonl``): run the edit stage first. ``--from-scores``: verdicts from the two
 editors' pointwise scores (``OUT/scores.jsonl``) with a margin, no judge. ``editjudge.trust.pairwise``
-has the rules and formulas.
+has the rules and formulas. With ``reward_model.params.score_mode: logits`` the judge is asked for the
+letter of the better edit instead and P("A"), P("B") are read from its next-token distribution in both
+orders (the transformers judge from its logits, a vLLM or API judge from ``top_logprobs``):
+``editjudge.trust.pairwise_logits`` has the debiased probability, the verdict (``--tie-band``) and the
+figures.
 
 Writes ``OUT/pairwise.jsonl`` (one line per item and editor pair, see ``record``) and
 ``OUT/pairwise_summary.json`` (``pairwise.summarize``). Each line carries ``settings``, the hash of
@@ -51,6 +55,8 @@ USER_PROMPT = (
     "if B is better, [[A=B=Good]] if both are equally good, [[A=B=Bad]] if both are equally bad."
 )
 PARSER_VERSION = 1  # raise when parse_verdict reads answers differently
+DEFAULT_TIE_BAND = 0.05  # logits mode: a debiased probability within 0.5 +- this is a tie (pairwise_logits)
+DEFAULT_MIN_MASS = 1e-6  # logits mode: at most this on the two letters is no answer (logits.NO_SCORE_MASS)
 
 
 class UsageError(ValueError):
@@ -70,6 +76,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--good-threshold", type=float,
                         help="--from-scores: a tie is A=B=Good when both scores are at least this (default: the "
                              "middle of the score range, 5 on 0-10)")
+    parser.add_argument("--tie-band", type=float,
+                        help="reward_model.params.score_mode logits: a debiased probability within 0.5 +- this is a "
+                             f"tie (default {DEFAULT_TIE_BAND:g})")
+    parser.add_argument("--min-letter-mass", type=float,
+                        help='reward_model.params.score_mode logits: an order whose P("A") + P("B") is at most this '
+                             f"has no probability (default {DEFAULT_MIN_MASS:g})")
     parser.add_argument("--output-dir", help="the run's output folder (overrides output_dir)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE",
                         help="override a config key, e.g. --set reward_model.params.max_new_tokens=128 (repeatable)")
@@ -129,31 +141,49 @@ def pointwise_records(layout: Layout, pairs: list[tuple[str, str]], margin: floa
 # ------------------------------------------------------------------ judged
 
 
-def judged_settings(config, device) -> dict:
+def logits_mode(config) -> bool:
+    """Whether the judge is asked for a preference probability (``score_mode: logits``), not a verdict."""
+    return config.reward_model.params.get("score_mode", "generate") == "logits"
+
+
+def judged_settings(config, device, tie_band: float | None = None, min_mass: float | None = None) -> dict:
     """What can change a judged verdict: the judge's scoring identity (its rubric aside: the pairwise
-    prompt replaces it), what the device resolves (``dtype: auto``), the prompt and the parser."""
+    prompt replaces it), what the device resolves (``dtype: auto``), the prompt and the parser; in logits
+    mode the letter prompt, its prefill and letters, the tie band and the least letter mass instead of the
+    parser."""
     from ..models.reward.judge import resolved_settings, scoring_identity
 
     identity = scoring_identity(config.reward_model)
     identity.pop("rubric", None)
-    return {"source": "pairwise", "judge": identity, "resolved": resolved_settings(config.reward_model, device),
-            "prompt": {"system": SYSTEM_PROMPT, "user": USER_PROMPT}, "parser": PARSER_VERSION}
+    settings = {"source": "pairwise", "judge": identity, "resolved": resolved_settings(config.reward_model, device),
+                "prompt": {"system": SYSTEM_PROMPT, "user": USER_PROMPT}, "parser": PARSER_VERSION}
+    if logits_mode(config):
+        from . import pairwise_logits
+
+        choices = pairwise_logits.CHOICES
+        settings.update(mode="logits", parser=None, tie_band=tie_band, min_mass=min_mass, prompt={
+            "system": SYSTEM_PROMPT, "user": pairwise_logits.USER_PROMPT, "prefix": choices.prefix,
+            "choices": list(choices.texts)})
+    return settings
 
 
 def judge_problems(config) -> list[str]:
     """Why the configured judge cannot give verdicts (before it loads)."""
     from ..models.reward import reward_file_problems
 
+    from ..models.reward.judge import judge_class
+
     params = config.reward_model.params
     problems = []
-    if params.get("score_mode", "generate") != "generate":
-        problems.append("reward_model.params.score_mode: pairwise verdicts are read from generated answers; "
-                        "use score_mode: generate (a preference probability in logits mode is not implemented)")
+    if logits_mode(config) and not getattr(judge_class(config.reward_model), "reads_choices", False):
+        problems.append(f"reward_model.params.score_mode: the {config.reward_model.type!r} judge cannot give a "
+                        "preference probability (logits: next-token probabilities of given letters); use "
+                        "score_mode: generate for its verdicts")
     sampling = params.get("sampling") or {}
     if isinstance(sampling, dict) and int(sampling.get("num_samples", 1) or 1) > 1:
         problems.append("reward_model.params.sampling.num_samples: several samples are averaged into a score; "
                         "a verdict is not a number to average (use num_samples: 1)")
-    if params.get("response_format", "none") != "none":
+    if params.get("response_format", "none") != "none" and not logits_mode(config):
         problems.append("reward_model.params.response_format: a verdict is text ending in [[...]], not a JSON "
                         "object; use response_format: none")
     problems += [f"reward_model.params.{p}" for p in reward_file_problems(config.reward_model.type, dict(params))]
@@ -213,13 +243,41 @@ def judge_chunk(model, chunk: list[tuple[dict, tuple]]) -> list[dict]:
     return done
 
 
-def judged_records(config, layout: Layout, pairs, overwrite: bool) -> tuple[list, str, bool]:
+def judge_chunk_logits(model, chunk: list[tuple[dict, tuple]], tie_band: float, min_mass: float) -> list[dict]:
+    """Both orders of each pair of ``chunk`` in one call, logits mode: P("A") and P("B") after the letter
+    prompt, combined by ``pairwise_logits.combine_probabilities``; the finished lines."""
+    from ..models.reward.judge import judge_choices
+    from ..models.reward.prompts import fill_prompt
+    from . import pairwise_logits
+
+    shown, users, ids = [], [], []
+    for line, (source, edit_a, edit_b, instruction) in chunk:
+        shown += [(source, edit_a, edit_b), (source, edit_b, edit_a)]
+        users += [fill_prompt(pairwise_logits.USER_PROMPT, instruction)] * 2
+        ids += [f"{line['item_id']}:{line['a']}|{line['b']}", f"{line['item_id']}:{line['b']}|{line['a']}"]
+    results = judge_choices(model, shown, SYSTEM_PROMPT, users, pairwise_logits.letters(min_mass), item_ids=ids)
+    done = []
+    for k, (line, _) in enumerate(chunk):
+        forward, backward = results[2 * k], results[2 * k + 1]
+        first = [r.score if r.ok else None for r in (forward, backward)]  # P(first shown), renormalised
+        line = dict(line, **pairwise_logits.combine_probabilities(first[0], first[1], tie_band))
+        line["raw"] = {"forward": forward.raw_output, "backward": backward.raw_output,
+                       "forward_error": forward.error, "backward_error": backward.error}
+        failed = [f"{order}: {r.error}" for order, r in (("forward", forward), ("backward", backward))
+                  if r.raw_output is None and r.error]
+        line["error"] = "; ".join(failed) or None
+        done.append(line)
+    return done
+
+
+def judged_records(config, layout: Layout, pairs, overwrite: bool,
+                   tie_band: float | None = None, min_mass: float | None = None) -> tuple[list, str, bool]:
     """Every pair judged in both orders (reusing lines judged before under the same settings and inputs);
     the lines in plan order, the settings hash, and whether any request failed for good."""
     from ..models.reward.judge import build_judge, judge_devices
 
     device = judge_devices(config.reward_model)[0]
-    settings = digest(judged_settings(config, device))
+    settings = digest(judged_settings(config, device, tie_band, min_mass))
     plan = planned(config, layout, pairs, settings)
     before = {} if overwrite else {
         (r.get("item_id"), r.get("a"), r.get("b"), r.get("inputs")): r
@@ -243,7 +301,9 @@ def judged_records(config, layout: Layout, pairs, overwrite: bool) -> tuple[list
             size = max(1, (model.batch_size if isinstance(model.batch_size, int) else 8) * 2)
             for start in range(0, len(todo), size):
                 chunk = todo[start:start + size]
-                done = judge_chunk(model, [(line, inputs) for _, line, inputs in chunk])
+                pending = [(line, inputs) for _, line, inputs in chunk]
+                done = (judge_chunk_logits(model, pending, tie_band, min_mass) if logits_mode(config)
+                        else judge_chunk(model, pending))
                 append_jsonl(layout.out / "pairwise.jsonl", done)  # a killed run keeps what is judged
                 for (position, _, _), line in zip(chunk, done):
                     lines[position] = line
@@ -298,14 +358,20 @@ def summary_lines(summary: dict) -> list[str]:
     if summary["source"] == "pairwise":
         out.append("order consistency: " + ("n/a" if consistency["rate"] is None else
                                             f"{consistency['rate']:.3f} ({consistency['consistent']}/{consistency['compared']})"))
-        out.append("position bias: " + ("n/a" if bias["value"] is None else
-                                        f"{bias['value']:+.3f} ({bias['first_preferred']}/{bias['decisive']} picked the first shown)"))
+        if summary.get("score_mode") == "logits":
+            out.append("position bias: " + ("n/a" if bias["value"] is None else
+                                            f"{bias['value']:+.3f} (mean P(first shown) - 0.5 over {bias['pairs']} pairs)"))
+        else:
+            out.append("position bias: " + ("n/a" if bias["value"] is None else
+                                            f"{bias['value']:+.3f} ({bias['first_preferred']}/{bias['decisive']} picked the first shown)"))
     else:
         out.append(f"margin {summary['margin']:g}, good threshold {summary['good_threshold']:g}")
     for row in summary["win_rates"]:
         rate = "n/a" if row["a_win_rate"] is None else f"{row['a_win_rate']:.3f}"
+        mean = row.get("mean_probability")
         out.append(f"{row['a']} vs {row['b']}: {row['a_wins']}-{row['b_wins']}, {row['ties']} ties, "
-                   f"{row['null']} without a verdict; {row['a']} win rate {rate}")
+                   f"{row['null']} without a verdict; {row['a']} win rate {rate}"
+                   + ("" if mean is None else f", mean P({row['a']} better) {mean:.3f}"))
     return out
 
 
@@ -337,10 +403,24 @@ def run(args: argparse.Namespace) -> int:
         if problems:
             print(ConfigError(args.config, problems), file=sys.stderr)
             return 2
-        lines, settings, failed = judged_records(config, layout, pairs, args.overwrite)
+        if (args.tie_band is not None or args.min_letter_mass is not None) and not logits_mode(config):
+            raise UsageError("--tie-band and --min-letter-mass are for reward_model.params.score_mode: logits")
+        tie_band = min_mass = None
+        if logits_mode(config):
+            tie_band = DEFAULT_TIE_BAND if args.tie_band is None else args.tie_band
+            min_mass = DEFAULT_MIN_MASS if args.min_letter_mass is None else args.min_letter_mass
+            if not 0 <= tie_band < 0.5:
+                raise UsageError(f"--tie-band must be at least 0 and below 0.5, got {tie_band:g}")
+            if not 0 <= min_mass < 1:
+                raise UsageError(f"--min-letter-mass must be at least 0 and below 1, got {min_mass:g}")
+        lines, settings, failed = judged_records(config, layout, pairs, args.overwrite, tie_band, min_mass)
         extra = {"margin": None, "answers": answer_counts(lines)}
     summary = pairwise.summarize(lines, source="pointwise" if args.from_scores else "pairwise", settings=settings,
                                  editors=list(dict.fromkeys(e for pair in pairs for e in pair)), **extra)
+    if not args.from_scores and logits_mode(config):
+        from . import pairwise_logits
+
+        summary = pairwise_logits.logits_summary(summary, lines, tie_band, min_mass)
     paths = write_outputs(layout, lines, summary)
     print("\n".join(summary_lines(summary)))
     for name, path in paths.items():

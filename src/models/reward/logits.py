@@ -9,6 +9,10 @@ load: each digit must be one token; "10" is either "1" + "0" or one token of its
 probability then counts for 10 too (P(10) = P("10") + P("1") P("0" | "1")); any other way of
 writing a score is refused with an error naming it.
 
+``Choices`` and ``choice_results`` ask a question answered by one token (``editjudge pairwise``'s "A"
+or "B"): the assistant turn prefilled with the choices' ``prefix``, the next token's probabilities of
+the given single-token texts, renormalised over them.
+
 The kept positions' logits and their softmax are computed in float32 (``Float32Head``), whatever
 the model's dtype: an 8B model's logits are in the tens, where bfloat16 steps by 0.125, enough to
 move a digit's probability by several percent (``bench/logits_precision.py`` measures the gap).
@@ -17,6 +21,7 @@ move a digit's probability by several percent (``bench/logits_precision.py`` mea
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass
 
 import torch
@@ -168,3 +173,61 @@ def expected_scores(logits: torch.Tensor, digit_ids: list[int], low: int, high: 
         expected = sum(v * w for v, w in zip(values, weights)) / mass
         results.append(ScoreResult(score=expected, raw_output=raw))
     return results
+
+
+@dataclass(frozen=True)
+class Choices:
+    """A question answered by one token: the assistant turn is prefilled with ``prefix`` (after the chat
+    template's generation prompt) and the next token's probabilities of ``texts`` (each exactly one token of
+    the judge's tokenizer) are read, renormalised over ``texts``. An answer whose choices together get at
+    most ``min_mass`` of the probability fails: the judge is answering something else, and the ratio of
+    two vanishing probabilities says nothing. ``ids``: their token ids, once resolved against a tokenizer
+    (``resolve``). Pass to a judge's ``batch_evaluate(choices=...)`` (logits mode)."""
+
+    texts: tuple[str, ...]
+    prefix: str = ""
+    min_mass: float = NO_SCORE_MASS
+    ids: tuple[int, ...] | None = None
+
+    def resolve(self, tokenizer, vocabulary: int | None = None) -> "Choices":
+        """The same choices with their token ids; ValueError when one is not one token of ``tokenizer``
+        or its id is beyond the model's ``vocabulary`` output logits."""
+        if len(self.texts) < 2 or len(set(self.texts)) != len(self.texts):
+            raise ValueError(f"choices must be at least two different texts, got {self.texts}")
+        ids = single_token_ids(tokenizer, list(self.texts))
+        if len(set(ids)) != len(ids):
+            raise ValueError(f"choices {self.texts} share a token id ({ids})")
+        if vocabulary is not None and max(ids) >= vocabulary:
+            raise ValueError(f"choice token ids {ids} are beyond the model's {vocabulary} output logits")
+        return Choices(tuple(self.texts), self.prefix, self.min_mass, tuple(ids))
+
+
+def choice_results(logits: torch.Tensor, choices: Choices) -> list[ScoreResult]:
+    """One result per row of ``logits`` (rows x positions x vocabulary; the last position is read): the
+    softmax over the whole vocabulary in float32, then each choice's probability renormalised over the
+    choices (``probabilities``, in ``choices.texts`` order; ``score`` is the first choice's). A failure
+    when the choices together get at most ``choices.min_mass``: the judge is not answering the question."""
+    probs = torch.softmax(logits[:, -1].float(), dim=-1)[:, list(choices.ids)].double().cpu()
+    results = []
+    for row in probs:
+        mass = float(row.sum())
+        shares = [float(p) / mass if mass > 0 else 0.0 for p in row]
+        raw = f"logits: P(choices)={mass:.4g} " + " ".join(f"{t!r}:{s:.4f}" for t, s in zip(choices.texts, shares))
+        if not mass > choices.min_mass:
+            results.append(ScoreResult.failure(f"judge put no more than {choices.min_mass:g} of the probability "
+                                               "on the choices", raw_output=raw))
+            continue
+        results.append(ScoreResult(score=shares[0], raw_output=raw, probabilities=dict(zip(choices.texts, shares))))
+    return results
+
+
+def choice_result_from_logprobs(top: dict[str, float], choices: Choices) -> ScoreResult:
+    """``choice_results`` from a server's ``top_logprobs`` (token text -> log-probability) of one answer's
+    first token: a choice absent from them has probability 0 (below the listed ones); one more entry
+    holds every other token, so that the softmax gives back the server's probabilities of the choices."""
+    listed = [top.get(text, -math.inf) for text in choices.texts]
+    rest = 1.0 - sum(math.exp(v) for v in listed)
+    row = listed + [math.log(rest) if rest > 1e-12 else -math.inf]
+    logits = torch.tensor([[row]], dtype=torch.float64)
+    return choice_results(logits, Choices(choices.texts, choices.prefix, choices.min_mass,
+                                          tuple(range(len(choices.texts)))))[0]

@@ -119,6 +119,7 @@ class OpenAIRewardModel:
 
     writes_files = True  # its request log and response cache go under the run's output folder (see reward.judge)
     runs_in_process = False  # it waits on a server (see reward.judge)
+    reads_choices = True  # logits mode answers batch_evaluate(choices=...) from top_logprobs (reward.judge)
     # How requests travel, not what they ask: each proven not to change an answer (tests/test_judge_identity.py).
     speed_params = frozenset({"base_url", "api_key_env", "max_concurrent", "timeout", "max_retries", "retry_backoff",
                               "cache_dir", "output_dir", "device", "show_progress", "batch_size",
@@ -350,15 +351,18 @@ class OpenAIRewardModel:
 
     def batch_evaluate(self, edited_images, system_prompts=None, user_prompts=None, batch_size=None,
                        use_batch_inference=None, original_images=None, instructions=None,
-                       parse=None, item_ids=None) -> list[ScoreResult]:
+                       parse=None, item_ids=None, choices=None) -> list[ScoreResult]:
         """One ScoreResult per image, in input order; requests run ``max_concurrent`` at a time.
 
         ``batch_size``, ``use_batch_inference`` and ``item_ids`` are accepted for the contract and
         ignored: the server batches, and requests are logged by their own key. ``parse`` (generate
-        mode) replaces the score parser, as for the local judge.
+        mode) replaces the score parser, as for the local judge. ``choices`` (logits mode): the choices'
+        probabilities after their prefix, from the first token's ``top_logprobs`` (absent ones: 0).
         """
         if parse is not None and self.score_mode != "generate":
             raise ValueError("parse= needs score_mode 'generate' (logits mode reads one digit)")
+        if choices is not None and self.score_mode != "logits":
+            raise ValueError("choices= needs score_mode 'logits' (the next token's log-probabilities are read)")
         edited_images = list(edited_images)
         n = len(edited_images)
         systems = per_item(system_prompts, self.system_prompt, n, "system_prompts")
@@ -370,7 +374,7 @@ class OpenAIRewardModel:
             raise ValueError("compare_with_original is set: original_images must be given")
         started = time.perf_counter()
         before = (self.client.requests, self.client.retries)
-        jobs = [(edited_images[i], originals[i], systems[i], users[i], parse) for i in range(n)]
+        jobs = [(edited_images[i], originals[i], systems[i], users[i], parse, choices) for i in range(n)]
         if self.max_concurrent == 1 or n <= 1:
             results = [self._evaluate_one(*job) for job in jobs]
         else:
@@ -462,7 +466,11 @@ class OpenAIRewardModel:
         return body
 
     def _logits_body(self, messages: list[dict], prefill: str) -> dict:
-        """One token after a prefilled assistant turn, with the top log-probabilities of that token."""
+        """One token after a prefilled assistant turn, with the top log-probabilities of that token. Nothing
+        to prefill: the answer's first token, after the generation prompt (a chat template continuing an
+        empty final turn would cut nothing and leave the turn closed; transformers' also strips the end)."""
+        if not prefill:
+            return dict(self._sampling(), messages=messages, max_tokens=1, logprobs=True, top_logprobs=MAX_TOP_LOGPROBS)
         return dict(self._sampling(), messages=messages + [{"role": "assistant", "content": prefill}],
                     max_tokens=1, logprobs=True, top_logprobs=MAX_TOP_LOGPROBS,
                     continue_final_message=True, add_generation_prompt=False)
@@ -495,12 +503,16 @@ class OpenAIRewardModel:
                 logger.warning("asked for model %r, the server answered as %r", self.model, served)
         return response
 
-    def _evaluate_one(self, edited, original, system_prompt, user_prompt, parse) -> ScoreResult:
+    def _evaluate_one(self, edited, original, system_prompt, user_prompt, parse, choices=None) -> ScoreResult:
         try:
             messages, hashes = self._messages(edited, original, system_prompt, user_prompt)
         except ImageLoadError as exc:
             return ScoreResult.failure(str(exc))
         try:
+            if choices is not None:
+                from .logits import choice_result_from_logprobs  # torch: only when asked
+
+                return choice_result_from_logprobs(self._digit_logprobs(messages, hashes, choices.prefix), choices)
             if self.score_mode == "logits":
                 return self._evaluate_logits(messages, hashes)
             response = self._request(self._generate_body(messages, user_prompt, parse), hashes)

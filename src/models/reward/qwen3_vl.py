@@ -57,7 +57,7 @@ from .batching import (  # noqa: F401  (ForwardClock is part of this module's in
 )
 from .answers import AnswerMixin
 from .qwen3_vl_inputs import InputsMixin, _Batch, _Request, bound_pixels  # _Request: tests build them
-from .logits import Float32Head, expected_scores, score_tokens
+from .logits import Float32Head, choice_results, expected_scores, score_tokens
 from .prompts import DEFAULT_SYSTEM_PROMPT, DEFAULT_USER_PROMPT, fill_prompt
 from .results import ScoreResult, ScoringStats, per_item
 from .sampling import Sampling
@@ -81,6 +81,7 @@ class Qwen3VLRewardModel(AnswerMixin, InputsMixin):
     """Scores edited images with a Qwen3-VL checkpoint (a local folder or a hub id)."""
 
     writes_files = False  # no logs or cache of its own under the run's output folder (see reward.judge)
+    reads_choices = True  # logits mode answers batch_evaluate(choices=...) (see reward.judge.judge_choices)
     runs_in_process = True  # its model computes here (see reward.judge)
     speed_params = SPEED_PARAMS  # the settings that change its speed only (settings.py)
 
@@ -267,7 +268,7 @@ class Qwen3VLRewardModel(AnswerMixin, InputsMixin):
 
     def batch_evaluate(self, edited_images, system_prompts=None, user_prompts=None, batch_size=None,
                        use_batch_inference=None, original_images=None, instructions=None,
-                       parse=None, item_ids=None) -> list[ScoreResult]:
+                       parse=None, item_ids=None, choices=None) -> list[ScoreResult]:
         """Like ``batch_score`` but each result keeps the raw answer, the error and the fallback flag.
 
         Prompts may be None (the configured prompt), one string for every item, or one per item.
@@ -281,10 +282,12 @@ class Qwen3VLRewardModel(AnswerMixin, InputsMixin):
         fields. ``stop_early`` ends a row only where ``parse.decided(text)`` says the answer is
         decided; a ``parse`` without ``decided`` turns early stopping off for the call.
         ``item_ids`` (optional, one per item) name the items in the batch log lines instead of their
-        positions in this call.
+        positions in this call. ``choices`` (a ``logits.Choices``, logits mode only): each result holds
+        the next-token probabilities of the choices after their prefix (``logits.choice_results``).
         """
         if parse is not None and self.score_mode != "generate":
             raise ValueError("parse= needs score_mode 'generate' (logits mode reads one digit)")
+        self._choices = self._resolved_choices(choices)
         self._parse_override = parse
         edited_images = list(edited_images)
         n = len(edited_images)
@@ -472,11 +475,12 @@ class Qwen3VLRewardModel(AnswerMixin, InputsMixin):
 
     def _score_batch_logits(self, requests: list[_Request]) -> list[ScoreResult]:
         low, high = int(self.score_range[0]), int(self.score_range[1])
-        inputs = self._inputs(requests)
+        inputs, choices = self._inputs(requests), self._choices
         # The kept positions' logits in float32: bfloat16 logits in an 8B model's range step by 0.125.
         with torch.inference_mode(), Float32Head(self.model):
-            logits = self.model(**inputs, logits_to_keep=2 if high == 10 else 1).logits
-        return expected_scores(logits, self._digit_ids, low, high, self._ten_id)
+            logits = self.model(**inputs, logits_to_keep=2 if high == 10 and choices is None else 1).logits
+        return (choice_results(logits, choices) if choices is not None
+                else expected_scores(logits, self._digit_ids, low, high, self._ten_id))
 
     def _quantize_int8(self) -> None:
         """int8 weight-only quantization of the linear layers (torchao); activations keep ``dtype``."""

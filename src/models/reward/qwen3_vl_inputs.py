@@ -59,6 +59,8 @@ def bound_pixels(processor, min_pixels: int | None, max_pixels: int | None) -> N
 class InputsMixin:
     """Methods of ``Qwen3VLRewardModel`` that build its inputs; they use its processor, lock and settings."""
 
+    _choices = None  # a batch_evaluate call's resolved ``logits.Choices``: their prefix ends the prompt
+
     def _build_messages(self, edited_image, system_prompt: str, user_prompt: str, original_image=None) -> list[dict]:
         """A system turn and a user turn holding the image(s) then the prompt (``text_before_images``: the
         prompt then the image(s)), nothing else: the images ``original_image`` holds (``images_before``) in
@@ -186,6 +188,13 @@ class InputsMixin:
         finally:
             tokenizer.padding_side = original_side
 
+    def _resolved_choices(self, choices):
+        """``choices`` (a ``logits.Choices`` or None) with their token ids, checked against the judge."""
+        if choices is not None and self.score_mode != "logits":
+            raise ValueError("choices= needs score_mode 'logits' (the next token's distribution is read)")
+        vocabulary = self.model.get_output_embeddings().weight.shape[0]
+        return None if choices is None else choices.resolve(self.processor.tokenizer, vocabulary)
+
     def _prefilled_texts(self, requests: list[_Request]) -> list[str]:
         prompts = [
             self.processor.apply_chat_template(
@@ -194,11 +203,12 @@ class InputsMixin:
             )
             for r in requests
         ]
-        return [p + self.logits_prefix for p in prompts]
+        prefix = self.logits_prefix if self._choices is None else self._choices.prefix
+        return [p + prefix for p in prompts]
 
     def _prepare_logits(self, requests: list[_Request]):
         inputs = self.processor(text=self._prefilled_texts(requests), images=self._images(requests),
                                 padding=True, return_tensors="pt")
-        if self.score_range[1] == 10:
+        if self.score_range[1] == 10 and self._choices is None:
             inputs = append_digit(inputs, self._digit_ids[1])
         return inputs

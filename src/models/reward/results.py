@@ -16,7 +16,8 @@ class ScoreResult:
 
     ``answer`` is the part of ``raw_output`` the score was read from (after a thinking
     checkpoint's ``</think>``); ``samples`` holds each sample's own result when the judge sampled
-    several answers (``sampling.num_samples``), ``score`` being their mean.
+    several answers (``sampling.num_samples``), ``score`` being their mean. ``probabilities``: asked with
+    ``choices`` (``logits.Choices``), each choice's next-token probability, ``score`` the first's.
     """
 
     score: float
@@ -25,6 +26,7 @@ class ScoreResult:
     fallback: bool = False
     answer: str | None = None
     samples: list["ScoreResult"] | None = None
+    probabilities: dict[str, float] | None = None  # logits mode with ``choices``: each choice's, renormalised
 
     @property
     def ok(self) -> bool:
