@@ -183,6 +183,23 @@ def _write_csv(path: Path, summary: dict) -> Path:
     return write_atomic(path, buffer.getvalue())
 
 
+RANKING_FIELDS = ["rank", "editor", "macro", "macro_low", "macro_high", "rank_low", "rank_high", "p_first"]
+
+
+def _write_ranking_csv(path: Path, summary: dict) -> Path:
+    """The ranking with its uncertainty (summary.json's ``ranking``), one row per editor, best first."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(RANKING_FIELDS)
+    blank = lambda v: "" if v is None else v  # noqa: E731
+    editors = (summary.get("ranking") or {}).get("editors") or {}
+    for editor, r in sorted(editors.items(), key=lambda e: (e[1]["rank"] is None, e[1]["rank"] or 0)):
+        (low, high), (rank_low, rank_high) = r["macro_interval"], r["rank_interval"]
+        writer.writerow([blank(r["rank"]), _spreadsheet_safe(editor), blank(r["macro"]), blank(low), blank(high),
+                         blank(rank_low), blank(rank_high), blank(r["p_first"])])
+    return write_atomic(path, buffer.getvalue())
+
+
 # Backslash-escaped in Markdown (CommonMark escapes any ASCII punctuation): markup, table pipes, and
 # < > & so that no text becomes raw HTML or an entity, while it still reads as written (no &#x27;).
 MARKDOWN_SPECIAL = "\\`*_[]|#<>&~!"
@@ -413,6 +430,7 @@ def write_reports(out: Path, records: list[dict], items: list[BenchmarkItem], *,
     paths = {
         "summary.json": write_atomic(out / "summary.json", json.dumps(summary, indent=2, ensure_ascii=False) + "\n"),
         "summary.csv": _write_csv(out / "summary.csv", summary),
+        "ranking.csv": _write_ranking_csv(out / "ranking.csv", summary),
         "report.md": write_atomic(out / "report.md", _markdown(summary, records, by_id, extra)),
     }
     chart = _chart(out / "scores_by_category.png", summary, score_range)

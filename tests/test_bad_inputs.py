@@ -78,8 +78,8 @@ EXPECTED = {
     "symlink_image": (OK, OK),
 }
 EDITORS = ("pre", "ip2p")
-TOP_LEVEL = {"config.resolved.yaml", "edits", "scores.jsonl", "summary.json", "summary.csv", "report.md",
-             "scores_by_category.png", "report.html", ".parts", ".thumbnails"}
+TOP_LEVEL = {"config.resolved.yaml", "edits", "scores.jsonl", "summary.json", "summary.csv", "ranking.csv",
+             "report.md", "scores_by_category.png", "report.html", ".parts", ".thumbnails"}
 
 
 def corpus_config(folder: Path, judge_path: str, ip2p: str) -> str:

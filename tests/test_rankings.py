@@ -3,6 +3,7 @@ verdicts, and the per-language split, in summary.json and every report (issue 24
 
 from __future__ import annotations
 
+import csv
 import json
 import math
 import random
@@ -222,6 +223,15 @@ def test_summary_and_every_report_carry_the_ranking_the_languages_and_bradley_te
     pairwise = summary["pairwise_ranking"]
     assert pairwise["n_out_of_scope"] == 1 and set(pairwise["editors"]) == {"x", "y", "z"}
     assert pairwise["editors"]["x"]["rank"] == 1 and pairwise["editors"]["x"]["strength"] > 1
+
+    with open(paths["ranking.csv"], newline="") as f:  # the ranking for spreadsheets and plots: summary.json's
+        rows = list(csv.DictReader(f))
+    assert [r["editor"] for r in rows] == ["x", "y", "z"]
+    for row in rows:
+        entry = ranking[row["editor"]]
+        assert float(row["macro"]) == entry["macro"] and float(row["p_first"]) == entry["p_first"]
+        assert [float(row["macro_low"]), float(row["macro_high"])] == entry["macro_interval"]
+        assert [float(row["rank_low"]), float(row["rank_high"])] == entry["rank_interval"]
 
     md = paths["report.md"].read_text()
     assert "## Ranking" in md and "## Pairwise ranking (Bradley-Terry)" in md and "## By language" in md

@@ -101,7 +101,8 @@ EXPECTED_THUMBNAILS = 4 + 6 + 2
 def test_summary_files_match_aggregate(run):
     out, records, items = run
     paths = write_reports(out, records, items, title=TITLE, thumbnail_size=64)
-    assert set(paths) == {"summary.json", "summary.csv", "report.md", "scores_by_category.png", "report.html"}
+    assert set(paths) == {"summary.json", "summary.csv", "ranking.csv", "report.md", "scores_by_category.png",
+                          "report.html"}
     assert all(p.is_file() and p.stat().st_size > 0 and p.parent == out for p in paths.values())
 
     summary = json.loads(paths["summary.json"].read_text())
