@@ -1,5 +1,6 @@
-"""The shape of the pipeline's and the configuration's modules: each under 500 lines, and ``checks`` free
-of the pipeline (it reads scores through ``merge``, so the two do not import each other)."""
+"""The shape of the pipeline's, the configuration's and the reward, protocol and trust packages' modules:
+each under 500 lines, and ``checks`` free of the pipeline (it reads scores through ``merge``, so the two do
+not import each other)."""
 
 from __future__ import annotations
 
@@ -24,6 +25,37 @@ def test_the_pipeline_modules_stay_under_500_lines(name):
 def test_the_config_modules_stay_under_500_lines(name):
     lines = len((ROOT / "src" / f"{name}.py").read_text(encoding="utf-8").splitlines())
     assert lines < MAX_LINES, f"src/{name}.py has {lines} lines: split it"
+
+
+SPLIT_PACKAGES = ("models/reward", "protocols", "trust")
+PACKAGE_MODULES = sorted(path.relative_to(ROOT / "src").as_posix()
+                         for package in SPLIT_PACKAGES for path in (ROOT / "src" / package).rglob("*.py"))
+
+
+def test_the_package_modules_are_found():
+    """An empty or mistyped package list would pass the size test below without checking anything."""
+    for package in SPLIT_PACKAGES:
+        assert [m for m in PACKAGE_MODULES if m.startswith(package + "/") and not m.endswith("__init__.py")], package
+    assert "models/reward/openai_judge.py" in PACKAGE_MODULES
+
+
+@pytest.mark.parametrize("name", PACKAGE_MODULES)
+def test_the_reward_protocol_and_trust_modules_stay_under_500_lines(name):
+    lines = len((ROOT / "src" / name).read_text(encoding="utf-8").splitlines())
+    assert lines < MAX_LINES, f"src/{name} has {lines} lines: split it"
+
+
+def test_the_api_judge_still_offers_what_it_split_off():
+    """``openai_request`` builds the API judge's requests; ``editjudge.models.reward.openai_judge`` re-exports
+    its names, the same objects, and the judge's request methods are the mixin's."""
+    import editjudge.models.reward.openai_judge as judge
+    import editjudge.models.reward.openai_request as request
+
+    for name in ("IMAGE_FORMATS", "PATCH_FACTOR", "MAX_TOP_LOGPROBS", "smart_resize", "answer_schema"):
+        assert getattr(judge, name) is getattr(request, name), name
+    assert judge._without_images is request.without_images
+    for method in ("_image_part", "_messages", "_sampling", "_generate_body", "_logits_body"):
+        assert getattr(judge.OpenAIRewardModel, method) is getattr(request.ChatRequests, method), method
 
 
 def test_config_still_offers_the_reward_model_checks_it_split_off():

@@ -105,13 +105,13 @@ def test_vllm_backend_equals_transformers_survives_a_server_death_and_stops_its_
 
     servers.clear()
 
-    def check_prompt_tokens_then_score(model, rubric, chunk, out_dir):
+    def check_prompt_tokens_then_score(model, rubric, chunk, out_dir, protocol=None):
         if not servers:  # the same prompt on both engines, with the default and with an empty system prompt
             for system in (None, ""):
                 assert served_prompt_tokens(model, chunk[0], out_dir, system) == \
                        local_prompt_tokens(judge_path, chunk[0], out_dir, system), repr(system)
         servers.append(model.server)
-        return original(model, rubric, chunk, out_dir)
+        return original(model, rubric, chunk, out_dir, protocol)
 
     monkeypatch.setattr(score_stage, "_judge_chunk", check_prompt_tokens_then_score)
     run(config, "all")

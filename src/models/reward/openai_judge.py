@@ -29,14 +29,14 @@ retries. An item whose request fails for good is a failure with the reason, neve
 Successful responses are cached on disk (``cache_dir``, default ``OUT/cache/judge-responses``;
 ``false``: no cache) under the hash of model, messages (images
 by their hash), and parameters: a rerun pays nothing twice.
+
+The request of one item (images encoded, messages, body) is built in ``openai_request``; this module
+checks the settings, sends the requests, caches and reads their answers.
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import inspect
-import io
 import logging
 import math
 import os
@@ -47,22 +47,21 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from PIL import Image
-
-from ...images import ImageLoadError, load_image
+from ...images import ImageLoadError
+from .openai_request import IMAGE_FORMATS, MAX_TOP_LOGPROBS, PATCH_FACTOR, ChatRequests, answer_schema, smart_resize
+from .openai_request import without_images as _without_images
 from .parsing import ScoreParseError, parse_score
 from .prompts import DEFAULT_SYSTEM_PROMPT, DEFAULT_USER_PROMPT, fill_prompt
 from .remote import ChatClient, JudgeAuthError, RequestFailed, ResponseCache
-from .results import ScoreResult, ScoringStats, images_before, per_item
+from .results import ScoreResult, ScoringStats, per_item
 
 logger = logging.getLogger(__name__)
 
 SCORE_MODES = ("generate", "logits")
-IMAGE_FORMATS = {"png": ("PNG", "image/png"), "jpeg": ("JPEG", "image/jpeg")}  # Pillow format, data URL type
 RESPONSE_FORMATS = ("none", "json_object", "json_schema")
-PATCH_FACTOR = 32  # Qwen3-VL: patch 16 x merge 2
-MAX_TOP_LOGPROBS = 20  # OpenAI's limit and vLLM's default --max-logprobs
-_ANSWER_FORM = re.compile(r'\{\s*"\w+"\s*:\s*N(?:\s*,\s*"\w+"\s*:\s*N)*\s*\}')
+# Built in openai_request (the request of one item); ``from editjudge.models.reward.openai_judge import
+# smart_resize`` and the others keep working.
+REEXPORTED = (MAX_TOP_LOGPROBS, answer_schema, smart_resize)
 
 
 @dataclass
@@ -80,42 +79,14 @@ class RemoteStats(ScoringStats):
                 f"requests ({self.retries} retries), {self.cache_hits} answers from the cache")
 
 
-def smart_resize(height: int, width: int, factor: int = PATCH_FACTOR, min_pixels: int = 56 * 56,
-                 max_pixels: int = 28 * 28 * 1280) -> tuple[int, int]:
-    """Qwen-VL's resize rule (as in transformers): sides multiples of ``factor``, area in range, aspect kept."""
-    if max(height, width) / min(height, width) > 200:
-        raise ImageLoadError(f"aspect ratio over 200: {width}x{height}")
-    h_bar = max(factor, round(height / factor) * factor)
-    w_bar = max(factor, round(width / factor) * factor)
-    if h_bar * w_bar > max_pixels:
-        beta = math.sqrt((height * width) / max_pixels)
-        h_bar = max(factor, math.floor(height / beta / factor) * factor)
-        w_bar = max(factor, math.floor(width / beta / factor) * factor)
-    elif h_bar * w_bar < min_pixels:
-        beta = math.sqrt(min_pixels / (height * width))
-        h_bar = math.ceil(height * beta / factor) * factor
-        w_bar = math.ceil(width * beta / factor) * factor
-    return h_bar, w_bar
-
-
-def answer_schema(user_prompt: str, low: float, high: float) -> dict | None:
-    """A JSON schema for the answer form a prompt asks for (``{"a": N, "b": N}``), or None."""
-    match = _ANSWER_FORM.search(user_prompt)
-    if not match:
-        return None
-    names = re.findall(r'"(\w+)"', match.group(0))
-    number = {"type": "number", "minimum": low, "maximum": high}
-    return {"type": "object", "properties": {n: number for n in names}, "required": names,
-            "additionalProperties": False}
-
-
 def signature_defaults(function) -> dict:
     return {name: p.default for name, p in inspect.signature(function).parameters.items()
             if p.default is not inspect.Parameter.empty}
 
 
-class OpenAIRewardModel:
-    """Scores edited images through an OpenAI-compatible ``/chat/completions`` endpoint."""
+class OpenAIRewardModel(ChatRequests):
+    """Scores edited images through an OpenAI-compatible ``/chat/completions`` endpoint (requests built by
+    ``ChatRequests``, in openai_request)."""
 
     writes_files = True  # its request log and response cache go under the run's output folder (see reward.judge)
     runs_in_process = False  # it waits on a server (see reward.judge)
@@ -399,82 +370,6 @@ class OpenAIRewardModel:
 
     # ------------------------------------------------------------------ one item
 
-    def _image_part(self, source) -> tuple[dict, str]:
-        """An ``image_url`` content part (base64 PNG or JPEG) and the SHA-256 of its bytes (for the cache key)."""
-        image = load_image(source)
-        if self.image_area is not None:  # this area, the aspect ratio kept, sides truncated
-            ratio = image.width / image.height
-            width = max(1, int(math.sqrt(self.image_area * ratio)))
-            height = max(1, int(width / ratio))
-            if (width, height) != image.size:
-                image = image.resize((width, height), Image.Resampling.BICUBIC)
-        if self.min_pixels is not None or self.max_pixels is not None:
-            height, width = smart_resize(image.height, image.width, factor=self.resize_factor,
-                                         min_pixels=self.min_pixels or self.resize_factor ** 2,
-                                         max_pixels=self.max_pixels or 16384 * 16384)
-            if (width, height) != image.size:
-                image = image.resize((width, height), Image.Resampling.BICUBIC)
-        pil_format, mime = IMAGE_FORMATS[self.image_format]
-        buffer = io.BytesIO()
-        image.save(buffer, format=pil_format)  # JPEG: Pillow's defaults (quality 75, 4:2:0), as GEdit-Bench
-        data = buffer.getvalue()
-        url = f"data:{mime};base64," + base64.b64encode(data).decode("ascii")
-        return {"type": "image_url", "image_url": {"url": url}}, hashlib.sha256(data).hexdigest()
-
-    def _messages(self, edited, original, system_prompt: str, user_prompt: str) -> tuple[list[dict], list[str]]:
-        content, hashes = [], []
-        # A source given is sent first (compare_with_original, or a rubric prompt with_source); a tuple of
-        # images (a pairwise request: source, first edit) is sent in its order. Each image's hash, in
-        # order, keys the response cache: other images or another order is another request.
-        sources = images_before(original) + [edited]
-        for source in sources:
-            part, digest = self._image_part(source)
-            content.append(part)
-            hashes.append(digest)
-        text = {"type": "text", "text": user_prompt}
-        if self.text_before_images:  # GEdit-Bench's GPT client: the prompt, then the images
-            content.insert(0, text)
-        else:
-            content.append(text)
-        user = {"role": "user", "content": content}
-        # As the transformers judge: no system turn for an empty system prompt (the official VIEScore
-        # prompts). An empty one is not the same prompt: Qwen2.5-VL's template puts its default system
-        # text where no system turn is given.
-        if not system_prompt:
-            return [user], hashes
-        return [{"role": "system", "content": system_prompt}, user], hashes
-
-    def _sampling(self) -> dict:
-        body = {**self.extra_body, "model": self.model}
-        if self.temperature is not None:  # null: none sent, the server's default applies
-            body["temperature"] = self.temperature
-        if self.seed is not None:
-            body["seed"] = self.seed
-        return body
-
-    def _generate_body(self, messages: list[dict], user_prompt: str, parse) -> dict:
-        body = dict(self._sampling(), messages=messages)
-        if self.max_new_tokens is not None:  # null: none sent, the server's default applies
-            body["max_tokens"] = self.max_new_tokens
-        if self.response_format == "json_object":
-            body["response_format"] = {"type": "json_object"}
-        elif self.response_format == "json_schema":
-            schema = answer_schema(user_prompt, *self.score_range)
-            body["response_format"] = ({"type": "json_schema", "json_schema": {"name": "judge_answer",
-                                                                                "schema": schema, "strict": True}}
-                                       if schema else {"type": "json_object"})
-        return body
-
-    def _logits_body(self, messages: list[dict], prefill: str) -> dict:
-        """One token after a prefilled assistant turn, with the top log-probabilities of that token. Nothing
-        to prefill: the answer's first token, after the generation prompt (a chat template continuing an
-        empty final turn would cut nothing and leave the turn closed; transformers' also strips the end)."""
-        if not prefill:
-            return dict(self._sampling(), messages=messages, max_tokens=1, logprobs=True, top_logprobs=MAX_TOP_LOGPROBS)
-        return dict(self._sampling(), messages=messages + [{"role": "assistant", "content": prefill}],
-                    max_tokens=1, logprobs=True, top_logprobs=MAX_TOP_LOGPROBS,
-                    continue_final_message=True, add_generation_prompt=False)
-
     def _cache_identity(self) -> dict:
         """What, besides the request body, decides a response: ``identity()``, computed once."""
         if self._identity is None:
@@ -555,18 +450,3 @@ class OpenAIRewardModel:
             rows.append(digits + [ten, math.log(rest) if rest > 1e-12 else -math.inf])
         logits = torch.tensor([rows], dtype=torch.float64)
         return expected_scores(logits, list(range(10)), low, high, ten_id=10)[0]
-
-
-
-
-def _without_images(messages: list[dict], hashes: list[str]) -> list[dict]:
-    """The messages with each image's data URL replaced by its hash (the cache key stays small)."""
-    digests = iter(hashes)
-    out = []
-    for message in messages:
-        content = message["content"]
-        if isinstance(content, list):
-            content = [{"type": "image_sha256", "sha256": next(digests)} if part.get("type") == "image_url" else part
-                       for part in content]
-        out.append(dict(message, content=content))
-    return out
