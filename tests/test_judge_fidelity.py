@@ -251,6 +251,7 @@ HASHED = {
     "score_range": [1, 5], "logits_prefix": '{"rating": ', "trust_remote_code": True, "quantization": "int8",
     "sampling": {"temperature": 1.0, "num_samples": 4}, "rubric": "viescore",
     "adapter_path": "EditScore/EditScore-7B-LoRA", "merge_adapter": True,  # merging rounds the weights anew
+    "text_before_images": True,  # the prompt before the images: another conversation (hashed only when true)
 }
 # The params kept out of the hash, each with the test below that proves it changes no score or failure.
 PROVEN_NEUTRAL = {
