@@ -218,28 +218,42 @@ def planned(config, layout: Layout, pairs, settings: str) -> list[tuple[dict, tu
     return plan
 
 
-def judge_chunk(model, chunk: list[tuple[dict, tuple]]) -> list[dict]:
-    """Both orders of each pair of ``chunk`` in one call of the judge; the finished lines."""
-    from ..models.reward.judge import judge_shown
+def _both_orders(chunk: list[tuple[dict, tuple]], user_prompt: str) -> tuple[list, list, list]:
+    """What the judge is shown for each pair of ``chunk``, in both orders: (source, A, B) then (source, B,
+    A); the prompts with the instruction filled in; the ids in the judge's batch log lines."""
     from ..models.reward.prompts import fill_prompt
 
     shown, users, ids = [], [], []
     for line, (source, edit_a, edit_b, instruction) in chunk:
         shown += [(source, edit_a, edit_b), (source, edit_b, edit_a)]
-        users += [fill_prompt(USER_PROMPT, instruction)] * 2
+        users += [fill_prompt(user_prompt, instruction)] * 2
         ids += [f"{line['item_id']}:{line['a']}|{line['b']}", f"{line['item_id']}:{line['b']}|{line['a']}"]
+    return shown, users, ids
+
+
+def _finished(line: dict, combined: dict, forward, backward) -> dict:
+    """A pair's line: its combined verdict, both raw answers, and the error of an order that got no answer
+    at all (a request that failed for good, an unreadable image: a rerun redoes the pair)."""
+    line = dict(line, **combined)
+    line["raw"] = {"forward": forward.raw_output, "backward": backward.raw_output,
+                   "forward_error": forward.error, "backward_error": backward.error}
+    failed = [f"{order}: {r.error}" for order, r in (("forward", forward), ("backward", backward))
+              if r.raw_output is None and r.error]
+    line["error"] = "; ".join(failed) or None
+    return line
+
+
+def judge_chunk(model, chunk: list[tuple[dict, tuple]]) -> list[dict]:
+    """Both orders of each pair of ``chunk`` in one call of the judge; the finished lines."""
+    from ..models.reward.judge import judge_shown
+
+    shown, users, ids = _both_orders(chunk, USER_PROMPT)
     results = judge_shown(model, shown, SYSTEM_PROMPT, users, pairwise.VerdictParser(), item_ids=ids)
     done = []
     for k, (line, _) in enumerate(chunk):
         forward, backward = results[2 * k], results[2 * k + 1]
-        line = dict(line, **pairwise.combine(pairwise.verdict_of(forward), pairwise.verdict_of(backward)))
-        line["raw"] = {"forward": forward.raw_output, "backward": backward.raw_output,
-                       "forward_error": forward.error, "backward_error": backward.error}
-        # No answer at all (a request that failed for good, an unreadable image): redone by a rerun.
-        failed = [f"{order}: {r.error}" for order, r in (("forward", forward), ("backward", backward))
-                  if r.raw_output is None and r.error]
-        line["error"] = "; ".join(failed) or None
-        done.append(line)
+        combined = pairwise.combine(pairwise.verdict_of(forward), pairwise.verdict_of(backward))
+        done.append(_finished(line, combined, forward, backward))
     return done
 
 
@@ -247,26 +261,16 @@ def judge_chunk_logits(model, chunk: list[tuple[dict, tuple]], tie_band: float, 
     """Both orders of each pair of ``chunk`` in one call, logits mode: P("A") and P("B") after the letter
     prompt, combined by ``pairwise_logits.combine_probabilities``; the finished lines."""
     from ..models.reward.judge import judge_choices
-    from ..models.reward.prompts import fill_prompt
     from . import pairwise_logits
 
-    shown, users, ids = [], [], []
-    for line, (source, edit_a, edit_b, instruction) in chunk:
-        shown += [(source, edit_a, edit_b), (source, edit_b, edit_a)]
-        users += [fill_prompt(pairwise_logits.USER_PROMPT, instruction)] * 2
-        ids += [f"{line['item_id']}:{line['a']}|{line['b']}", f"{line['item_id']}:{line['b']}|{line['a']}"]
+    shown, users, ids = _both_orders(chunk, pairwise_logits.USER_PROMPT)
     results = judge_choices(model, shown, SYSTEM_PROMPT, users, pairwise_logits.letters(min_mass), item_ids=ids)
     done = []
     for k, (line, _) in enumerate(chunk):
         forward, backward = results[2 * k], results[2 * k + 1]
         first = [r.score if r.ok else None for r in (forward, backward)]  # P(first shown), renormalised
-        line = dict(line, **pairwise_logits.combine_probabilities(first[0], first[1], tie_band))
-        line["raw"] = {"forward": forward.raw_output, "backward": backward.raw_output,
-                       "forward_error": forward.error, "backward_error": backward.error}
-        failed = [f"{order}: {r.error}" for order, r in (("forward", forward), ("backward", backward))
-                  if r.raw_output is None and r.error]
-        line["error"] = "; ".join(failed) or None
-        done.append(line)
+        combined = pairwise_logits.combine_probabilities(first[0], first[1], tie_band)
+        done.append(_finished(line, combined, forward, backward))
     return done
 
 
