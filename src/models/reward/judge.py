@@ -167,7 +167,8 @@ def judge_choices(model, shown: list[tuple], system_prompt: str, user_prompts: l
     """Like ``judge_shown``, in logits mode: for each entry of ``shown`` the next-token probabilities of
     ``choices`` (a ``logits.Choices``: single-token texts after a prefilled assistant turn), renormalised
     over them, in each ``ScoreResult``'s ``probabilities``. Only a backend with ``reads_choices`` answers
-    this (the transformers judge); ``editjudge pairwise`` asks for a preference probability through it."""
+    this (the transformers judge from its logits; the vLLM and API judges from ``top_logprobs``);
+    ``editjudge pairwise`` asks for a preference probability through it."""
     if not getattr(model, "reads_choices", False):
         raise ValueError(f"{type(model).__name__} cannot read next-token probabilities of given choices")
     return model.batch_evaluate([images[-1] for images in shown], system_prompts=system_prompt,
