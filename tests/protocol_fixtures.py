@@ -4,8 +4,10 @@ depend on the prompt text alone."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import http.server
+import io
 import json
 import threading
 from pathlib import Path
@@ -67,10 +69,18 @@ def first_text(body: dict) -> str:
     return next(p["text"] for p in body["messages"][-1]["content"] if p["type"] == "text")
 
 
+def sent_image_sizes(body: dict) -> list[tuple[int, int]]:
+    """The (width, height) of every image a chat request sent, in the order sent."""
+    parts = [p for m in body["messages"] if isinstance(m["content"], list) for p in m["content"]]
+    return [Image.open(io.BytesIO(base64.b64decode(p["image_url"]["url"].split(",", 1)[1]))).size
+            for p in parts if p["type"] == "image_url"]
+
+
 class FakeChat:
     """``GET /v1/models`` lists ``model`` (default ``MODEL``); ``POST /v1/chat/completions`` answers ``answer(body)`` (default:
-    ``answer_for`` the text of the request's first text part; None: a 500 error, a failed request), and
-    keeps every body in ``bodies``, in the order received."""
+    ``answer_for`` the text of the request's first text part; a dict: the whole choice, e.g. with its
+    ``logprobs``; None: a 500 error, a failed request), and keeps every body in ``bodies``, in the order
+    received."""
 
     def __init__(self, answer=None, model: str = MODEL) -> None:
         self.bodies: list[dict] = []
@@ -98,12 +108,13 @@ class FakeChat:
             def do_POST(self):
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 chat.bodies.append(body)
-                text = chat.answer(body)
-                if text is None:
+                reply = chat.answer(body)
+                if reply is None:
                     self._send({"error": {"message": "the fake server fails this one"}}, 500)
                     return
-                self._send({"model": chat.model, "choices": [{"message": {"role": "assistant", "content": text},
-                                                         "finish_reason": "stop"}],
+                choice = reply if isinstance(reply, dict) else {
+                    "message": {"role": "assistant", "content": reply}, "finish_reason": "stop"}
+                self._send({"model": chat.model, "choices": [choice],
                             "usage": {"prompt_tokens": 1, "completion_tokens": 1}})
 
         self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)

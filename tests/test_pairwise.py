@@ -5,11 +5,7 @@ to end on a run of two precomputed editors."""
 
 from __future__ import annotations
 
-import base64
-import http.server
-import io
 import json
-import threading
 
 import pytest
 from PIL import Image
@@ -18,6 +14,7 @@ from editjudge.trust.pairwise import (
     BOTH_BAD, BOTH_GOOD, A_WINS, B_WINS, VerdictParser, combine, order_consistency, parse_verdict,
     pointwise_verdict, position_bias, summarize, swap, verdict_of, win_rates,
 )
+from tests.protocol_fixtures import FakeChat, sent_image_sizes
 
 # ------------------------------------------------------------------ verdicts
 
@@ -158,65 +155,28 @@ def test_a_sampled_answer_is_seeded_by_the_images_shown_and_their_order():
     assert len(keys) == 5
 
 
-class _RecordingServer:
-    """An OpenAI-compatible /chat/completions on 127.0.0.1 that records each body and answers one verdict."""
-
-    def __init__(self, answer: str) -> None:
-        self.bodies: list[dict] = []
-        server = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self):  # noqa: N802 - the http.server hook's name
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                server.bodies.append(body)
-                data = json.dumps({"model": body["model"], "choices": [
-                    {"message": {"role": "assistant", "content": answer}, "finish_reason": "stop"}],
-                    "usage": {"prompt_tokens": 1, "completion_tokens": 1}}).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *args):
-                pass
-
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.base_url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-
-def _sent_images(body: dict) -> list[tuple[int, int]]:
-    parts = [p for m in body["messages"] if isinstance(m["content"], list) for p in m["content"]]
-    return [Image.open(io.BytesIO(base64.b64decode(p["image_url"]["url"].split(",", 1)[1]))).size
-            for p in parts if p["type"] == "image_url"]
-
-
 def test_the_api_judge_sends_source_a_b_in_order_and_caches_by_images(tmp_path, monkeypatch):
     from editjudge.models.reward.openai_judge import OpenAIRewardModel
 
     monkeypatch.setenv("EDITJUDGE_TEST_KEY", "k")
-    server = _RecordingServer("[[B>A]]")
-    judge = OpenAIRewardModel(model="m", base_url=server.base_url, api_key_env="EDITJUDGE_TEST_KEY",
-                              cache_dir=str(tmp_path / "cache"), max_concurrent=1, show_progress=False)
-    try:
-        source, first, second = _sized(30, 20, 10), _sized(40, 20, 120), _sized(50, 20, 230)
-        results = judge.batch_evaluate([second], original_images=[(source, first)], user_prompts="Which?",
-                                       parse=VerdictParser())
-        assert verdict_of(results[0]) == B_WINS
-        assert _sent_images(server.bodies[0]) == [(30, 20), (40, 20), (50, 20)]
-        # The same request again comes from the cache; the same images in another order is another request.
-        judge.batch_evaluate([second], original_images=[(source, first)], user_prompts="Which?", parse=VerdictParser())
-        judge.batch_evaluate([first], original_images=[(source, second)], user_prompts="Which?", parse=VerdictParser())
-        assert len(server.bodies) == 2 and judge.stats.cache_hits == 1
-        assert _sent_images(server.bodies[1]) == [(30, 20), (50, 20), (40, 20)]
-    finally:
-        judge.close()
-        server.close()
+    with FakeChat(lambda body: "[[B>A]]", model="m") as server:
+        judge = OpenAIRewardModel(model="m", base_url=server.url, api_key_env="EDITJUDGE_TEST_KEY",
+                                  cache_dir=str(tmp_path / "cache"), max_concurrent=1, show_progress=False)
+        try:
+            source, first, second = _sized(30, 20, 10), _sized(40, 20, 120), _sized(50, 20, 230)
+            results = judge.batch_evaluate([second], original_images=[(source, first)], user_prompts="Which?",
+                                           parse=VerdictParser())
+            assert verdict_of(results[0]) == B_WINS
+            assert sent_image_sizes(server.bodies[0]) == [(30, 20), (40, 20), (50, 20)]
+            # The same request again comes from the cache; the same images in another order is another request.
+            judge.batch_evaluate([second], original_images=[(source, first)], user_prompts="Which?",
+                                 parse=VerdictParser())
+            judge.batch_evaluate([first], original_images=[(source, second)], user_prompts="Which?",
+                                 parse=VerdictParser())
+            assert len(server.bodies) == 2 and judge.stats.cache_hits == 1
+            assert sent_image_sizes(server.bodies[1]) == [(30, 20), (50, 20), (40, 20)]
+        finally:
+            judge.close()
 
 
 # ------------------------------------------------------------------ editjudge pairwise, end to end

@@ -16,6 +16,7 @@ from editjudge.trust.pairwise import A_WINS, B_WINS, BOTH_GOOD
 from editjudge.trust.pairwise_logits import (
     CHOICES, combine_probabilities, logits_summary, position_bias, probability_verdict,
 )
+from tests.protocol_fixtures import FakeChat, sent_image_sizes
 
 # ------------------------------------------------------------------ formulas
 
@@ -139,79 +140,48 @@ def test_choices_must_be_single_tokens_and_need_logits_mode(logits_judge, judge)
 # ------------------------------------------------------------------ an API judge's top_logprobs
 
 
-class _LogprobServer:
-    """An OpenAI-compatible server on 127.0.0.1 answering one token with ``top`` (token -> probability) as
-    its top_logprobs; it keeps the request bodies."""
-
-    def __init__(self) -> None:
-        import http.server
-        import threading
-
-        server = self
-        self.bodies, self.top = [], {}
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self):
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                server.bodies.append(body)
-                top = [{"token": t, "logprob": math.log(p)} for t, p in server.top.items()]
-                data = json.dumps({"model": body["model"], "choices": [
-                    {"message": {"role": "assistant", "content": top[0]["token"]}, "finish_reason": "length",
-                     "logprobs": {"content": [dict(top[0], top_logprobs=top)]}}],
-                    "usage": {"prompt_tokens": 1, "completion_tokens": 1}}).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *args):
-                pass
-
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.base_url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+def _one_token_with(top: dict):
+    """A ``FakeChat`` answer: one token, the most likely of ``top`` (token -> probability), with ``top`` as
+    its top_logprobs."""
+    def answer(body: dict) -> dict:
+        listed = [{"token": t, "logprob": math.log(p)} for t, p in top.items()]
+        return {"message": {"role": "assistant", "content": listed[0]["token"]}, "finish_reason": "length",
+                "logprobs": {"content": [dict(listed[0], top_logprobs=listed)]}}
+    return answer
 
 
 def test_an_api_judge_reads_the_letters_from_top_logprobs_after_the_prefill(tmp_path, monkeypatch):
-    import base64
-    import io
-
     from editjudge.models.reward.judge import judge_choices
     from editjudge.models.reward.openai_judge import OpenAIRewardModel
 
     monkeypatch.setenv("EDITJUDGE_TEST_KEY", "k")
-    server = _LogprobServer()
-    judge = OpenAIRewardModel(model="m", base_url=server.base_url, api_key_env="EDITJUDGE_TEST_KEY",
-                              score_mode="logits", cache_dir=str(tmp_path / "cache"), max_concurrent=1,
-                              show_progress=False)
-    try:
-        source, first, second = _sized(30, 20, 10), _sized(40, 20, 120), _sized(50, 20, 230)
-        server.top = {"A": 0.6, "B": 0.2, "The": 0.1}
-        result, = judge_choices(judge, [(source, first, second)], "Compare.", ["Which? 1"], CHOICES)
-        assert result.probabilities == pytest.approx({"A": 0.75, "B": 0.25}) and result.score == pytest.approx(0.75)
-        assert result.raw_output.startswith("logits: P(choices)=0.8 ")
-        body = server.bodies[0]
-        # Nothing to prefill: the answer's first token after the generation prompt, no assistant turn to continue.
-        assert body["messages"][-1]["role"] == "user" and "continue_final_message" not in body
-        assert body["max_tokens"] == 1 and body["logprobs"] is True and body["top_logprobs"] == 20
-        sizes = [Image.open(io.BytesIO(base64.b64decode(part["image_url"]["url"].split(",", 1)[1]))).size
-                 for m in body["messages"] if isinstance(m["content"], list) for part in m["content"]
-                 if part["type"] == "image_url"]
-        assert sizes == [(30, 20), (40, 20), (50, 20)]
-        server.top = {"A": 0.5, "The": 0.3}  # "B" below the listed tokens: probability 0
-        result, = judge_choices(judge, [(source, first, second)], "Compare.", ["Which? 2"], CHOICES)
-        assert result.probabilities == pytest.approx({"A": 1.0, "B": 0.0})
-        server.top = {"The": 0.9, "An": 0.05}  # neither letter: no probability
-        result, = judge_choices(judge, [(source, first, second)], "Compare.", ["Which? 3"], CHOICES)
-        assert not result.ok and "on the choices" in result.error
-    finally:
-        judge.close()
-        server.close()
+    top: dict[str, float] = {}  # what the server lists as the answer's top_logprobs, set before each call
+    with FakeChat(_one_token_with(top), model="m") as server:
+        judge = OpenAIRewardModel(model="m", base_url=server.url, api_key_env="EDITJUDGE_TEST_KEY",
+                                  score_mode="logits", cache_dir=str(tmp_path / "cache"), max_concurrent=1,
+                                  show_progress=False)
+        try:
+            source, first, second = _sized(30, 20, 10), _sized(40, 20, 120), _sized(50, 20, 230)
+            top.update({"A": 0.6, "B": 0.2, "The": 0.1})
+            result, = judge_choices(judge, [(source, first, second)], "Compare.", ["Which? 1"], CHOICES)
+            assert result.probabilities == pytest.approx({"A": 0.75, "B": 0.25})
+            assert result.score == pytest.approx(0.75)
+            assert result.raw_output.startswith("logits: P(choices)=0.8 ")
+            body = server.bodies[0]
+            # Nothing to prefill: the answer's first token after the generation prompt, no assistant turn to continue.
+            assert body["messages"][-1]["role"] == "user" and "continue_final_message" not in body
+            assert body["max_tokens"] == 1 and body["logprobs"] is True and body["top_logprobs"] == 20
+            assert sent_image_sizes(body) == [(30, 20), (40, 20), (50, 20)]
+            top.clear()
+            top.update({"A": 0.5, "The": 0.3})  # "B" below the listed tokens: probability 0
+            result, = judge_choices(judge, [(source, first, second)], "Compare.", ["Which? 2"], CHOICES)
+            assert result.probabilities == pytest.approx({"A": 1.0, "B": 0.0})
+            top.clear()
+            top.update({"The": 0.9, "An": 0.05})  # neither letter: no probability
+            result, = judge_choices(judge, [(source, first, second)], "Compare.", ["Which? 3"], CHOICES)
+            assert not result.ok and "on the choices" in result.error
+        finally:
+            judge.close()
 
 
 # ------------------------------------------------------------------ editjudge pairwise --score_mode logits
